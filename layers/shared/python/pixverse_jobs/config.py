@@ -1,0 +1,134 @@
+"""Configuration: every environment name in one place, read and validated once per container."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+
+from pixverse_jobs.errors import ConfigurationError
+
+# Environment names. template.yaml sets them in AWS; the local stack sets the same ones.
+JOBS_TABLE = "JOBS_TABLE"
+MEDIA_BUCKET = "MEDIA_BUCKET"
+MEDIA_KEY_PREFIX = "MEDIA_KEY_PREFIX"
+EVENTS_TOPIC_ARN = "EVENTS_TOPIC_ARN"
+EVENT_SOURCE = "EVENT_SOURCE"
+COPY_QUEUE_URL = "COPY_QUEUE_URL"
+PIXAZO_BASE_URL = "PIXAZO_BASE_URL"
+PIXAZO_API_KEY_SECRET = "PIXAZO_API_KEY_SECRET"
+WEBHOOK_SECRET_ARN = "WEBHOOK_SECRET_ARN"
+WEBHOOK_BASE_URL = "WEBHOOK_BASE_URL"
+WEBHOOK_MODE = "WEBHOOK_MODE"
+ALLOWED_MEDIA_HOSTS = "ALLOWED_MEDIA_HOSTS"
+
+WEBHOOK_MODES = ("terminal", "sync")
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is required but not set")
+    return value
+
+
+def _optional(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    table_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> StoreSettings:
+        return cls(table_name=_required(env, JOBS_TABLE))
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    base_url: str
+    api_key_secret: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GatewaySettings:
+        base_url = _required(env, PIXAZO_BASE_URL).rstrip("/")
+        if not base_url.startswith(("https://", "http://")):
+            raise ConfigurationError(f"{PIXAZO_BASE_URL} must be an http(s) URL, got {base_url!r}")
+        return cls(base_url=base_url, api_key_secret=_required(env, PIXAZO_API_KEY_SECRET))
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    secret_arn: str
+    base_url: str  # empty: derived from the API request that submits the job
+    default_mode: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> WebhookSettings:
+        mode = _optional(env, WEBHOOK_MODE, "terminal")
+        if mode not in WEBHOOK_MODES:
+            raise ConfigurationError(f"{WEBHOOK_MODE} must be one of {', '.join(WEBHOOK_MODES)}, got {mode!r}")
+        return cls(
+            secret_arn=_required(env, WEBHOOK_SECRET_ARN),
+            base_url=env.get(WEBHOOK_BASE_URL, "").strip().rstrip("/"),
+            default_mode=mode,
+        )
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    bucket: str
+    key_prefix: str
+    topic_arn: str
+    event_source: str
+    allowed_media_hosts: tuple[str, ...]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DeliverySettings:
+        hosts = tuple(h.strip().lower() for h in _required(env, ALLOWED_MEDIA_HOSTS).split(",") if h.strip())
+        if not hosts:
+            raise ConfigurationError(f"{ALLOWED_MEDIA_HOSTS} names no host")
+        return cls(
+            bucket=_required(env, MEDIA_BUCKET),
+            key_prefix=_optional(env, MEDIA_KEY_PREFIX, "videos").strip("/"),
+            topic_arn=_required(env, EVENTS_TOPIC_ARN),
+            event_source=_optional(env, EVENT_SOURCE, "urn:pixverse-jobs"),
+            allowed_media_hosts=hosts,
+        )
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    copy_queue_url: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> QueueSettings:
+        return cls(copy_queue_url=_required(env, COPY_QUEUE_URL))
+
+
+@cache
+def store_settings() -> StoreSettings:
+    return StoreSettings.from_env(os.environ)
+
+
+@cache
+def gateway_settings() -> GatewaySettings:
+    return GatewaySettings.from_env(os.environ)
+
+
+@cache
+def webhook_settings() -> WebhookSettings:
+    return WebhookSettings.from_env(os.environ)
+
+
+@cache
+def delivery_settings() -> DeliverySettings:
+    return DeliverySettings.from_env(os.environ)
+
+
+@cache
+def queue_settings() -> QueueSettings:
+    return QueueSettings.from_env(os.environ)
