@@ -1,0 +1,84 @@
+"""SubmitFunction: POST /jobs and GET /jobs/{job_id} (HTTP API, payload 2.0)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pixverse_jobs import config
+from pixverse_jobs.errors import RequestRejected
+from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.http_errors import json_response, register_error_handlers
+from pixverse_jobs.jobs import JobService, caller_of, parse_submit_request
+from pixverse_jobs.observability import logger, metrics
+from pixverse_jobs.secrets import SecretReader
+from pixverse_jobs.store import JobStore
+from pixverse_jobs.views import job_view
+
+MAX_BODY_BYTES = 64 * 1024
+
+_store_settings = config.store_settings()
+_gateway_settings = config.gateway_settings()
+_webhook_settings = config.webhook_settings()
+_secrets = SecretReader(boto3.client("secretsmanager"))
+
+service = JobService(
+    JobStore(_store_settings.table_name, boto3.client("dynamodb")),
+    GatewayClient(_gateway_settings.base_url, lambda: _secrets.get(_gateway_settings.api_key_secret)),
+    lambda: _secrets.get(_webhook_settings.secret_arn),
+    default_webhook_mode=_webhook_settings.default_mode,
+)
+
+app = APIGatewayHttpResolver()
+register_error_handlers(app)
+
+
+def _caller() -> str:
+    caller = caller_of(app.current_event.request_context.raw_event)
+    if caller is None:
+        # The API's authorizer always sets one; its absence is a deployment error.
+        raise RuntimeError("request carries no authenticated caller")
+    return caller
+
+
+def _webhook_base_url() -> str:
+    if _webhook_settings.base_url:
+        return _webhook_settings.base_url
+    return f"https://{app.current_event.request_context.domain_name}"
+
+
+def _json_body() -> Any:
+    raw = app.current_event.decoded_body or ""
+    if len(raw.encode()) > MAX_BODY_BYTES:
+        raise RequestRejected(f"request body exceeds {MAX_BODY_BYTES} bytes", too_large=True)
+    content_type = (app.current_event.headers.get("content-type") or "application/json").lower()
+    if not content_type.startswith("application/json"):
+        raise RequestRejected("Content-Type must be application/json")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise RequestRejected(f"request body is not valid JSON: {exc.args[0]}") from exc
+
+
+@app.post("/jobs")
+def submit_job() -> Response[str]:
+    request = parse_submit_request(_json_body())
+    job = service.submit(request, owner=_caller(), webhook_base_url=_webhook_base_url())
+    metrics.add_dimension(name="model", value=request.model)
+    metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
+    return json_response(202, job_view(job), headers={"Location": f"/jobs/{job['job_id']}"})
+
+
+@app.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Response[str]:
+    return json_response(200, job_view(service.get(job_id, owner=_caller())))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

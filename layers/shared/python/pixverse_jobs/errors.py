@@ -1,0 +1,154 @@
+"""Domain exceptions, in one module. Adapters translate library errors into these
+(``raise ... from exc``); the HTTP status mapping lives in ``http_errors``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PixverseJobsError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigurationError(PixverseJobsError):
+    """A setting is missing or invalid; raised at start, names the setting."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One bad field of a request: a dotted path (``input.duration``) and why it is bad."""
+
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class RequestRejected(PixverseJobsError):
+    """The caller's request is malformed or invalid (HTTP 400 / 413)."""
+
+    def __init__(self, message: str, details: list[FieldError] | None = None, *, too_large: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        self.too_large = too_large
+
+
+class JobNotFound(PixverseJobsError):
+    """No job with this id (or not one the caller may see)."""
+
+    def __init__(self, job_id: str):
+        super().__init__(f"job {job_id} not found")
+        self.job_id = job_id
+
+
+class JobAlreadyExists(PixverseJobsError):
+    """A job id collided on create: never overwrite a record."""
+
+
+class CallbackRejected(PixverseJobsError):
+    """A callback that must change nothing: unsigned, malformed or for another request."""
+
+    def __init__(self, message: str, *, status_code: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+# ----------------------------------------------------------------- gateway
+class GatewayError(PixverseJobsError):
+    """The gateway refused or failed a call. ``accepted_possible`` tells whether the gateway may
+    nevertheless have accepted (and will bill) a submit, so it must not be resubmitted blindly."""
+
+    code = "gateway_error"
+    http_status = 502
+    accepted_possible = False
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class GatewayRejected(GatewayError):
+    """400 from the gateway: its own validation refused the parameters."""
+
+    code = "validation_error"
+    http_status = 400
+
+
+class ModelNotFound(GatewayError):
+    """400 "Model not found": the model is unknown to or disabled on the gateway."""
+
+    code = "model_not_found"
+    http_status = 400
+
+
+class GatewayAuthError(GatewayError):
+    """401/403: our gateway key is wrong or lacks access. Never the caller's fault."""
+
+    code = "gateway_auth_error"
+    http_status = 502
+
+
+class InsufficientBalance(GatewayError):
+    """402: the gateway wallet is empty."""
+
+    code = "insufficient_balance"
+    http_status = 402
+
+
+class GatewayRateLimited(GatewayError):
+    """429 from the gateway; ``retry_after`` in seconds when it said so."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = 429):
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class GatewayUnavailable(GatewayError):
+    """5xx or the gateway could not be reached before the request was sent."""
+
+    code = "gateway_unavailable"
+    http_status = 503
+
+
+class GatewayOutcomeUnknown(GatewayError):
+    """The request was sent but no answer came (read timeout, dropped connection): the gateway
+    may have accepted it, so it is not resubmitted; the reconciler resolves the job."""
+
+    code = "gateway_unavailable"
+    http_status = 503
+    accepted_possible = True
+
+
+class JobSubmitFailed(PixverseJobsError):
+    """The gateway did not accept a job whose record exists; ``job_status`` says where it was
+    left (SUBMIT_FAILED, or SUBMITTING when the gateway may have accepted it)."""
+
+    def __init__(self, job_id: str, job_status: str, cause: GatewayError):
+        super().__init__(f"submit of job {job_id} failed: {cause.message}")
+        self.job_id = job_id
+        self.job_status = job_status
+        self.cause = cause
+
+
+# ----------------------------------------------------------------- delivery
+class DeliveryError(PixverseJobsError):
+    """Copying media failed."""
+
+    permanent = False
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying cannot help (disallowed host, 404/410, wrong type, too large)."""
+
+    permanent = True
+
+
+class TransientDeliveryError(DeliveryError):
+    """A retry may succeed (reset connection, timeout, 5xx, S3 throttling)."""

@@ -1,0 +1,58 @@
+"""Job events: CloudEvents 1.0 JSON documents published to the SNS topic.
+
+The id is derived from the job id and the type, so a retried publish reuses it and a
+consumer can deduplicate; SNS message attributes ``type``, ``model`` and ``status`` allow
+subscription filter policies."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import boto3
+
+from pixverse_jobs.clock import utc_now_iso
+
+JOB_DELIVERED = "pixverse.job.delivered"
+JOB_FAILED = "pixverse.job.failed"
+
+# Namespace of event ids: uuid5(namespace, "<job_id>/<type>").
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a44-8f0e-4f55-9a57-5c1f3d0b7e21")
+
+
+def event_id(job_id: str, event_type: str) -> str:
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{job_id}/{event_type}"))
+
+
+def build_event(event_type: str, job: dict[str, Any], *, source: str) -> dict[str, Any]:
+    """The CloudEvents document for a job (``job`` as ``views.job_view`` shows it)."""
+    return {
+        "specversion": "1.0",
+        "id": event_id(job["job_id"], event_type),
+        "source": source,
+        "type": event_type,
+        "subject": job["job_id"],
+        "time": utc_now_iso(),
+        "datacontenttype": "application/json",
+        "data": job,
+    }
+
+
+class EventPublisher:
+    def __init__(self, topic_arn: str, client: Any = None) -> None:
+        self._topic_arn = topic_arn
+        self._client = client or boto3.client("sns")
+
+    def publish(self, event: dict[str, Any]) -> None:
+        data = event["data"]
+        attributes = {
+            "type": event["type"],
+            "model": str(data.get("model") or ""),
+            "status": str(data.get("status") or ""),
+        }
+        self._client.publish(
+            TopicArn=self._topic_arn,
+            Message=json.dumps(event, separators=(",", ":")),
+            MessageAttributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v},
+        )

@@ -1,0 +1,154 @@
+"""The Pixazo gateway over httpx: submit for the six models, status by request_id.
+
+One ``httpx.Client`` per container with explicit timeouts. Errors become the domain errors
+of ``errors``; the key goes only into the ``Ocp-Apim-Subscription-Key`` header, never into a
+message or a log line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from pixverse_jobs.catalog import get_model
+from pixverse_jobs.errors import (
+    GatewayAuthError,
+    GatewayError,
+    GatewayOutcomeUnknown,
+    GatewayRateLimited,
+    GatewayRejected,
+    GatewayUnavailable,
+    InsufficientBalance,
+    ModelNotFound,
+)
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=3.0)
+KEY_HEADER = "Ocp-Apim-Subscription-Key"
+
+
+@dataclass(frozen=True)
+class SubmitAccepted:
+    request_id: str
+    status: str
+    polling_url: str | None
+
+
+class GatewayClient:
+    """Calls the gateway at ``base_url``; ``api_key`` is a callable so the key is read from
+    Secrets Manager (cached) only when a call is made."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Callable[[], str],
+        client: httpx.Client | None = None,
+        *,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def submit(
+        self,
+        model_id: str,
+        params: Mapping[str, Any],
+        *,
+        webhook_url: str | None,
+        webhook_mode: str = "terminal",
+    ) -> SubmitAccepted:
+        """POST the parameters, unchanged, to the model's request path."""
+        model = get_model(model_id)
+        if model is None:
+            raise ModelNotFound(f"Model '{model_id}' is not in the catalog")
+        headers = self._headers()
+        headers["Content-Type"] = "application/json"
+        if webhook_url:
+            headers["X-Webhook-URL"] = webhook_url
+            headers["X-Webhook-Mode"] = webhook_mode
+        try:
+            response = self._client.post(self._base_url + model.path, json=dict(params), headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise GatewayUnavailable(f"gateway unreachable: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            # The request may have reached the gateway: it must not be resubmitted blindly.
+            raise GatewayOutcomeUnknown(f"no answer from the gateway after sending: {type(exc).__name__}") from exc
+        if response.status_code in (200, 201, 202):
+            body = _json(response)
+            request_id = body.get("request_id") if isinstance(body, dict) else None
+            if not isinstance(request_id, str) or not request_id:
+                raise GatewayOutcomeUnknown("gateway accepted the request but returned no request_id")
+            return SubmitAccepted(
+                request_id=request_id,
+                status=str(body.get("status") or "QUEUED"),
+                polling_url=body.get("polling_url"),
+            )
+        raise _error_from(response)
+
+    def status(self, request_id: str) -> dict[str, Any]:
+        """GET /v2/requests/status/{request_id}: the same shape as a callback."""
+        try:
+            response = self._client.get(f"{self._base_url}/v2/requests/status/{request_id}", headers=self._headers())
+        except httpx.TransportError as exc:
+            raise GatewayUnavailable(f"gateway unreachable: {type(exc).__name__}") from exc
+        if response.status_code == 200:
+            body = _json(response)
+            if isinstance(body, dict):
+                return body
+            raise GatewayError("gateway status response is not a JSON object", status=200)
+        raise _error_from(response)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Cache-Control": "no-cache", KEY_HEADER: self._api_key()}
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _message(body: Any, fallback: str) -> str:
+    if isinstance(body, dict):
+        for key in ("message", "error", "detail"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return fallback
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+def _error_from(response: httpx.Response) -> GatewayError:
+    code = response.status_code
+    body = _json(response)
+    message = _message(body, f"gateway answered HTTP {code}")
+    if code == 400:
+        if isinstance(body, dict) and str(body.get("error", "")).lower() == "model not found":
+            return ModelNotFound(message, status=code)
+        return GatewayRejected(message, status=code)
+    if code in (401, 403):
+        return GatewayAuthError(f"gateway refused our credentials (HTTP {code})", status=code)
+    if code == 402:
+        return InsufficientBalance(message, status=code)
+    if code == 404:
+        return GatewayError(f"gateway answered 404: {message}", status=code)
+    if code == 429:
+        return GatewayRateLimited("gateway rate limit reached", retry_after=_retry_after(response))
+    if code >= 500:
+        return GatewayUnavailable(f"gateway error HTTP {code}", status=code)
+    return GatewayError(f"unexpected gateway answer HTTP {code}", status=code)

@@ -1,0 +1,98 @@
+"""HTTP error responses, mapped from domain exceptions in one place.
+
+Body: ``{"error": {"code", "message", "details": [{"field", "message"}]}}`` (SPEC.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+
+from pixverse_jobs.errors import (
+    CallbackRejected,
+    FieldError,
+    GatewayError,
+    GatewayRateLimited,
+    JobNotFound,
+    JobSubmitFailed,
+    RequestRejected,
+)
+from pixverse_jobs.observability import logger
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[FieldError] | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response[str]:
+    error: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "details": [d.as_dict() for d in details or []],
+    }
+    if extra:
+        error.update(extra)
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps({"error": error}),
+        headers=headers,
+    )
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body),
+        headers=headers,
+    )
+
+
+def _gateway_response(exc: GatewayError, extra: dict[str, Any] | None = None) -> Response[str]:
+    headers = None
+    if isinstance(exc, GatewayRateLimited) and exc.retry_after is not None:
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    details = [FieldError("input", exc.message)] if exc.http_status == 400 else None
+    return error_response(exc.http_status, exc.code, exc.message, details, headers=headers, extra=extra)
+
+
+def register_error_handlers(app: APIGatewayHttpResolver) -> None:
+    """Map every domain exception to its HTTP answer; anything else is a logged 500."""
+
+    @app.exception_handler(RequestRejected)
+    def _rejected(exc: RequestRejected) -> Response[str]:
+        if exc.too_large:
+            return error_response(413, "payload_too_large", exc.message, exc.details)
+        return error_response(400, "validation_error", exc.message, exc.details)
+
+    @app.exception_handler(JobNotFound)
+    def _not_found(exc: JobNotFound) -> Response[str]:
+        return error_response(404, "not_found", f"job {exc.job_id} not found")
+
+    @app.exception_handler(CallbackRejected)
+    def _callback(exc: CallbackRejected) -> Response[str]:
+        return error_response(exc.status_code, "callback_rejected", exc.message)
+
+    @app.exception_handler(JobSubmitFailed)
+    def _submit_failed(exc: JobSubmitFailed) -> Response[str]:
+        logger.warning(
+            "gateway submit failed",
+            extra={"job_id": exc.job_id, "code": exc.cause.code, "gateway_status": exc.cause.status},
+        )
+        return _gateway_response(exc.cause, extra={"job_id": exc.job_id, "job_status": exc.job_status})
+
+    @app.exception_handler(GatewayError)
+    def _gateway(exc: GatewayError) -> Response[str]:
+        logger.warning("gateway call failed", extra={"code": exc.code, "gateway_status": exc.status})
+        return _gateway_response(exc)
+
+    @app.exception_handler(Exception)
+    def _internal(exc: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        return error_response(500, "internal", "internal error")

@@ -1,0 +1,146 @@
+"""Submitting and reading jobs: validate, record (SUBMITTING) before the gateway is called,
+submit with a signed webhook URL, store the request_id the moment it is known."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pixverse_jobs.catalog import MODELS, get_model
+from pixverse_jobs.clock import utc_now_iso
+from pixverse_jobs.config import WEBHOOK_MODES
+from pixverse_jobs.errors import FieldError, GatewayError, JobNotFound, JobSubmitFailed, RequestRejected
+from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.observability import logger
+from pixverse_jobs.signing import webhook_url
+from pixverse_jobs.states import JobStatus
+from pixverse_jobs.store import Job, JobStore
+
+MAX_METADATA_BYTES = 2048
+REQUEST_FIELDS = ("model", "input", "webhook_mode", "metadata")
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    model: str
+    input: dict[str, Any]
+    webhook_mode: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_submit_request(body: Any) -> SubmitRequest:
+    """Validate a POST /jobs body; RequestRejected names every bad field at once."""
+    if not isinstance(body, dict):
+        raise RequestRejected("request body must be a JSON object")
+    errors: list[FieldError] = []
+    for name in body:
+        if name not in REQUEST_FIELDS:
+            errors.append(FieldError(name, f"unknown field; allowed: {', '.join(REQUEST_FIELDS)}"))
+    model_id = body.get("model")
+    model = get_model(model_id) if isinstance(model_id, str) else None
+    if model is None:
+        shown = "missing" if model_id is None else repr(model_id)
+        errors.append(FieldError("model", f"must be one of {', '.join(MODELS)}, got {shown}"))
+    params = body.get("input")
+    if not isinstance(params, dict):
+        errors.append(FieldError("input", "is required and must be a JSON object of the model's parameters"))
+    elif model is not None:
+        errors.extend(model.validate(params))
+    mode = body.get("webhook_mode")
+    if mode is not None and mode not in WEBHOOK_MODES:
+        errors.append(FieldError("webhook_mode", f"must be one of {', '.join(WEBHOOK_MODES)}, got {mode!r}"))
+    metadata = body.get("metadata", {})
+    if not isinstance(metadata, dict):
+        errors.append(FieldError("metadata", "must be a JSON object"))
+    elif len(json.dumps(metadata, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
+        errors.append(FieldError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON"))
+    if errors:
+        raise RequestRejected("request is invalid", errors)
+    assert isinstance(model_id, str) and isinstance(params, dict) and isinstance(metadata, dict)
+    return SubmitRequest(model=model_id, input=params, webhook_mode=mode, metadata=metadata)
+
+
+def new_job_id() -> str:
+    """Opaque, URL-safe, unguessable."""
+    return f"job_{uuid.uuid4().hex}"
+
+
+class JobService:
+    def __init__(
+        self,
+        store: JobStore,
+        gateway: GatewayClient,
+        webhook_secret: Callable[[], str],
+        *,
+        default_webhook_mode: str = "terminal",
+    ) -> None:
+        self._store = store
+        self._gateway = gateway
+        self._webhook_secret = webhook_secret
+        self._default_mode = default_webhook_mode
+
+    def submit(self, request: SubmitRequest, *, owner: str, webhook_base_url: str) -> Job:
+        """Record the job, then submit it. A failed submit leaves the job recorded as
+        SUBMIT_FAILED, or SUBMITTING with the reason when the gateway may have accepted it
+        (it is then not resubmitted blindly), and raises JobSubmitFailed."""
+        model = get_model(request.model)
+        assert model is not None
+        now = utc_now_iso()
+        job_id = new_job_id()
+        mode = request.webhook_mode or self._default_mode
+        self._store.create(
+            {
+                "job_id": job_id,
+                "owner": owner,
+                "model": request.model,
+                "input": request.input,
+                # What the gateway will apply to the parameters left out; never injected.
+                "gateway_defaults": {k: v for k, v in model.defaults().items() if k not in request.input},
+                "metadata": request.metadata,
+                "webhook_mode": mode,
+                "status": str(JobStatus.SUBMITTING),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        logger.append_keys(job_id=job_id)
+        callback = webhook_url(webhook_base_url, job_id, self._webhook_secret())
+        try:
+            accepted = self._gateway.submit(request.model, request.input, webhook_url=callback, webhook_mode=mode)
+        except GatewayError as exc:
+            error = {"code": exc.code, "message": exc.message}
+            if exc.accepted_possible:
+                self._store.annotate(job_id, attributes={"submit_error": error})
+                raise JobSubmitFailed(job_id, str(JobStatus.SUBMITTING), exc) from exc
+            self._store.advance(job_id, JobStatus.SUBMIT_FAILED, attributes={"error": error})
+            raise JobSubmitFailed(job_id, str(JobStatus.SUBMIT_FAILED), exc) from exc
+        logger.append_keys(request_id=accepted.request_id)
+        transition = self._store.advance(
+            job_id, JobStatus.QUEUED, request_id=accepted.request_id, from_statuses=[JobStatus.SUBMITTING]
+        )
+        if not transition.applied:
+            # A callback outran us and already moved the job: keep its status, add the id.
+            transition = self._store.set_request_id(job_id, accepted.request_id)
+        return transition.job
+
+    def get(self, job_id: str, *, owner: str) -> Job:
+        """The caller's job; another caller's job is indistinguishable from a missing one."""
+        job = self._store.get(job_id)
+        if job is None or job.get("owner") != owner:
+            raise JobNotFound(job_id)
+        return job
+
+
+def caller_of(request_context: Mapping[str, Any]) -> str | None:
+    """The authenticated caller of an HTTP API request: the IAM principal ARN or the JWT sub."""
+    authorizer = request_context.get("authorizer") or {}
+    iam = authorizer.get("iam") or {}
+    if iam.get("userArn"):
+        return str(iam["userArn"])
+    claims = (authorizer.get("jwt") or {}).get("claims") or {}
+    if claims.get("sub"):
+        return str(claims["sub"])
+    return None

@@ -1,0 +1,251 @@
+"""DynamoDB adapter for job records. Every status change is one conditional UpdateItem whose
+condition comes from the state machine (``states.sources_of``), so the database, not the
+caller, decides which of two racing writers wins."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from pixverse_jobs.clock import epoch_seconds, utc_now_iso
+from pixverse_jobs.errors import JobAlreadyExists, JobNotFound
+from pixverse_jobs.states import JobStatus, sources_of
+
+Job = dict[str, Any]
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_for_dynamo(v)) for k, v in values.items() if v is not None}
+
+
+def _for_dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _for_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_for_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+def _from_item(item: Mapping[str, Any]) -> Job:
+    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The result of ``JobStore.advance``: ``applied`` tells whether this write moved the job;
+    ``job`` is the record after the write, or as it stood when the condition refused it."""
+
+    applied: bool
+    job: Job
+
+
+class JobStore:
+    """Job records in the table named by JOBS_TABLE (key ``job_id``)."""
+
+    def __init__(self, table_name: str, client: Any = None, *, ttl_days: int = 90) -> None:
+        self._table = table_name
+        self._client = client or boto3.client("dynamodb")
+        self._ttl_seconds = ttl_days * 86400
+
+    # ------------------------------------------------------------------ reads
+    def get(self, job_id: str) -> Job | None:
+        """The job, read strongly consistent, or None."""
+        resp = self._client.get_item(TableName=self._table, Key=self._key(job_id), ConsistentRead=True)
+        item = resp.get("Item")
+        return _from_item(item) if item else None
+
+    # ------------------------------------------------------------------ writes
+    def create(self, job: Mapping[str, Any]) -> None:
+        """Write a new record (status SUBMITTING); never overwrites an existing one."""
+        record = dict(job)
+        record.setdefault("expires_at", epoch_seconds() + self._ttl_seconds)
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_to_item(record),
+                ConditionExpression="attribute_not_exists(job_id)",
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                raise JobAlreadyExists(f"job {record['job_id']} already exists") from exc
+            raise
+
+    def advance(
+        self,
+        job_id: str,
+        target: JobStatus,
+        *,
+        request_id: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        remove: Iterable[str] = (),
+        from_statuses: Iterable[JobStatus] | None = None,
+        extra_condition: str | None = None,
+        extra_values: Mapping[str, Any] | None = None,
+    ) -> Transition:
+        """Move a job to ``target`` in one conditional write.
+
+        The write applies only if the job's status is one the state machine allows to reach
+        ``target`` (or ``from_statuses``, a subset) and, when ``request_id`` is given, only if
+        the job has no request_id yet or the same one (it is then stored). A refused write
+        changes nothing and returns the record as it stood; a missing job raises JobNotFound.
+        """
+        sources = sorted(from_statuses if from_statuses is not None else sources_of(target))
+        names = {"#status": "status", "#updated": "updated_at"}
+        values: dict[str, Any] = {":target": str(target), ":now": utc_now_iso()}
+        source_refs = []
+        for i, status in enumerate(sources):
+            values[f":src{i}"] = str(status)
+            source_refs.append(f":src{i}")
+        condition = f"#status IN ({', '.join(source_refs)})"
+        sets = ["#status = :target", "#updated = :now"]
+        if request_id is not None:
+            names["#rid"] = "request_id"
+            values[":rid"] = request_id
+            condition += " AND (attribute_not_exists(#rid) OR #rid = :rid)"
+            sets.append("#rid = :rid")
+        for i, (name, value) in enumerate((attributes or {}).items()):
+            names[f"#a{i}"] = name
+            values[f":a{i}"] = value
+            sets.append(f"#a{i} = :a{i}")
+        if extra_condition:
+            condition = f"({condition}) AND ({extra_condition})"
+            values.update(extra_values or {})
+        expression = "SET " + ", ".join(sets)
+        removals = list(remove)
+        if removals:
+            for i, name in enumerate(removals):
+                names[f"#r{i}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removals)))
+        try:
+            resp = self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job_id),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_to_item(values),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            old: Any = exc.response.get("Item")
+            if not old:
+                raise JobNotFound(job_id) from exc
+            return Transition(applied=False, job=_from_item(old))
+        return Transition(applied=True, job=_from_item(resp["Attributes"]))
+
+    def set_request_id(self, job_id: str, request_id: str) -> Transition:
+        """Store the gateway's request_id on a job a callback already moved past SUBMITTING."""
+        try:
+            resp = self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job_id),
+                UpdateExpression="SET #rid = :rid",
+                ConditionExpression="attribute_exists(job_id) AND (attribute_not_exists(#rid) OR #rid = :rid)",
+                ExpressionAttributeNames={"#rid": "request_id"},
+                ExpressionAttributeValues=_to_item({":rid": request_id}),
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            old: Any = exc.response.get("Item")
+            if not old:
+                raise JobNotFound(job_id) from exc
+            return Transition(applied=False, job=_from_item(old))
+        return Transition(applied=True, job=_from_item(resp["Attributes"]))
+
+    def annotate(
+        self,
+        job_id: str,
+        *,
+        attributes: Mapping[str, Any] | None = None,
+        remove: Iterable[str] = (),
+        condition: str | None = None,
+        values: Mapping[str, Any] | None = None,
+        names: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Set or remove attributes that are not a status change (reasons, outbox and retry
+        flags). Applies only to an existing job and, if given, when ``condition`` holds;
+        returns whether it applied."""
+        expr_names: dict[str, str] = dict(names or {})
+        expr_values: dict[str, Any] = dict(values or {})
+        clauses = []
+        sets = []
+        for i, (name, value) in enumerate((attributes or {}).items()):
+            expr_names[f"#a{i}"] = name
+            expr_values[f":a{i}"] = value
+            sets.append(f"#a{i} = :a{i}")
+        if sets:
+            clauses.append("SET " + ", ".join(sets))
+        removals = list(remove)
+        for i, name in enumerate(removals):
+            expr_names[f"#r{i}"] = name
+        if removals:
+            clauses.append("REMOVE " + ", ".join(f"#r{i}" for i in range(len(removals))))
+        full_condition = "attribute_exists(job_id)" + (f" AND ({condition})" if condition else "")
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": self._key(job_id),
+            "UpdateExpression": " ".join(clauses),
+            "ConditionExpression": full_condition,
+        }
+        if expr_names:
+            kwargs["ExpressionAttributeNames"] = expr_names
+        if expr_values:
+            kwargs["ExpressionAttributeValues"] = _to_item(expr_values)
+        try:
+            self._client.update_item(**kwargs)
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def mark_event_published(self, job_id: str, event_id: str) -> bool:
+        """Record that the job's final event went out (the outbox flag). False if already set."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job_id),
+                UpdateExpression="SET event_id = :eid, event_published_at = :now",
+                ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(event_published_at)",
+                ExpressionAttributeValues=_to_item({":eid": event_id, ":now": utc_now_iso()}),
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    @staticmethod
+    def _key(job_id: str) -> dict[str, Any]:
+        return {"job_id": {"S": job_id}}

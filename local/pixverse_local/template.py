@@ -1,0 +1,641 @@
+"""template.yaml as the local stack reads it: short-tag YAML, parameters, SAM globals, intrinsics.
+
+The local stack restates nothing: tables, queues, routes, event sources and environment variables all
+come from the template through this module. Loading is split in two because resolution needs
+physical ids that only exist once provisioning has run:
+
+* :class:`CfnTemplate` holds the parsed document, parameter values and conditions;
+* :class:`Resolver` evaluates intrinsics against those parameters, pseudo parameters and the physical
+  resources registered so far (provisioning registers each resource as it creates it);
+* :func:`read_application` then turns the SAM resources into plain specs (functions, HTTP routes,
+  SQS and schedule event sources, layers) with every value resolved.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT_ID = "123456789012"
+
+SERVERLESS_FUNCTION = "AWS::Serverless::Function"
+SERVERLESS_HTTP_API = "AWS::Serverless::HttpApi"
+SERVERLESS_LAYER = "AWS::Serverless::LayerVersion"
+IMPLICIT_HTTP_API = "ServerlessHttpApi"
+
+# The default SAM gives Function properties the template leaves out.
+_DEFAULT_TIMEOUT = 3
+_DEFAULT_MEMORY = 128
+_DEFAULT_SQS_BATCH = 10
+
+
+class TemplateError(Exception):
+    """The template cannot be read, or uses something the local stack does not emulate."""
+
+
+class _NoValue:
+    """``AWS::NoValue``: the property it stands for is removed."""
+
+    def __repr__(self) -> str:
+        return "AWS::NoValue"
+
+
+NO_VALUE = _NoValue()
+
+
+# ------------------------------------------------------------------------------------------ loading
+class CfnYamlLoader(yaml.SafeLoader):
+    """SafeLoader that turns CloudFormation short tags (``!Ref``, ``!Sub``...) into their long form."""
+
+
+# CloudFormation reads "2010-09-09" and friends as strings, never as dates.
+CfnYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _construct_short_tag(loader: CfnYamlLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    else:  # pragma: no cover - yaml has no other node kinds
+        raise TemplateError(f"unexpected YAML node for !{suffix}")
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "Condition":
+        return {"Condition": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        logical_id, _, attribute = value.partition(".")
+        return {"Fn::GetAtt": [logical_id, attribute]}
+    return {f"Fn::{suffix}": value}
+
+
+CfnYamlLoader.add_multi_constructor("!", _construct_short_tag)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Parse a CloudFormation/SAM YAML (or JSON) template into long-form intrinsics."""
+    try:
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=CfnYamlLoader)  # noqa: S506
+    except (OSError, yaml.YAMLError) as exc:
+        raise TemplateError(f"cannot read template {path}: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("Resources"), dict):
+        raise TemplateError(f"{path} is not a CloudFormation template (no Resources)")
+    return document
+
+
+# ------------------------------------------------------------------------------------------ template
+@dataclass
+class CfnTemplate:
+    """A parsed template with its parameter values."""
+
+    path: Path
+    document: dict[str, Any]
+    parameters: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path, parameter_overrides: Mapping[str, str] | None = None) -> CfnTemplate:
+        """Read ``path``; parameters take their template default unless overridden."""
+        template_path = Path(path).resolve()
+        document = load_yaml(template_path)
+        overrides = dict(parameter_overrides or {})
+        declared = document.get("Parameters") or {}
+        unknown = sorted(set(overrides) - set(declared))
+        if unknown:
+            raise TemplateError(f"parameter override(s) not declared in the template: {', '.join(unknown)}")
+        parameters: dict[str, Any] = {}
+        for name, spec in declared.items():
+            if name in overrides:
+                raw: Any = overrides[name]
+            elif "Default" in spec:
+                raw = spec["Default"]
+            else:
+                raise TemplateError(f"parameter {name} has no Default and no override was given")
+            allowed = spec.get("AllowedValues")
+            if allowed is not None and str(raw) not in [str(a) for a in allowed]:
+                raise TemplateError(f"parameter {name}={raw!r} is not one of {allowed}")
+            if str(spec.get("Type", "String")).startswith(("CommaDelimitedList", "List<")):
+                parameters[name] = raw if isinstance(raw, list) else [s.strip() for s in str(raw).split(",")]
+            else:
+                parameters[name] = str(raw)
+        return cls(path=template_path, document=document, parameters=parameters)
+
+    @property
+    def root(self) -> Path:
+        """Directory that CodeUri and ContentUri are relative to."""
+        return self.path.parent
+
+    @property
+    def resources(self) -> dict[str, dict[str, Any]]:
+        return dict(self.document["Resources"])
+
+    @property
+    def conditions(self) -> dict[str, Any]:
+        return dict(self.document.get("Conditions") or {})
+
+    def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """Resources of one type, in template order (conditions not evaluated)."""
+        return {lid: r for lid, r in self.resources.items() if r.get("Type") == resource_type}
+
+    @property
+    def function_globals(self) -> dict[str, Any]:
+        return dict((self.document.get("Globals") or {}).get("Function") or {})
+
+
+# ------------------------------------------------------------------------------------------ resolver
+@dataclass(frozen=True)
+class PhysicalResource:
+    """What ``Ref`` and ``Fn::GetAtt`` give for one logical id."""
+
+    logical_id: str
+    resource_type: str
+    ref: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def _references(value: Any) -> Iterator[str]:
+    """Logical ids (and parameters) a value refers to through Ref, GetAtt or Sub."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+    elif isinstance(value, dict):
+        if len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref" and isinstance(arg, str):
+                yield arg
+                return
+            if key == "Fn::GetAtt":
+                parts = arg if isinstance(arg, list) else str(arg).split(".", 1)
+                yield str(parts[0])
+                return
+            if key == "Fn::Sub":
+                text = arg[0] if isinstance(arg, list) else arg
+                names = arg[1] if isinstance(arg, list) and len(arg) > 1 else {}
+                for match in _SUB_VARIABLE.finditer(str(text)):
+                    name = match.group(1).split(".", 1)[0]
+                    if name not in names:
+                        yield name
+                yield from _references(names)
+                return
+        for item in value.values():
+            yield from _references(item)
+
+
+def resource_dependencies(resource: Mapping[str, Any], logical_ids: set[str]) -> set[str]:
+    """Other resources one resource needs first: its references and its DependsOn."""
+    depends_on = resource.get("DependsOn") or []
+    if isinstance(depends_on, str):
+        depends_on = [depends_on]
+    found = set(_references(resource.get("Properties") or {})) | set(depends_on)
+    return {name for name in found if name in logical_ids}
+
+
+_SUB_VARIABLE = re.compile(r"\$\{(?!!)([^}]+)\}")
+_SUB_LITERAL = re.compile(r"\$\{!")
+
+
+class Resolver:
+    """Evaluates intrinsic functions the way CloudFormation would for the local stack."""
+
+    def __init__(
+        self,
+        template: CfnTemplate,
+        *,
+        stack_name: str,
+        region: str = DEFAULT_REGION,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+    ) -> None:
+        self.template = template
+        self.stack_name = stack_name
+        self.region = region
+        self.account_id = account_id
+        self.physical: dict[str, PhysicalResource] = {}
+        self._condition_cache: dict[str, bool] = {}
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, resource: PhysicalResource) -> None:
+        """Record a provisioned resource so references to it resolve."""
+        self.physical[resource.logical_id] = resource
+
+    def physical_name(self, logical_id: str) -> str:
+        """The local physical name of a resource whose template gives none: ``<stack>-<LogicalId>``."""
+        return f"{self.stack_name}-{logical_id}"
+
+    def pseudo_parameters(self) -> dict[str, Any]:
+        return {
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account_id,
+            "AWS::StackName": self.stack_name,
+            "AWS::StackId": (
+                f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local"
+            ),
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NotificationARNs": [],
+            "AWS::NoValue": NO_VALUE,
+        }
+
+    # -- conditions ---------------------------------------------------------------------------
+    def condition(self, name: str) -> bool:
+        """Value of a named condition from the template's Conditions section."""
+        if name not in self._condition_cache:
+            conditions = self.template.conditions
+            if name not in conditions:
+                raise TemplateError(f"condition {name!r} is not defined in Conditions")
+            self._condition_cache[name] = bool(self.resolve(conditions[name]))
+        return self._condition_cache[name]
+
+    def resource_enabled(self, logical_id: str) -> bool:
+        """False when the resource carries a Condition that evaluates false."""
+        name = self.template.resources[logical_id].get("Condition")
+        return True if name is None else self.condition(str(name))
+
+    # -- references ---------------------------------------------------------------------------
+    def ref(self, name: str) -> Any:
+        pseudo = self.pseudo_parameters()
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.template.parameters:
+            return self.template.parameters[name]
+        if name in self.physical:
+            return self.physical[name].ref
+        resource = self.template.resources.get(name)
+        if resource is None:
+            raise TemplateError(f"Ref to {name!r}: no such parameter or resource")
+        return self._unprovisioned(name, str(resource.get("Type")), None)
+
+    def get_att(self, logical_id: str, attribute: str) -> Any:
+        if logical_id in self.physical:
+            attributes = self.physical[logical_id].attributes
+            if attribute not in attributes:
+                raise TemplateError(
+                    f"Fn::GetAtt {logical_id}.{attribute}: attribute not emulated "
+                    f"(available: {', '.join(sorted(attributes)) or 'none'})"
+                )
+            return attributes[attribute]
+        resource = self.template.resources.get(logical_id)
+        if resource is None:
+            raise TemplateError(f"Fn::GetAtt {logical_id}.{attribute}: no such resource")
+        return self._unprovisioned(logical_id, str(resource.get("Type")), attribute)
+
+    def _unprovisioned(self, logical_id: str, resource_type: str, attribute: str | None) -> str:
+        """Stand-in ids for resources that exist only as local code (functions, APIs, layers)."""
+        name = self.physical_name(logical_id)
+        arn_prefix = f"arn:aws:lambda:{self.region}:{self.account_id}"
+        stand_ins: dict[str, dict[str | None, str]] = {
+            SERVERLESS_FUNCTION: {None: name, "Arn": f"{arn_prefix}:function:{name}"},
+            "AWS::Lambda::Function": {None: name, "Arn": f"{arn_prefix}:function:{name}"},
+            SERVERLESS_LAYER: {None: f"{arn_prefix}:layer:{name}:1"},
+            "AWS::Lambda::LayerVersion": {None: f"{arn_prefix}:layer:{name}:1"},
+            SERVERLESS_HTTP_API: {None: local_api_id(logical_id), "ApiId": local_api_id(logical_id)},
+            "AWS::IAM::Role": {None: name, "Arn": f"arn:aws:iam::{self.account_id}:role/{name}"},
+        }
+        values = stand_ins.get(resource_type)
+        if values is None or attribute not in values:
+            what = f"Fn::GetAtt {logical_id}.{attribute}" if attribute else f"Ref {logical_id}"
+            raise TemplateError(
+                f"{what}: {resource_type} is not provisioned locally, so it has no local value"
+            )
+        return values[attribute]
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def resolve(self, value: Any) -> Any:
+        """Evaluate every intrinsic in ``value``; ``AWS::NoValue`` entries are dropped."""
+        if isinstance(value, list):
+            return [r for r in (self.resolve(v) for v in value) if r is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref" or key.startswith("Fn::") or key == "Condition":
+                return self._intrinsic(key, arg)
+        return {k: r for k, r in ((k, self.resolve(v)) for k, v in value.items()) if r is not NO_VALUE}
+
+    def _intrinsic(self, key: str, arg: Any) -> Any:  # noqa: PLR0911, PLR0912, C901
+        if key == "Ref":
+            return self.ref(str(arg))
+        if key == "Condition":
+            return self.condition(str(arg))
+        if key == "Fn::GetAtt":
+            parts = arg if isinstance(arg, list) else str(arg).split(".", 1)
+            if len(parts) != 2:
+                raise TemplateError(f"Fn::GetAtt needs [LogicalId, Attribute], got {arg!r}")
+            return self.get_att(str(parts[0]), str(self.resolve(parts[1])))
+        if key == "Fn::Sub":
+            return self._sub(arg)
+        if key == "Fn::Join":
+            delimiter, items = arg
+            resolved = self.resolve(items)
+            return str(delimiter).join(_as_text(i) for i in resolved)
+        if key == "Fn::Select":
+            index, items = arg
+            return self.resolve(items)[int(self.resolve(index))]
+        if key == "Fn::Split":
+            delimiter, text = arg
+            return str(self.resolve(text)).split(str(delimiter))
+        if key == "Fn::If":
+            name, when_true, when_false = arg
+            return self.resolve(when_true if self.condition(str(name)) else when_false)
+        if key == "Fn::Equals":
+            left, right = self.resolve(arg)
+            return _as_text(left) == _as_text(right)
+        if key == "Fn::Not":
+            return not self.resolve(arg[0])
+        if key == "Fn::And":
+            return all(self.resolve(a) for a in arg)
+        if key == "Fn::Or":
+            return any(self.resolve(a) for a in arg)
+        if key == "Fn::FindInMap":
+            mapping, first, second = (self.resolve(a) for a in arg)
+            try:
+                return self.template.document["Mappings"][mapping][first][second]
+            except KeyError as exc:
+                raise TemplateError(f"Fn::FindInMap {mapping}/{first}/{second}: no such entry") from exc
+        if key == "Fn::GetAZs":
+            return [f"{self.region}{zone}" for zone in "abc"]
+        if key == "Fn::Base64":
+            import base64
+
+            return base64.b64encode(str(self.resolve(arg)).encode()).decode()
+        raise TemplateError(f"intrinsic function {key} is not supported by the local stack")
+
+    def _sub(self, arg: Any) -> str:
+        if isinstance(arg, list):
+            text, variables = str(arg[0]), self.resolve(arg[1] if len(arg) > 1 else {})
+        else:
+            text, variables = str(arg), {}
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1).strip()
+            if name in variables:
+                return _as_text(variables[name])
+            if "." in name and not name.startswith("AWS::"):
+                logical_id, attribute = name.split(".", 1)
+                return _as_text(self.get_att(logical_id, attribute))
+            return _as_text(self.ref(name))
+
+        return _SUB_LITERAL.sub("${", _SUB_VARIABLE.sub(replace, text))
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_as_text(v) for v in value)
+    return str(value)
+
+
+def local_api_id(logical_id: str) -> str:
+    """A stable, API-Gateway-looking id (10 lowercase alphanumerics) for an HTTP API."""
+    import hashlib
+
+    return hashlib.sha256(logical_id.encode()).hexdigest()[:10]
+
+
+# ------------------------------------------------------------------------------------------ SAM specs
+@dataclass(frozen=True)
+class HttpRoute:
+    """One HttpApi event: method and path routed to a function, with its authorization."""
+
+    function_id: str
+    event_id: str
+    api_id: str
+    method: str  # upper case; ANY matches every method
+    path: str  # "/jobs/{job_id}", "$default" for the catch-all route
+    authorizer: str | None  # None: no authorization (Authorizer: NONE)
+    authorizer_kind: str | None  # "iam", "jwt", "lambda" or None
+
+    @property
+    def route_key(self) -> str:
+        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class SqsEventSpec:
+    """One SQS event source mapping."""
+
+    function_id: str
+    event_id: str
+    queue_id: str  # logical id of the AWS::SQS::Queue
+    batch_size: int
+    report_batch_item_failures: bool
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class ScheduleEventSpec:
+    """One Schedule (EventBridge rule) or ScheduleV2 (EventBridge Scheduler) event."""
+
+    function_id: str
+    event_id: str
+    kind: str  # "Schedule" or "ScheduleV2"
+    expression: str
+    input: str | None
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """An AWS::Serverless::Function with Globals merged and every value resolved."""
+
+    logical_id: str
+    name: str
+    code_uri: Path
+    handler: str
+    timeout: int
+    memory_size: int
+    environment: dict[str, str]
+    layer_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Application:
+    """Everything the local runtime needs from the SAM resources."""
+
+    functions: dict[str, FunctionSpec]
+    routes: tuple[HttpRoute, ...]
+    sqs_events: tuple[SqsEventSpec, ...]
+    schedules: tuple[ScheduleEventSpec, ...]
+    layer_paths: dict[str, Path]  # logical id -> "<ContentUri>/python" when present, else ContentUri
+
+
+def merge_globals(global_properties: Mapping[str, Any], properties: Mapping[str, Any]) -> dict[str, Any]:
+    """SAM's Globals rule: maps merge (the resource wins), lists add up, scalars are overridden."""
+    merged: dict[str, Any] = dict(global_properties)
+    for key, value in properties.items():
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, dict) and not _is_intrinsic(value):
+            merged[key] = merge_globals(current, value)
+        elif isinstance(current, list) and isinstance(value, list):
+            merged[key] = current + value
+        else:
+            merged[key] = value
+    return merged
+
+
+def _is_intrinsic(value: Mapping[str, Any]) -> bool:
+    if len(value) != 1:
+        return False
+    key = str(next(iter(value)))
+    return key in ("Ref", "Condition") or key.startswith("Fn::")
+
+
+def _referenced_id(value: Any, what: str) -> str:
+    """The logical id behind ``!Ref X`` or ``!GetAtt X.Attr``."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, arg),) = value.items()
+        if key == "Ref":
+            return str(arg)
+        if key == "Fn::GetAtt":
+            parts = arg if isinstance(arg, list) else str(arg).split(".", 1)
+            return str(parts[0])
+    raise TemplateError(f"{what} must reference a resource of this template (!Ref / !GetAtt), got {value!r}")
+
+
+def _http_api_auth(template: CfnTemplate, resolver: Resolver, api_id: str) -> tuple[Any, dict[str, Any]]:
+    """(DefaultAuthorizer, Authorizers) of an HttpApi resource, resolved."""
+    if api_id == IMPLICIT_HTTP_API:
+        properties = (template.document.get("Globals") or {}).get("HttpApi") or {}
+    else:
+        properties = template.resources[api_id].get("Properties") or {}
+    auth = resolver.resolve(properties.get("Auth") or {})
+    return auth.get("DefaultAuthorizer"), dict(auth.get("Authorizers") or {})
+
+
+def _authorizer_kind(name: str | None, authorizers: Mapping[str, Any]) -> str | None:
+    if name is None:
+        return None
+    if name == "AWS_IAM":
+        return "iam"
+    definition = authorizers.get(name) or {}
+    if "JwtConfiguration" in definition:
+        return "jwt"
+    if "FunctionArn" in definition:
+        return "lambda"
+    raise TemplateError(f"authorizer {name!r} is not defined in the HttpApi's Auth.Authorizers")
+
+
+def read_application(template: CfnTemplate, resolver: Resolver) -> Application:
+    """Turn the template's SAM resources into resolved specs for the local runtime."""
+    global_properties = template.function_globals
+    functions: dict[str, FunctionSpec] = {}
+    routes: list[HttpRoute] = []
+    sqs_events: list[SqsEventSpec] = []
+    schedules: list[ScheduleEventSpec] = []
+
+    for logical_id, resource in template.resources_of_type(SERVERLESS_FUNCTION).items():
+        if not resolver.resource_enabled(logical_id):
+            continue
+        raw = merge_globals(global_properties, resource.get("Properties") or {})
+        events = raw.pop("Events", None) or {}
+        properties = resolver.resolve(raw)
+        handler = properties.get("Handler")
+        code_uri = properties.get("CodeUri")
+        if not isinstance(handler, str) or not isinstance(code_uri, str):
+            raise TemplateError(f"{logical_id}: the local stack needs a local CodeUri and a Handler")
+        variables = (properties.get("Environment") or {}).get("Variables") or {}
+        layer_ids = tuple(_referenced_id(layer, f"{logical_id}.Layers") for layer in raw.get("Layers") or [])
+        functions[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            name=str(properties.get("FunctionName") or resolver.physical_name(logical_id)),
+            code_uri=(template.root / code_uri).resolve(),
+            handler=handler,
+            timeout=int(properties.get("Timeout", _DEFAULT_TIMEOUT)),
+            memory_size=int(properties.get("MemorySize", _DEFAULT_MEMORY)),
+            environment={name: _as_text(value) for name, value in variables.items()},
+            layer_ids=layer_ids,
+        )
+        for event_id, event in events.items():
+            event_type = event.get("Type")
+            event_properties = event.get("Properties") or {}
+            if event_type == "HttpApi":
+                routes.append(_http_route(template, resolver, logical_id, event_id, event_properties))
+            elif event_type == "SQS":
+                resolved = resolver.resolve({k: v for k, v in event_properties.items() if k != "Queue"})
+                sqs_events.append(
+                    SqsEventSpec(
+                        function_id=logical_id,
+                        event_id=event_id,
+                        queue_id=_referenced_id(
+                            event_properties.get("Queue"), f"{logical_id}.{event_id}.Queue"
+                        ),
+                        batch_size=int(resolved.get("BatchSize", _DEFAULT_SQS_BATCH)),
+                        report_batch_item_failures="ReportBatchItemFailures"
+                        in (resolved.get("FunctionResponseTypes") or []),
+                        enabled=bool(resolved.get("Enabled", True)),
+                    )
+                )
+            elif event_type in ("Schedule", "ScheduleV2"):
+                resolved = resolver.resolve(event_properties)
+                expression = resolved.get("Schedule") or resolved.get("ScheduleExpression")
+                state = str(resolved.get("State", "ENABLED")).upper()
+                schedules.append(
+                    ScheduleEventSpec(
+                        function_id=logical_id,
+                        event_id=event_id,
+                        kind=str(event_type),
+                        expression=str(expression),
+                        input=resolved.get("Input"),
+                        enabled=bool(resolved.get("Enabled", True)) and state == "ENABLED",
+                    )
+                )
+            else:
+                raise TemplateError(
+                    f"{logical_id}.{event_id}: event type {event_type} is not emulated locally"
+                )
+
+    layer_paths: dict[str, Path] = {}
+    for logical_id, resource in template.resources_of_type(SERVERLESS_LAYER).items():
+        content_uri = resolver.resolve((resource.get("Properties") or {}).get("ContentUri"))
+        if not isinstance(content_uri, str):
+            raise TemplateError(f"{logical_id}: the local stack needs a local ContentUri")
+        content = (template.root / content_uri).resolve()
+        layer_paths[logical_id] = content / "python" if (content / "python").is_dir() else content
+
+    return Application(
+        functions=functions,
+        routes=tuple(routes),
+        sqs_events=tuple(sqs_events),
+        schedules=tuple(schedules),
+        layer_paths=layer_paths,
+    )
+
+
+def _http_route(
+    template: CfnTemplate, resolver: Resolver, function_id: str, event_id: str, properties: Mapping[str, Any]
+) -> HttpRoute:
+    api_id = (
+        _referenced_id(properties["ApiId"], f"{function_id}.{event_id}.ApiId")
+        if "ApiId" in properties
+        else IMPLICIT_HTTP_API
+    )
+    default_authorizer, authorizers = _http_api_auth(template, resolver, api_id)
+    resolved = resolver.resolve({k: v for k, v in properties.items() if k != "ApiId"})
+    route_auth = resolved.get("Auth") or {}
+    authorizer = route_auth.get("Authorizer", default_authorizer)
+    if authorizer == "NONE":
+        authorizer = None
+    path = str(resolved.get("Path", "$default"))
+    method = str(resolved.get("Method", "ANY")).upper()
+    if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
+        method = "ANY"
+    return HttpRoute(
+        function_id=function_id,
+        event_id=event_id,
+        api_id=api_id,
+        method=method,
+        path=path,
+        authorizer=authorizer,
+        authorizer_kind=_authorizer_kind(authorizer, authorizers),
+    )

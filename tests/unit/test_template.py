@@ -1,0 +1,489 @@
+"""template.yaml: what the stack promises (auth, queues, storage, least privilege) and that it builds.
+
+The checks read the SAM template as written and, where SAM generates the resource that matters (IAM
+roles, the HTTP API's OpenAPI body, the event source mapping), the template as samtranslator turns it
+into CloudFormation, offline: no credentials, no AWS calls.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from cfnlint.api import lint
+from cfnlint.decode.cfn_yaml import load as load_cfn_yaml
+from pixverse_jobs import config
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+REGION = "us-east-1"
+
+FUNCTIONS = ("SubmitFunction", "WebhookFunction", "MediaCopyFunction")
+
+# action -> the resources it may touch, in the notation of `_resource_names`.
+TABLE = "JobsTable.Arn"
+SIGNING_SECRET = "Ref:WebhookSigningSecret"
+GATEWAY_KEY_SECRET = (
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+    "${GatewayApiKeySecretName}-??????"
+)
+BUCKET_OBJECTS = "${MediaBucket.Arn}/*"
+EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
+    "SubmitFunction": {
+        "dynamodb:PutItem": {TABLE},
+        "dynamodb:UpdateItem": {TABLE},
+        "dynamodb:GetItem": {TABLE},
+        "secretsmanager:GetSecretValue": {SIGNING_SECRET, GATEWAY_KEY_SECRET},
+        # Presigned download URLs are authorized against the role that signs them.
+        "s3:GetObject": {BUCKET_OBJECTS},
+    },
+    "WebhookFunction": {
+        "dynamodb:UpdateItem": {TABLE},
+        "sqs:SendMessage": {"CopyQueue.Arn"},
+        "secretsmanager:GetSecretValue": {SIGNING_SECRET},
+    },
+    "MediaCopyFunction": {
+        "dynamodb:GetItem": {TABLE},
+        "dynamodb:UpdateItem": {TABLE},
+        "s3:PutObject": {BUCKET_OBJECTS},
+        "s3:AbortMultipartUpload": {BUCKET_OBJECTS},
+        "sns:Publish": {"Ref:EventsTopic"},
+    },
+}
+BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+SQS_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+EXPECTED_MANAGED_POLICIES = {
+    "SubmitFunction": {BASIC_EXECUTION},
+    "WebhookFunction": {BASIC_EXECUTION},
+    # Added by SAM for the SQS event source: receive/delete/attributes, which the poller needs.
+    "MediaCopyFunction": {BASIC_EXECUTION, SQS_EXECUTION},
+}
+
+WEBHOOK_ROUTE = ("post", "/webhooks/pixazo/{job_id}")
+EXPECTED_ROUTES = {
+    ("post", "/jobs"): "SubmitFunction",
+    ("get", "/jobs/{job_id}"): "SubmitFunction",
+    WEBHOOK_ROUTE: "WebhookFunction",
+}
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def sam_template() -> dict[str, Any]:
+    """template.yaml as written, short tags (!Ref, !Sub, !GetAtt) decoded to their long form."""
+    # The JSON round trip turns cfn-lint's line-tracking node types into plain dicts and strs.
+    template: dict[str, Any] = json.loads(json.dumps(load_cfn_yaml(str(TEMPLATE_PATH))))
+    return template
+
+
+@pytest.fixture(scope="module")
+def cfn_template(sam_template: dict[str, Any]) -> dict[str, Any]:
+    """template.yaml translated by SAM into plain CloudFormation, the way CloudFormation would."""
+    template = copy.deepcopy(sam_template)
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(properties.get(key), str):
+                # `sam build` / `sam package` replace local paths with S3 locations before the
+                # transform runs; the translator accepts nothing else.
+                properties[key] = f"s3://artifacts/{properties[key]}"
+    translator = Translator({}, Parser(), boto_session=boto3.session.Session(region_name=REGION))
+    result: dict[str, Any] = translator.translate(
+        template, parameter_values={}, get_managed_policy_map=lambda: {}
+    )
+    return result
+
+
+def _resources_of_type(template: Mapping[str, Any], resource_type: str) -> dict[str, Any]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _resource_name(resource: Any) -> str:
+    """A readable, comparable name for a policy Resource entry (string or intrinsic)."""
+    if isinstance(resource, str):
+        return resource
+    if "Fn::GetAtt" in resource:
+        target = resource["Fn::GetAtt"]
+        return ".".join(target) if isinstance(target, list) else target
+    if "Ref" in resource:
+        return f"Ref:{resource['Ref']}"
+    if "Fn::Sub" in resource:
+        sub = resource["Fn::Sub"]
+        return sub if isinstance(sub, str) else sub[0]
+    return json.dumps(resource, sort_keys=True)
+
+
+def _role_grants(cfn_template: Mapping[str, Any], function: str) -> dict[str, set[str]]:
+    """Every Allow action of the function's generated role's inline policies -> its resources."""
+    role = cfn_template["Resources"][f"{function}Role"]
+    grants: dict[str, set[str]] = {}
+    for policy in role["Properties"].get("Policies", []):
+        for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+            assert statement["Effect"] == "Allow", f"{function}: unexpected {statement['Effect']} statement"
+            for action in _as_list(statement["Action"]):
+                grants.setdefault(action, set()).update(
+                    _resource_name(r) for r in _as_list(statement["Resource"])
+                )
+    return grants
+
+
+def _route_function(operation: Mapping[str, Any]) -> str:
+    """The logical id of the function an OpenAPI operation integrates with."""
+    uri = str(operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"])
+    return uri.split("/functions/${", 1)[1].split(".Arn}", 1)[0]
+
+
+def _wheel_tags(wheel_file: Path) -> list[str]:
+    lines = wheel_file.read_text(encoding="utf-8").splitlines()
+    return [line.split(":", 1)[1].strip() for line in lines if line.startswith("Tag:")]
+
+
+def _runs_on_lambda(tag: str) -> bool:
+    """Whether a wheel tag (python-abi-platform) fits the python3.13 / arm64 runtime."""
+    python, abi, platform = tag.split("-")
+    if platform == "any":
+        return abi == "none"
+    return "aarch64" in platform and (
+        abi in ("cp313", "abi3") or (abi == "none" and python.startswith("py3"))
+    )
+
+
+# ---------------------------------------------------------------- lint
+
+
+def test_cfn_lint_template_reports_no_errors_or_warnings() -> None:
+    matches = lint(TEMPLATE_PATH.read_text(encoding="utf-8"), regions=[REGION])
+
+    findings = [
+        f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches if m.rule.id[0] in ("E", "W")
+    ]
+    assert findings == []
+
+
+def test_cfn_lint_broken_template_reports_error() -> None:
+    # Guards the test above: the API must actually lint, SAM transform included.
+    broken = TEMPLATE_PATH.read_text(encoding="utf-8").replace("Runtime: python3.13", "Runtime: python3.7")
+
+    matches = lint(broken, regions=[REGION])
+
+    assert any(m.rule.id.startswith("E") for m in matches)
+
+
+# ---------------------------------------------------------------- functions and layer
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_runtime_is_python313_on_arm64(cfn_template: dict[str, Any], function: str) -> None:
+    properties = cfn_template["Resources"][function]["Properties"]
+
+    assert properties["Runtime"] == "python3.13"
+    assert properties["Architectures"] == ["arm64"]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_uses_shared_layer_built_by_makefile(sam_template: dict[str, Any], function: str) -> None:
+    resource = sam_template["Resources"][function]
+    layers = resource["Properties"].get("Layers", sam_template["Globals"]["Function"]["Layers"])
+
+    assert {"Ref": "SharedLayer"} in layers
+    assert resource["Metadata"]["BuildMethod"] == "makefile"
+    assert (ROOT / resource["Properties"]["CodeUri"] / "Makefile").is_file()
+
+
+def test_shared_layer_targets_function_runtime_and_architecture(sam_template: dict[str, Any]) -> None:
+    layer = sam_template["Resources"]["SharedLayer"]
+
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_environment_names_are_read_by_config(cfn_template: dict[str, Any], function: str) -> None:
+    # One source of truth: a name the template sets but config never reads is a typo.
+    known = {v for k, v in vars(config).items() if k.isupper() and isinstance(v, str)}
+    variables = cfn_template["Resources"][function]["Properties"]["Environment"]["Variables"]
+
+    unknown = {name for name in variables if name not in known and not name.startswith("POWERTOOLS_")}
+    assert unknown == set()
+
+
+def test_gateway_key_is_never_an_environment_variable(cfn_template: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        variables = cfn_template["Resources"][function]["Properties"]["Environment"]["Variables"]
+
+        assert "PIXAZO_API_KEY" not in variables
+    submit_variables = cfn_template["Resources"]["SubmitFunction"]["Properties"]["Environment"]["Variables"]
+    assert submit_variables["PIXAZO_API_KEY_SECRET"] == {"Ref": "GatewayApiKeySecretName"}
+
+
+# ---------------------------------------------------------------- HTTP API
+
+
+def test_http_api_routes_reach_expected_functions(cfn_template: dict[str, Any]) -> None:
+    paths = cfn_template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
+
+    routes = {
+        (method, path): _route_function(op) for path, ops in paths.items() for method, op in ops.items()
+    }
+
+    assert routes == EXPECTED_ROUTES
+
+
+def test_http_api_default_authorizer_is_iam(sam_template: dict[str, Any]) -> None:
+    auth = sam_template["Resources"]["HttpApi"]["Properties"]["Auth"]
+
+    assert auth["EnableIamAuthorizer"] is True
+    assert auth["DefaultAuthorizer"] == "AWS_IAM"
+
+
+def test_webhook_route_has_no_authorizer(sam_template: dict[str, Any], cfn_template: dict[str, Any]) -> None:
+    event = sam_template["Resources"]["WebhookFunction"]["Properties"]["Events"]["GatewayCallback"]
+    method, path = WEBHOOK_ROUTE
+    operation = cfn_template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"][path][method]
+
+    assert event["Properties"]["Auth"] == {"Authorizer": "NONE"}
+    assert all("AWS_IAM" not in requirement for requirement in operation["security"])
+
+
+@pytest.mark.parametrize("route", sorted(set(EXPECTED_ROUTES) - {WEBHOOK_ROUTE}))
+def test_job_route_requires_iam(cfn_template: dict[str, Any], route: tuple[str, str]) -> None:
+    method, path = route
+    operation = cfn_template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"][path][method]
+
+    assert operation["security"] == [{"AWS_IAM": []}]
+
+
+def test_http_api_uses_payload_format_2(cfn_template: dict[str, Any]) -> None:
+    paths = cfn_template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
+
+    versions = {
+        op["x-amazon-apigateway-integration"]["payloadFormatVersion"]
+        for ops in paths.values()
+        for op in ops.values()
+    }
+    assert versions == {"2.0"}
+
+
+@pytest.mark.parametrize("function", ["SubmitFunction", "WebhookFunction"])
+def test_api_function_timeout_fits_http_api_limit(cfn_template: dict[str, Any], function: str) -> None:
+    # HTTP API gives up on an integration after 30 s; a longer Lambda would run on unobserved.
+    assert cfn_template["Resources"][function]["Properties"]["Timeout"] < 30
+
+
+# ---------------------------------------------------------------- copy queue
+
+
+def test_copy_queue_visibility_timeout_covers_six_copier_timeouts(cfn_template: dict[str, Any]) -> None:
+    queue = cfn_template["Resources"]["CopyQueue"]["Properties"]
+    copier_timeout = cfn_template["Resources"]["MediaCopyFunction"]["Properties"]["Timeout"]
+
+    assert queue["VisibilityTimeout"] >= 6 * copier_timeout
+
+
+def test_copy_queue_redrives_to_dead_letter_queue(cfn_template: dict[str, Any]) -> None:
+    resources = cfn_template["Resources"]
+    redrive = resources["CopyQueue"]["Properties"]["RedrivePolicy"]
+
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["CopyDeadLetterQueue", "Arn"]}
+    assert 1 <= redrive["maxReceiveCount"] <= 10
+    # A dead letter keeps its original enqueue time: the DLQ must hold it longer than the queue did.
+    assert (
+        resources["CopyDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
+        > resources["CopyQueue"]["Properties"]["MessageRetentionPeriod"]
+    )
+
+
+def test_copy_event_source_reports_batch_item_failures(cfn_template: dict[str, Any]) -> None:
+    mappings = _resources_of_type(cfn_template, "AWS::Lambda::EventSourceMapping")
+
+    assert len(mappings) == 1
+    (mapping,) = (m["Properties"] for m in mappings.values())
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["CopyQueue", "Arn"]}
+    assert mapping["FunctionName"] == {"Ref": "MediaCopyFunction"}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+@pytest.mark.parametrize("queue", ["CopyQueue", "CopyDeadLetterQueue"])
+def test_queue_is_encrypted_at_rest(cfn_template: dict[str, Any], queue: str) -> None:
+    assert cfn_template["Resources"][queue]["Properties"]["SqsManagedSseEnabled"] is True
+
+
+# ---------------------------------------------------------------- least privilege
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_role_grants_only_needed_actions(cfn_template: dict[str, Any], function: str) -> None:
+    assert _role_grants(cfn_template, function) == EXPECTED_GRANTS[function]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_role_managed_policies_are_execution_roles_only(
+    cfn_template: dict[str, Any], function: str
+) -> None:
+    role = cfn_template["Resources"][f"{function}Role"]["Properties"]
+
+    assert set(role["ManagedPolicyArns"]) == EXPECTED_MANAGED_POLICIES[function]
+
+
+def test_function_roles_are_generated_per_function(cfn_template: dict[str, Any]) -> None:
+    roles = _resources_of_type(cfn_template, "AWS::IAM::Role")
+
+    assert set(roles) == {f"{function}Role" for function in FUNCTIONS}
+
+
+# ---------------------------------------------------------------- storage and secrets
+
+
+def test_media_bucket_blocks_public_access(cfn_template: dict[str, Any]) -> None:
+    bucket = cfn_template["Resources"]["MediaBucket"]["Properties"]
+
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+
+
+def test_media_bucket_encrypts_by_default(cfn_template: dict[str, Any]) -> None:
+    rules = cfn_template["Resources"]["MediaBucket"]["Properties"]["BucketEncryption"][
+        "ServerSideEncryptionConfiguration"
+    ]
+
+    algorithms = {rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for rule in rules}
+    assert algorithms and algorithms <= {"AES256", "aws:kms", "aws:kms:dsse"}
+
+
+def test_media_bucket_policy_denies_insecure_transport(cfn_template: dict[str, Any]) -> None:
+    policy = cfn_template["Resources"]["MediaBucketPolicy"]["Properties"]
+
+    assert policy["Bucket"] == {"Ref": "MediaBucket"}
+    denials = [
+        s
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny"
+        and s["Principal"] == "*"
+        and s["Action"] in ("s3:*", ["s3:*"])
+        and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert len(denials) == 1
+    assert {_resource_name(r) for r in _as_list(denials[0]["Resource"])} == {
+        "MediaBucket.Arn",
+        BUCKET_OBJECTS,
+    }
+
+
+def test_media_bucket_aborts_incomplete_multipart_uploads(cfn_template: dict[str, Any]) -> None:
+    rules = cfn_template["Resources"]["MediaBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+
+    aborts = [r for r in rules if r["Status"] == "Enabled" and "AbortIncompleteMultipartUpload" in r]
+    assert len(aborts) == 1
+    assert 1 <= aborts[0]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] <= 7
+    assert "Prefix" not in aborts[0] and "Filter" not in aborts[0]
+
+
+def test_jobs_table_has_point_in_time_recovery_and_ttl(cfn_template: dict[str, Any]) -> None:
+    table = cfn_template["Resources"]["JobsTable"]["Properties"]
+
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["TimeToLiveSpecification"]["Enabled"] is True
+    assert table["TimeToLiveSpecification"]["AttributeName"]
+    assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
+
+
+@pytest.mark.parametrize("resource", ["JobsTable", "MediaBucket"])
+def test_stateful_resource_is_retained_on_delete(cfn_template: dict[str, Any], resource: str) -> None:
+    assert cfn_template["Resources"][resource]["DeletionPolicy"] == "Retain"
+    assert cfn_template["Resources"][resource]["UpdateReplacePolicy"] == "Retain"
+
+
+def test_webhook_signing_secret_is_generated_by_stack(cfn_template: dict[str, Any]) -> None:
+    secret = cfn_template["Resources"]["WebhookSigningSecret"]["Properties"]
+
+    assert "SecretString" not in secret
+    assert secret["GenerateSecretString"]["PasswordLength"] >= 32
+
+
+@pytest.mark.parametrize("function", ["SubmitFunction", "WebhookFunction"])
+def test_signing_secret_reaches_signer_and_verifier(cfn_template: dict[str, Any], function: str) -> None:
+    variables = cfn_template["Resources"][function]["Properties"]["Environment"]["Variables"]
+
+    assert variables[config.WEBHOOK_SECRET_ARN] == {"Ref": "WebhookSigningSecret"}
+
+
+def test_outputs_name_api_topic_bucket_and_table(cfn_template: dict[str, Any]) -> None:
+    outputs = cfn_template["Outputs"]
+
+    assert outputs["EventsTopicArn"]["Value"] == {"Ref": "EventsTopic"}
+    assert outputs["MediaBucketName"]["Value"] == {"Ref": "MediaBucket"}
+    assert outputs["JobsTableName"]["Value"] == {"Ref": "JobsTable"}
+    assert "${HttpApi}.execute-api" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
+
+
+# ---------------------------------------------------------------- sam build
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sam_build_layer_holds_package_and_dependencies(tmp_path: Path) -> None:
+    venv_bin = Path(sys.executable).parent
+    sam = venv_bin / "sam"
+    if not sam.is_file():
+        pytest.skip(f"sam executable not found next to {sys.executable}")
+    build_dir = tmp_path / "build"
+    env = {
+        **os.environ,
+        # The Makefiles run `$(PYTHON) -m pip`: the venv's pip, whatever python3 is on PATH.
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHON": sys.executable,
+        "SAM_CLI_TELEMETRY": "0",
+    }
+
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(sam), "build", "--template-file", str(TEMPLATE_PATH), "--build-dir", str(build_dir)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=840,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+
+    assert result.returncode == 0, f"sam build failed after {elapsed:.0f}s:\n{result.stdout}\n{result.stderr}"
+    layer = build_dir / "SharedLayer" / "python"
+    assert (layer / "pixverse_jobs" / "__init__.py").is_file()
+    for dependency in ("httpx", "aws_lambda_powertools", "boto3"):
+        assert (layer / dependency).is_dir(), f"{dependency} missing from the layer"
+    assert not list(layer.rglob("__pycache__")), "bytecode of the build machine's Python in the layer"
+    foreign = [
+        f"{wheel.parent.name}: {tag}"
+        for wheel in layer.glob("*.dist-info/WHEEL")
+        for tag in _wheel_tags(wheel)
+        if not _runs_on_lambda(tag)
+    ]
+    assert foreign == [], "wheels not built for arm64 / CPython 3.13"
+    for function in FUNCTIONS:
+        artifacts = {p.name for p in (build_dir / function).iterdir()}
+        assert "app.py" in artifacts
+        assert all(name.endswith(".py") for name in artifacts), f"{function} ships {sorted(artifacts)}"
