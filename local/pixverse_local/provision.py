@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pixverse_local.template import CfnTemplate, PhysicalResource, Resolver, TemplateError, resource_dependencies
 
@@ -34,7 +34,7 @@ BUCKET = "AWS::S3::Bucket"
 BUCKET_POLICY = "AWS::S3::BucketPolicy"
 TOPIC = "AWS::SNS::Topic"
 QUEUE = "AWS::SQS::Queue"
-SECRET = "AWS::SecretsManager::Secret"
+SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type, not a password
 
 # Queue properties that are SQS attributes of the same name.
 _QUEUE_ATTRIBUTES = (
@@ -119,7 +119,7 @@ class Provisioner:
             properties = self.resolver.resolve(resource.get("Properties") or {})
             try:
                 physical = creator(logical_id, properties)
-            except ClientError as exc:
+            except (ClientError, BotoCoreError) as exc:
                 raise ProvisionError(f"cannot create {logical_id} ({resource_type}): {exc}") from exc
             if physical is not None:
                 self.resolver.register(physical)
@@ -244,7 +244,11 @@ class Provisioner:
             if _code(exc) != "BucketAlreadyOwnedByYou":
                 raise
         if "BucketEncryption" in p:
-            rules = p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            rules = [
+                {("ApplyServerSideEncryptionByDefault" if k == "ServerSideEncryptionByDefault" else k): v
+                 for k, v in rule.items()}
+                for rule in p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]  # fmt: skip
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         if "PublicAccessBlockConfiguration" in p:
             block = {k: _flag(v) for k, v in p["PublicAccessBlockConfiguration"].items()}

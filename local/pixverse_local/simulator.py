@@ -66,6 +66,8 @@ CALLBACK_RETRY_DELAYS: Final[tuple[float, ...]] = (0.2, 0.5, 1.0)
 _MAX_BODY_BYTES: Final = 1024 * 1024
 _DELIVERY_WORKERS: Final = 8
 _STOP_DEADLINE_SECONDS: Final = 1.5
+# How long stop() waits for a callback already on the wire (it cannot be interrupted, only abandoned).
+_STOP_CALLBACK_GRACE_SECONDS: Final = 0.3
 _HANDLER_IDLE_TIMEOUT_SECONDS: Final = 60.0
 
 
@@ -180,11 +182,7 @@ def validate_parameters(model: str, body: Mapping[str, Any]) -> list[str]:
         if param.choices is not None and value not in param.choices:
             allowed = ", ".join(json.dumps(choice) for choice in param.choices)
             problems.append(f"{name}: must be one of {allowed}")
-        if (
-            param.minimum is not None
-            and param.maximum is not None
-            and not (param.minimum <= value <= param.maximum)
-        ):
+        if param.minimum is not None and param.maximum is not None and not (param.minimum <= value <= param.maximum):
             problems.append(f"{name}: must be between {param.minimum} and {param.maximum}")
         if param.non_empty and not value.strip():
             problems.append(f"{name}: must not be empty")
@@ -465,9 +463,7 @@ class GatewaySimulator:
         )
         server = self._server
         self._threads = [
-            threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sim-http", daemon=True
-            ),
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sim-http", daemon=True),
             threading.Thread(target=self._lifecycle_loop, name="sim-lifecycle", daemon=True),
         ]
         self._threads += [
@@ -480,7 +476,11 @@ class GatewaySimulator:
         return self._url
 
     def stop(self) -> None:
-        """Stop serving, abandon pending callbacks and join the threads (bounded, about 1.5 s at most)."""
+        """Stop serving, abandon pending callbacks and join the threads; returns within about a second.
+
+        A callback already waiting on a slow receiver gets a short grace, then its (daemon) thread is left
+        to end on its own: it makes no further attempt once the simulator is stopped.
+        """
         with self._lifecycle_lock:
             if not self._started or self._stopped:
                 return
@@ -493,8 +493,12 @@ class GatewaySimulator:
             self._server.server_close()
         for _ in range(_DELIVERY_WORKERS):
             self._delivery_queue.put(None)
-        for thread in self._threads:
+        service_threads, delivery_threads = self._threads[:2], self._threads[2:]
+        for thread in service_threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        grace_deadline = min(deadline, time.monotonic() + _STOP_CALLBACK_GRACE_SECONDS)
+        for thread in delivery_threads:
+            thread.join(timeout=max(0.0, grace_deadline - time.monotonic()))
         lingering = [thread.name for thread in self._threads if thread.is_alive()]
         if lingering:
             # Only a callback blocked in a slow receiver can linger; it is a daemon and gives up alone.
@@ -550,9 +554,7 @@ class GatewaySimulator:
             raise _BadRequest(f"{WEBHOOK_URL_HEADER}: must be an absolute https:// URL")
         return url, webhook_mode
 
-    def _accept(
-        self, model: str, body: dict[str, Any], webhook_url: str | None, webhook_mode: str
-    ) -> _Request:
+    def _accept(self, model: str, body: dict[str, Any], webhook_url: str | None, webhook_mode: str) -> _Request:
         problems = validate_parameters(model, body)
         if problems:
             raise _BadRequest("; ".join(problems))
@@ -569,9 +571,7 @@ class GatewaySimulator:
             webhook_url=webhook_url,
             webhook_mode=webhook_mode,
             directives=directives,
-            media_size=(
-                directives.media_size if directives.media_size is not None else self._default_media_size
-            ),
+            media_size=(directives.media_size if directives.media_size is not None else self._default_media_size),
             submitted_at=now_iso,
             submitted_mono=now,
             next_sync_mono=now + self._poll_interval,
@@ -633,8 +633,7 @@ class GatewaySimulator:
 
     def _media_urls(self, record: _Request) -> list[str]:
         return [
-            f"http://{self._media_host}/media/{record.request_id}/{n}.mp4"
-            for n in range(record.directives.media_count)
+            f"http://{self._media_host}/media/{record.request_id}/{n}.mp4" for n in range(record.directives.media_count)
         ]
 
     def _payload(self, record: _Request) -> dict[str, Any]:
@@ -725,7 +724,7 @@ class GatewaySimulator:
                     url, content=body, headers={"Content-Type": "application/json"}
                 )
                 code = response.status_code
-            except (httpx.HTTPError, RuntimeError) as exc:  # RuntimeError: client closed by stop()
+            except Exception as exc:  # network errors, and whatever a client closed by stop() raises
                 error = f"{type(exc).__name__}: {exc}"
             with self._lock:
                 self._stats["callbacks_attempted"] += 1
@@ -762,9 +761,7 @@ class GatewaySimulator:
         """A JSON-ready copy of ``record``; call with the lock held. Media hashes are filled in later."""
         media: list[dict[str, Any]] = []
         if record.status == "COMPLETED":
-            media = [
-                {"url": url, "size": record.media_size, "sha256": None} for url in self._media_urls(record)
-            ]
+            media = [{"url": url, "size": record.media_size, "sha256": None} for url in self._media_urls(record)]
         directives = record.directives
         return {
             "request_id": record.request_id,
@@ -1172,9 +1169,7 @@ def _parse_json_object(raw: bytes) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the simulator until SIGINT or SIGTERM; print ``simulator: <url>`` once it listens."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pixverse_local.simulator", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m pixverse_local.simulator", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument(

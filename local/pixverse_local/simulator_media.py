@@ -26,9 +26,7 @@ def _block(base: bytes, index: int) -> bytes:
     return index.to_bytes(_COUNTER_BYTES, "big") + base[_COUNTER_BYTES:]
 
 
-def iter_media_chunks(
-    request_id: str, n: int, size: int, start: int = 0, end: int | None = None
-) -> Iterator[bytes]:
+def iter_media_chunks(request_id: str, n: int, size: int, start: int = 0, end: int | None = None) -> Iterator[bytes]:
     """Yield the bytes ``[start, end)`` of media item ``n`` of ``request_id`` (``end`` defaults to ``size``).
 
     Chunks are at most ``MEDIA_BLOCK_SIZE`` bytes; concatenated they are exactly ``end - start`` bytes.

@@ -50,7 +50,7 @@ NO_VALUE = _NoValue()
 
 
 # ------------------------------------------------------------------------------------------ loading
-class CfnYamlLoader(yaml.SafeLoader):
+class CfnYamlLoader(yaml.SafeLoader):  # type: ignore[misc]
     """SafeLoader that turns CloudFormation short tags (``!Ref``, ``!Sub``...) into their long form."""
 
 
@@ -237,9 +237,7 @@ class Resolver:
             "AWS::Region": self.region,
             "AWS::AccountId": self.account_id,
             "AWS::StackName": self.stack_name,
-            "AWS::StackId": (
-                f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local"
-            ),
+            "AWS::StackId": (f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.stack_name}/local"),
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NotificationARNs": [],
@@ -304,9 +302,7 @@ class Resolver:
         values = stand_ins.get(resource_type)
         if values is None or attribute not in values:
             what = f"Fn::GetAtt {logical_id}.{attribute}" if attribute else f"Ref {logical_id}"
-            raise TemplateError(
-                f"{what}: {resource_type} is not provisioned locally, so it has no local value"
-            )
+            raise TemplateError(f"{what}: {resource_type} is not provisioned locally, so it has no local value")
         return values[attribute]
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -322,7 +318,7 @@ class Resolver:
                 return self._intrinsic(key, arg)
         return {k: r for k, r in ((k, self.resolve(v)) for k, v in value.items()) if r is not NO_VALUE}
 
-    def _intrinsic(self, key: str, arg: Any) -> Any:  # noqa: PLR0911, PLR0912, C901
+    def _intrinsic(self, key: str, arg: Any) -> Any:
         if key == "Ref":
             return self.ref(str(arg))
         if key == "Condition":
@@ -567,9 +563,7 @@ def read_application(template: CfnTemplate, resolver: Resolver) -> Application:
                     SqsEventSpec(
                         function_id=logical_id,
                         event_id=event_id,
-                        queue_id=_referenced_id(
-                            event_properties.get("Queue"), f"{logical_id}.{event_id}.Queue"
-                        ),
+                        queue_id=_referenced_id(event_properties.get("Queue"), f"{logical_id}.{event_id}.Queue"),
                         batch_size=int(resolved.get("BatchSize", _DEFAULT_SQS_BATCH)),
                         report_batch_item_failures="ReportBatchItemFailures"
                         in (resolved.get("FunctionResponseTypes") or []),
@@ -591,9 +585,7 @@ def read_application(template: CfnTemplate, resolver: Resolver) -> Application:
                     )
                 )
             else:
-                raise TemplateError(
-                    f"{logical_id}.{event_id}: event type {event_type} is not emulated locally"
-                )
+                raise TemplateError(f"{logical_id}.{event_id}: event type {event_type} is not emulated locally")
 
     layer_paths: dict[str, Path] = {}
     for logical_id, resource in template.resources_of_type(SERVERLESS_LAYER).items():

@@ -35,8 +35,7 @@ FUNCTIONS = ("SubmitFunction", "WebhookFunction", "MediaCopyFunction")
 TABLE = "JobsTable.Arn"
 SIGNING_SECRET = "Ref:WebhookSigningSecret"
 GATEWAY_KEY_SECRET = (
-    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
-    "${GatewayApiKeySecretName}-??????"
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${GatewayApiKeySecretName}-??????"
 )
 BUCKET_OBJECTS = "${MediaBucket.Arn}/*"
 EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
@@ -101,9 +100,7 @@ def cfn_template(sam_template: dict[str, Any]) -> dict[str, Any]:
                 # transform runs; the translator accepts nothing else.
                 properties[key] = f"s3://artifacts/{properties[key]}"
     translator = Translator({}, Parser(), boto_session=boto3.session.Session(region_name=REGION))
-    result: dict[str, Any] = translator.translate(
-        template, parameter_values={}, get_managed_policy_map=lambda: {}
-    )
+    result: dict[str, Any] = translator.translate(template, parameter_values={}, get_managed_policy_map=lambda: {})
     return result
 
 
@@ -138,9 +135,7 @@ def _role_grants(cfn_template: Mapping[str, Any], function: str) -> dict[str, se
         for statement in _as_list(policy["PolicyDocument"]["Statement"]):
             assert statement["Effect"] == "Allow", f"{function}: unexpected {statement['Effect']} statement"
             for action in _as_list(statement["Action"]):
-                grants.setdefault(action, set()).update(
-                    _resource_name(r) for r in _as_list(statement["Resource"])
-                )
+                grants.setdefault(action, set()).update(_resource_name(r) for r in _as_list(statement["Resource"]))
     return grants
 
 
@@ -160,9 +155,7 @@ def _runs_on_lambda(tag: str) -> bool:
     python, abi, platform = tag.split("-")
     if platform == "any":
         return abi == "none"
-    return "aarch64" in platform and (
-        abi in ("cp313", "abi3") or (abi == "none" and python.startswith("py3"))
-    )
+    return "aarch64" in platform and (abi in ("cp313", "abi3") or (abi == "none" and python.startswith("py3")))
 
 
 # ---------------------------------------------------------------- lint
@@ -171,9 +164,7 @@ def _runs_on_lambda(tag: str) -> bool:
 def test_cfn_lint_template_reports_no_errors_or_warnings() -> None:
     matches = lint(TEMPLATE_PATH.read_text(encoding="utf-8"), regions=[REGION])
 
-    findings = [
-        f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches if m.rule.id[0] in ("E", "W")
-    ]
+    findings = [f"{m.rule.id} line {m.linenumber}: {m.message}" for m in matches if m.rule.id[0] in ("E", "W")]
     assert findings == []
 
 
@@ -240,9 +231,7 @@ def test_gateway_key_is_never_an_environment_variable(cfn_template: dict[str, An
 def test_http_api_routes_reach_expected_functions(cfn_template: dict[str, Any]) -> None:
     paths = cfn_template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
 
-    routes = {
-        (method, path): _route_function(op) for path, ops in paths.items() for method, op in ops.items()
-    }
+    routes = {(method, path): _route_function(op) for path, ops in paths.items() for method, op in ops.items()}
 
     assert routes == EXPECTED_ROUTES
 
@@ -275,9 +264,7 @@ def test_http_api_uses_payload_format_2(cfn_template: dict[str, Any]) -> None:
     paths = cfn_template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
 
     versions = {
-        op["x-amazon-apigateway-integration"]["payloadFormatVersion"]
-        for ops in paths.values()
-        for op in ops.values()
+        op["x-amazon-apigateway-integration"]["payloadFormatVersion"] for ops in paths.values() for op in ops.values()
     }
     assert versions == {"2.0"}
 
@@ -335,9 +322,7 @@ def test_function_role_grants_only_needed_actions(cfn_template: dict[str, Any], 
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_function_role_managed_policies_are_execution_roles_only(
-    cfn_template: dict[str, Any], function: str
-) -> None:
+def test_function_role_managed_policies_are_execution_roles_only(cfn_template: dict[str, Any], function: str) -> None:
     role = cfn_template["Resources"][f"{function}Role"]["Properties"]
 
     assert set(role["ManagedPolicyArns"]) == EXPECTED_MANAGED_POLICIES[function]

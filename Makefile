@@ -1,0 +1,50 @@
+# pixverse-jobs: every command sets itself up (a virtualenv in .venv) before it runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup test unit integration lint demo run build clean
+
+help:
+	@echo "make demo   - start the local stack, run two jobs end to end, print objects and events"
+	@echo "make test   - lint, type-check and run the whole test suite (what CI runs)"
+	@echo "make run    - the local stack in the foreground until Ctrl-C"
+	@echo "make build  - sam build (no containers) into .aws-sam/build"
+
+setup: $(STAMP)
+
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration -q
+
+test: lint $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+run: $(STAMP)
+	$(BIN)/python -m pixverse_local
+
+build: $(STAMP)
+	scripts/sam_build.sh
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,503 @@
+"""The local stack: AWS emulator, resources, gateway simulator, HTTP API and event sources in one.
+
+``LocalStack`` starts moto server in its own process (unless ``AWS_ENDPOINT_URL`` names an endpoint),
+creates the template's resources there, starts the gateway simulator (unless ``PIXAZO_BASE_URL`` names
+a gateway), loads every function of template.yaml from its CodeUri and Handler, and serves them
+through the local HTTP API, the SQS pollers and the schedules::
+
+    with LocalStack(template="template.yaml") as stack:
+        httpx.post(f"{stack.api_url}/jobs", json=...)
+
+Local deviations, on purpose:
+
+* All functions share one process, hence one ``os.environ``: the union of their template variables
+  is applied before any handler is imported (two functions giving one name different values is an
+  error), and restored on stop.
+* Each start is a cold start: the layer's modules are dropped from ``sys.modules`` so settings cached
+  by an earlier import (an earlier stack or a test) are read again.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import types
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from pixverse_local.api import LocalHttpApi
+from pixverse_local.poller import DEFAULT_RETRY_DELAY_SECONDS, DEFAULT_WORKERS, SqsPoller
+from pixverse_local.provision import BUCKET, QUEUE, TABLE, TOPIC, provision
+from pixverse_local.scheduler import DEFAULT_INTERVAL_SECONDS, Scheduler
+from pixverse_local.template import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_REGION,
+    Application,
+    CfnTemplate,
+    FunctionSpec,
+    PhysicalResource,
+    Resolver,
+    read_application,
+)
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_STACK_NAME = "pixverse-local"
+DEFAULT_API_PORT = 3000
+DEFAULT_API_KEY = "local-dev-key"
+GATEWAY_KEY_PARAMETER = "GatewayApiKeySecretName"
+
+# Variables the caller's environment may set to replace what template.yaml gives the functions.
+PASS_THROUGH = (
+    "PIXAZO_BASE_URL",
+    "ALLOWED_MEDIA_HOSTS",
+    "WEBHOOK_MODE",
+    "WEBHOOK_BASE_URL",
+    "RECONCILE_AFTER_SECONDS",
+    "POWERTOOLS_LOG_LEVEL",
+)
+
+
+class LocalStackError(Exception):
+    """The local stack cannot start."""
+
+
+# ------------------------------------------------------------------------------------------ moto
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class MotoServer:
+    """moto server in its own process on a free loopback port."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Start the process and wait until it answers HTTP; return its URL."""
+        command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise LocalStackError(f"moto server exited with {self._process.returncode}: {self._tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):  # noqa: S310 - loopback
+                    LOG.info("moto server ready on %s (pid %d)", self.url, self._process.pid)
+                    return self.url
+            except urllib.error.HTTPError:
+                return self.url  # it answered
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise LocalStackError(f"moto server did not answer on {self.url} within {timeout}s: {self._tail()}")
+
+    def stop(self) -> None:
+        """Terminate the process and wait for it."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+        self._log.close()
+
+    def _tail(self) -> str:
+        self._log.seek(0)
+        return self._log.read()[-2000:].decode(errors="replace")
+
+
+# ------------------------------------------------------------------------------------------ functions
+@dataclass
+class LambdaContext:
+    """The fields of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    aws_request_id: str
+    timeout_seconds: int
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    identity: Any = None
+    client_context: Any = None
+    _deadline: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
+        self._deadline = time.monotonic() + self.timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+_module_counter = 0
+_import_lock = threading.Lock()
+
+
+class LocalFunction:
+    """A template function loaded from its CodeUri and Handler, invokable with an event."""
+
+    def __init__(self, spec: FunctionSpec, handler: Callable[[Any, Any], Any], *, region: str, account_id: str):
+        self.spec = spec
+        self._handler = handler
+        self.arn = f"arn:aws:lambda:{region}:{account_id}:function:{spec.name}"
+
+    @classmethod
+    def load(cls, spec: FunctionSpec, *, region: str, account_id: str) -> LocalFunction:
+        """Import ``<CodeUri>/<module>.py`` under a unique module name and find the handler in it.
+
+        Every function's module is called ``app``; sibling modules of the CodeUri are importable while
+        the handler module loads and are then removed from ``sys.modules`` so the next function's
+        siblings of the same name do not collide.
+        """
+        global _module_counter  # noqa: PLW0603 - module names must stay unique per process
+        module_path, _, attribute = spec.handler.rpartition(".")
+        if not module_path or not attribute:
+            raise LocalStackError(f"{spec.logical_id}: Handler {spec.handler!r} is not <module>.<function>")
+        source = spec.code_uri.joinpath(*module_path.split(".")).with_suffix(".py")
+        if not source.is_file():
+            raise LocalStackError(f"{spec.logical_id}: handler module {source} does not exist")
+        with _import_lock:
+            _module_counter += 1
+            name = f"_pixverse_local_fn_{spec.logical_id}_{_module_counter}"
+            before = set(sys.modules)
+            sys.path.insert(0, str(spec.code_uri))
+            try:
+                module_spec = importlib.util.spec_from_file_location(name, source)
+                if module_spec is None or module_spec.loader is None:
+                    raise LocalStackError(f"{spec.logical_id}: cannot import {source}")
+                module = importlib.util.module_from_spec(module_spec)
+                sys.modules[name] = module
+                module_spec.loader.exec_module(module)
+            finally:
+                sys.path.remove(str(spec.code_uri))
+                for added in set(sys.modules) - before - {name}:
+                    if _is_under(sys.modules[added], spec.code_uri):
+                        del sys.modules[added]
+        handler = getattr(module, attribute, None)
+        if not callable(handler):
+            raise LocalStackError(f"{spec.logical_id}: {source} has no callable {attribute!r}")
+        return cls(spec, handler, region=region, account_id=account_id)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        """Call the handler with ``event`` and a fresh context."""
+        context = LambdaContext(
+            function_name=self.spec.name,
+            memory_limit_in_mb=self.spec.memory_size,
+            invoked_function_arn=self.arn,
+            aws_request_id=str(uuid.uuid4()),
+            timeout_seconds=self.spec.timeout,
+        )
+        return self._handler(event, context)
+
+
+def _is_under(module: types.ModuleType | None, directory: Path) -> bool:
+    location = getattr(module, "__file__", None)
+    return bool(location) and Path(str(location)).resolve().is_relative_to(directory)
+
+
+def function_environment(functions: Mapping[str, FunctionSpec], overrides: Mapping[str, str]) -> dict[str, str]:
+    """The union of every function's variables, with ``overrides`` on top.
+
+    Functions share one process locally, so one name must mean one value; names in ``overrides`` are
+    exempt because the local value replaces every function's.
+    """
+    union: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for logical_id, spec in functions.items():
+        for name, value in spec.environment.items():
+            if name in overrides:
+                continue
+            if name in union and union[name] != value:
+                raise LocalStackError(
+                    f"{owner[name]} and {logical_id} set {name} to different values "
+                    f"({union[name]!r} vs {value!r}); functions share one process locally"
+                )
+            union[name] = value
+            owner.setdefault(name, logical_id)
+    return {**union, **overrides}
+
+
+# ------------------------------------------------------------------------------------------ stack
+class LocalStack:
+    """The whole pipeline on one machine. Use as a context manager or call start() / stop()."""
+
+    def __init__(
+        self,
+        template: str | Path = "template.yaml",
+        *,
+        stack_name: str = DEFAULT_STACK_NAME,
+        api_port: int | None = None,
+        env: Mapping[str, str] | None = None,
+        parameter_overrides: Mapping[str, str] | None = None,
+        poller_workers: int = DEFAULT_WORKERS,
+    ) -> None:
+        self.template_path = Path(template)
+        self.stack_name = stack_name
+        self._env = dict(os.environ if env is None else env)
+        self._api_port = api_port if api_port is not None else int(self._env.get("LOCAL_API_PORT") or DEFAULT_API_PORT)
+        self._parameter_overrides = dict(parameter_overrides or {})
+        self._poller_workers = poller_workers
+
+        self.api_url = ""
+        self.aws_endpoint = ""
+        self.gateway_url = ""
+        self.region = DEFAULT_REGION
+        self.account_id = DEFAULT_ACCOUNT_ID
+        self.resources: dict[str, PhysicalResource] = {}
+        self.application: Application | None = None
+        self.functions: dict[str, LocalFunction] = {}
+        self.environment: dict[str, str] = {}
+
+        self._moto: MotoServer | None = None
+        self._simulator: Any = None
+        self._api: LocalHttpApi | None = None
+        self._pollers: list[SqsPoller] = []
+        self._scheduler: Scheduler | None = None
+        self._saved_environ: dict[str, str | None] = {}
+        self._session: boto3.session.Session | None = None
+        self._resolver: Resolver | None = None
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -------------------------------------------------------------------------------- start
+    def start(self) -> LocalStack:
+        """Start everything; on any failure stop what was started and re-raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        env = self._env
+        template = CfnTemplate.load(self.template_path, self._parameter_overrides)
+
+        # AWS side: the endpoint, region and credentials the functions and boto3 will use.
+        self.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        if env.get("AWS_ENDPOINT_URL"):
+            self.aws_endpoint = env["AWS_ENDPOINT_URL"].rstrip("/")
+        else:
+            self._moto = MotoServer()
+            self.aws_endpoint = self._moto.start()
+        self._session = boto3.session.Session(
+            region_name=self.region,
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or "testing",
+            aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or "testing",
+            aws_session_token=env.get("AWS_SESSION_TOKEN") if env.get("AWS_ACCESS_KEY_ID") else None,
+        )
+        self.account_id = self._account_id()
+
+        resolver = Resolver(template, stack_name=self.stack_name, region=self.region, account_id=self.account_id)
+        self._resolver = resolver
+        api_key = env.get("PIXAZO_API_KEY") or DEFAULT_API_KEY
+        key_secret_name = template.parameters.get(GATEWAY_KEY_PARAMETER)
+        extra_secrets = {str(key_secret_name): api_key} if key_secret_name else {}
+        self.resources = provision(
+            template, resolver, session=self._session, endpoint_url=self.aws_endpoint, extra_secrets=extra_secrets
+        )
+        self.application = application = read_application(template, resolver)
+
+        # Gateway: the simulator unless a real (or other) gateway is named.
+        media_host = ""
+        if env.get("PIXAZO_BASE_URL"):
+            self.gateway_url = env["PIXAZO_BASE_URL"].rstrip("/")
+        else:
+            from pixverse_local.simulator import GatewaySimulator
+
+            self._simulator = GatewaySimulator(
+                host="127.0.0.1", port=0, api_key=api_key, allow_http_webhooks_on_loopback=True
+            )
+            self.gateway_url = str(self._simulator.start()).rstrip("/")
+            media_host = str(self._simulator.media_host)
+            LOG.info("gateway simulator on %s (media from %s)", self.gateway_url, media_host)
+
+        # The API binds first: its URL is the functions' WEBHOOK_BASE_URL.
+        self._api = LocalHttpApi(application.routes, port=self._api_port, account_id=self.account_id)
+        self.api_url = self._api.url
+
+        self.environment = function_environment(application.functions, self._overrides(media_host))
+        self._apply_environ(self.environment)
+        self._cold_start(application)
+        self.functions = {
+            lid: LocalFunction.load(spec, region=self.region, account_id=self.account_id)
+            for lid, spec in application.functions.items()
+        }
+        invokers = {lid: fn.invoke for lid, fn in self.functions.items()}
+        self._api.start(invokers)
+        self._start_pollers(application)
+        self._start_scheduler(application)
+
+    def _account_id(self) -> str:
+        assert self._session is not None
+        try:
+            sts = self._session.client("sts", endpoint_url=self.aws_endpoint, region_name=self.region)
+            return str(sts.get_caller_identity()["Account"])
+        except Exception:  # an endpoint without STS: moto's default account
+            LOG.debug("no STS at %s; using account %s", self.aws_endpoint, DEFAULT_ACCOUNT_ID)
+            return DEFAULT_ACCOUNT_ID
+
+    def _overrides(self, media_host: str) -> dict[str, str]:
+        env = self._env
+        overrides = {name: env[name] for name in PASS_THROUGH if env.get(name)}
+        overrides.setdefault("PIXAZO_BASE_URL", self.gateway_url)
+        if media_host:
+            overrides.setdefault("ALLOWED_MEDIA_HOSTS", media_host)
+        overrides.setdefault("WEBHOOK_BASE_URL", self.api_url)
+        overrides["AWS_ENDPOINT_URL"] = self.aws_endpoint
+        overrides["AWS_REGION"] = overrides["AWS_DEFAULT_REGION"] = self.region
+        if not env.get("AWS_ACCESS_KEY_ID"):
+            overrides["AWS_ACCESS_KEY_ID"] = "testing"
+            overrides["AWS_SECRET_ACCESS_KEY"] = "testing"  # noqa: S105 - moto's dummy credentials
+        # EMF metrics would flood the local log; set POWERTOOLS_METRICS_DISABLED=false to see them.
+        overrides["POWERTOOLS_METRICS_DISABLED"] = env.get("POWERTOOLS_METRICS_DISABLED") or "true"
+        return overrides
+
+    def _apply_environ(self, values: Mapping[str, str]) -> None:
+        for name, value in values.items():
+            if name not in self._saved_environ:
+                self._saved_environ[name] = os.environ.get(name)
+            os.environ[name] = value
+
+    def _cold_start(self, application: Application) -> None:
+        """Make the layer importable and forget modules an earlier import loaded from it."""
+        for layer in application.layer_paths.values():
+            if str(layer) not in sys.path:
+                sys.path.insert(0, str(layer))
+            for name, module in list(sys.modules.items()):
+                if _is_under(module, layer):
+                    del sys.modules[name]
+
+    def _start_pollers(self, application: Application) -> None:
+        assert self._session is not None
+        sqs = self._session.client("sqs", endpoint_url=self.aws_endpoint, region_name=self.region)
+        retry_delay = int(self._env.get("LOCAL_RETRY_DELAY_SECONDS") or DEFAULT_RETRY_DELAY_SECONDS)
+        for event in application.sqs_events:
+            if not event.enabled:
+                continue
+            queue = self.resources[event.queue_id]
+            poller = SqsPoller(
+                name=f"{event.function_id}.{event.event_id}",
+                sqs_client=sqs,
+                queue_url=queue.attributes["QueueUrl"],
+                queue_arn=queue.attributes["Arn"],
+                invoke=self.functions[event.function_id].invoke,
+                batch_size=event.batch_size,
+                report_batch_item_failures=event.report_batch_item_failures,
+                region=self.region,
+                workers=self._poller_workers,
+                retry_delay_seconds=retry_delay,
+            )
+            poller.start()
+            self._pollers.append(poller)
+
+    def _start_scheduler(self, application: Application) -> None:
+        if not application.schedules:
+            return
+        interval = float(self._env.get("LOCAL_RECONCILE_EVERY_SECONDS") or DEFAULT_INTERVAL_SECONDS)
+        self._scheduler = Scheduler(
+            [(spec, self.functions[spec.function_id].invoke) for spec in application.schedules],
+            interval_seconds=interval,
+            region=self.region,
+            account_id=self.account_id,
+            stack_name=self.stack_name,
+        )
+        self._scheduler.start()
+
+    # -------------------------------------------------------------------------------- stop
+    def stop(self) -> None:
+        """Stop everything this stack started, in reverse order; safe to call twice."""
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
+        for poller in self._pollers:
+            poller.stop()
+        self._pollers.clear()
+        if self._api is not None:
+            self._api.stop()
+            self._api = None
+        if self._simulator is not None:
+            self._simulator.stop()
+            self._simulator = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        for name, previous in self._saved_environ.items():
+            if previous is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = previous
+        self._saved_environ.clear()
+
+    # -------------------------------------------------------------------------------- facts
+    def first(self, resource_type: str) -> PhysicalResource | None:
+        """The first provisioned resource of a type, in template order."""
+        return next((r for r in self.resources.values() if r.resource_type == resource_type), None)
+
+    @property
+    def event_queue(self) -> PhysicalResource | None:
+        """The queue of the first SQS event source (else the first queue)."""
+        if self.application is not None:
+            for event in self.application.sqs_events:
+                return self.resources[event.queue_id]
+        return self.first(QUEUE)
+
+    @property
+    def dead_letter_queue(self) -> PhysicalResource | None:
+        """The dead-letter queue the template's RedrivePolicy gives :attr:`event_queue`, if any."""
+        queue = self.event_queue
+        if queue is None or self._resolver is None:
+            return None
+        properties = self._resolver.template.resources[queue.logical_id].get("Properties") or {}
+        policy = self._resolver.resolve(properties.get("RedrivePolicy") or {})
+        if isinstance(policy, str):
+            policy = json.loads(policy)
+        target = policy.get("deadLetterTargetArn")
+        return next((r for r in self.resources.values() if r.attributes.get("Arn") == target), None)
+
+    def ready_line(self) -> str:
+        """``ready: api=... aws=... gateway=... table=... bucket=... topic=... queue=... dlq=...``."""
+
+        def ref(resource: PhysicalResource | None) -> str:
+            return resource.ref if resource is not None else "-"
+
+        return (
+            f"ready: api={self.api_url} aws={self.aws_endpoint} gateway={self.gateway_url}"
+            f" table={ref(self.first(TABLE))} bucket={ref(self.first(BUCKET))} topic={ref(self.first(TOPIC))}"
+            f" queue={ref(self.event_queue)} dlq={ref(self.dead_letter_queue)}"
+        )
