@@ -31,7 +31,9 @@ service = DeliveryService(
     event_source=_settings.event_source,
 )
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A failed record is reported, not raised, even when it is the whole batch (BatchSize 1):
+# the queue's redrive policy, not a function error, decides its fate.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def deliver_record(record: SQSRecord) -> None:
@@ -50,4 +52,9 @@ def deliver_record(record: SQSRecord) -> None:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=deliver_record, processor=processor, context=context)
+    return process_partial_response(
+        event=event,
+        record_handler=deliver_record,
+        processor=processor,
+        context=context,
+    )

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per client otherwise
     log = logging.getLogger("pixverse_local")
     overrides = dict(item.split("=", 1) for item in args.parameter_overrides)
 

@@ -138,6 +138,10 @@ class SqsPoller:
             self._threads.append(thread)
         LOG.info("polling %s for %s with %d workers", self.queue_url, self.name, self.workers)
 
+    def request_stop(self) -> None:
+        """Ask the workers to stop after their current receive or batch."""
+        self._stop.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the workers to stop and wait for them (each finishes its current batch)."""
         self._stop.set()
@@ -150,6 +154,8 @@ class SqsPoller:
             try:
                 self.poll_once()
             except Exception:
+                if self._stop.is_set():
+                    return
                 # A broken endpoint must not kill the poller; back off and try again.
                 LOG.exception("polling %s failed", self.queue_url)
                 self._stop.wait(1.0)

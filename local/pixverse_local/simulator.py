@@ -868,6 +868,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "PixazoGatewaySimulator/1.0"
     timeout = _HANDLER_IDLE_TIMEOUT_SECONDS
+    # Headers and body go out in separate writes; Nagle + delayed ACK would stall each answer ~40 ms.
+    disable_nagle_algorithm = True
 
     @property
     def _sim(self) -> GatewaySimulator:

@@ -19,10 +19,12 @@ Local deviations, on purpose:
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from pixverse_local.api import LocalHttpApi
 from pixverse_local.poller import DEFAULT_RETRY_DELAY_SECONDS, DEFAULT_WORKERS, SqsPoller
@@ -101,7 +104,15 @@ class MotoServer:
     def start(self, timeout: float = 30.0) -> str:
         """Start the process and wait until it answers HTTP; return its URL."""
         command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
-        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        # Its own session: a terminal's Ctrl-C reaches only us, and we stop it after the pollers that
+        # use it; the parent-death signal keeps it from outliving a killed parent (Linux).
+        self._process = subprocess.Popen(
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_terminate_with_parent,  # noqa: PLW1509 - runs before any thread starts in the child
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -132,6 +143,18 @@ class MotoServer:
     def _tail(self) -> str:
         self._log.seek(0)
         return self._log.read()[-2000:].decode(errors="replace")
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: ask Linux to send SIGTERM when the parent dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the child may outlive a SIGKILLed parent
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 # ------------------------------------------------------------------------------------------ functions
@@ -405,7 +428,13 @@ class LocalStack:
 
     def _start_pollers(self, application: Application) -> None:
         assert self._session is not None
-        sqs = self._session.client("sqs", endpoint_url=self.aws_endpoint, region_name=self.region)
+        # Few retries and short timeouts: a poller must notice a stop, not back off for seconds.
+        sqs = self._session.client(
+            "sqs",
+            endpoint_url=self.aws_endpoint,
+            region_name=self.region,
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10),
+        )
         retry_delay = int(self._env.get("LOCAL_RETRY_DELAY_SECONDS") or DEFAULT_RETRY_DELAY_SECONDS)
         for event in application.sqs_events:
             if not event.enabled:
@@ -445,6 +474,8 @@ class LocalStack:
         if self._scheduler is not None:
             self._scheduler.stop()
             self._scheduler = None
+        for poller in self._pollers:
+            poller.request_stop()
         for poller in self._pollers:
             poller.stop()
         self._pollers.clear()

@@ -1,0 +1,220 @@
+"""The three handlers invoked with the events in events/, against moto (no network)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from aws import create_jobs_table
+from conftest import load_event
+from moto import mock_aws
+from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.signing import sign
+from pixverse_jobs.store import JobStore
+
+from functions import load_function
+
+GATEWAY_KEY = "sk-live-DO-NOT-LOG-0123456789"
+SIGNING_SECRET = "w" * 64
+JOB_ID = "job_0123456789abcdef0123456789abcdef"
+OWNER = "arn:aws:iam::123456789012:user/video-backend"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        ddb = boto3.client("dynamodb")
+        sqs = boto3.client("sqs")
+        secrets = boto3.client("secretsmanager")
+        table = create_jobs_table(ddb)
+        queue_url = sqs.create_queue(QueueName="copy")["QueueUrl"]
+        secrets.create_secret(Name="pixverse-jobs/pixazo-api-key", SecretString=GATEWAY_KEY)
+        signing_arn = secrets.create_secret(Name="signing", SecretString=SIGNING_SECRET)["ARN"]
+        values = {
+            "JOBS_TABLE": table,
+            "COPY_QUEUE_URL": queue_url,
+            "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
+            "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",
+            "WEBHOOK_SECRET_ARN": signing_arn,
+            "WEBHOOK_MODE": "terminal",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
+        for k, v in values.items():
+            monkeypatch.setenv(k, v)
+        yield {"ddb": ddb, "sqs": sqs, "table": table, "queue_url": queue_url}
+
+
+def _gateway(seen: list[httpx.Request], response: httpx.Response) -> httpx.Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return response
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def _submit_module(seen: list[httpx.Request], response: httpx.Response) -> Any:
+    module = load_function("SubmitFunction")
+    gateway = GatewayClient("https://gateway.pixazo.ai", module.service._gateway._api_key, _gateway(seen, response))
+    module.service._gateway = gateway
+    return module
+
+
+def test_submit_event_records_job_and_submits_with_signed_webhook(
+    env: dict[str, Any], lambda_context: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: list[httpx.Request] = []
+    accepted = httpx.Response(202, json={"request_id": "pixverse-v6-text-to-video_1", "status": "QUEUED"})
+    module = _submit_module(seen, accepted)
+    response = module.handler(load_event("submit_job"), lambda_context)
+    assert response["statusCode"] == 202
+    job = json.loads(response["body"])
+    assert job["status"] == "QUEUED"
+    assert job["request_id"] == "pixverse-v6-text-to-video_1"
+    assert job["metadata"] == {"order": "A-1001"}
+    stored = JobStore(env["table"], env["ddb"]).get(job["job_id"])
+    assert stored is not None and stored["owner"] == OWNER
+    sent = seen[0]
+    assert sent.headers["X-Webhook-URL"] == (
+        "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/webhooks/pixazo/"
+        f"{job['job_id']}?sig={sign(job['job_id'], SIGNING_SECRET)}"
+    )
+    assert json.loads(sent.content) == json.loads(load_event("submit_job")["body"])["input"]
+    out = capsys.readouterr()
+    assert GATEWAY_KEY not in out.out + out.err + caplog.text + response["body"]
+
+
+def test_submit_invalid_body_is_400_and_calls_nothing(env: dict[str, Any], lambda_context: Any) -> None:
+    seen: list[httpx.Request] = []
+    module = _submit_module(seen, httpx.Response(202, json={"request_id": "x"}))
+    event = load_event("submit_job")
+    event["body"] = json.dumps({"model": "pixverse", "input": {"prompt": "x", "duration": 4}})
+    response = module.handler(event, lambda_context)
+    assert response["statusCode"] == 400
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "validation_error"
+    assert {d["field"] for d in error["details"]} == {"input.aspect_ratio", "input.resolution", "input.duration"}
+    assert seen == []
+    assert env["ddb"].scan(TableName=env["table"])["Count"] == 0
+
+
+def test_submit_malformed_json_is_400(env: dict[str, Any], lambda_context: Any) -> None:
+    module = _submit_module([], httpx.Response(202, json={"request_id": "x"}))
+    event = load_event("submit_job")
+    event["body"] = "{nope"
+    response = module.handler(event, lambda_context)
+    assert response["statusCode"] == 400
+    assert "not valid JSON" in json.loads(response["body"])["error"]["message"]
+
+
+def test_gateway_402_leaves_job_submit_failed(env: dict[str, Any], lambda_context: Any) -> None:
+    body = {"error": "Insufficient Balance", "message": "Your wallet does not have enough balance."}
+    module = _submit_module([], httpx.Response(402, json=body))
+    response = module.handler(load_event("submit_job"), lambda_context)
+    assert response["statusCode"] == 402
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "insufficient_balance"
+    job = JobStore(env["table"], env["ddb"]).get(error["job_id"])
+    assert job is not None and job["status"] == "SUBMIT_FAILED"
+
+
+def test_gateway_auth_error_is_502_without_the_key(env: dict[str, Any], lambda_context: Any) -> None:
+    module = _submit_module([], httpx.Response(401, json={"error": "Unauthorized"}))
+    response = module.handler(load_event("submit_job"), lambda_context)
+    assert response["statusCode"] == 502
+    assert json.loads(response["body"])["error"]["code"] == "gateway_auth_error"
+    assert GATEWAY_KEY not in response["body"]
+
+
+def test_get_job_of_another_caller_is_404(env: dict[str, Any], lambda_context: Any) -> None:
+    module = _submit_module([], httpx.Response(202, json={"request_id": "r1"}))
+    created = json.loads(module.handler(load_event("submit_job"), lambda_context)["body"])
+    event = load_event("get_job")
+    event["pathParameters"]["job_id"] = created["job_id"]
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/jobs/{created['job_id']}"
+    mine = module.handler(event, lambda_context)
+    assert mine["statusCode"] == 200
+    assert json.loads(mine["body"])["job_id"] == created["job_id"]
+    event["requestContext"]["authorizer"]["iam"]["userArn"] = "arn:aws:iam::123456789012:user/someone-else"
+    theirs = module.handler(event, lambda_context)
+    assert theirs["statusCode"] == 404
+
+
+def _webhook_event(sig: str | None, body: dict[str, Any] | str) -> dict[str, Any]:
+    event = load_event("webhook_callback")
+    if sig is None:
+        event.pop("queryStringParameters")
+        event["rawQueryString"] = ""
+    else:
+        event["queryStringParameters"] = {"sig": sig}
+        event["rawQueryString"] = f"sig={sig}"
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    return event
+
+
+def _seed_job(env: dict[str, Any], request_id: str) -> None:
+    JobStore(env["table"], env["ddb"]).create(
+        {
+            "job_id": JOB_ID,
+            "owner": OWNER,
+            "model": "pixverse-v6-text-to-video",
+            "input": {"prompt": "x"},
+            "status": "QUEUED",
+            "request_id": request_id,
+            "created_at": "2026-11-25T12:00:00.000Z",
+            "updated_at": "2026-11-25T12:00:00.000Z",
+        }
+    )
+
+
+def test_webhook_event_with_valid_sig_completes_job_and_enqueues(env: dict[str, Any], lambda_context: Any) -> None:
+    module = load_function("WebhookFunction")
+    body = json.loads(load_event("webhook_callback")["body"])
+    _seed_job(env, body["request_id"])
+    response = module.handler(_webhook_event(sign(JOB_ID, SIGNING_SECRET), body), lambda_context)
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"job_id": JOB_ID, "status": "COMPLETED", "applied": True}
+    msgs = env["sqs"].receive_message(QueueUrl=env["queue_url"], MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(m["Body"]) for m in msgs] == [{"job_id": JOB_ID}]
+
+
+@pytest.mark.parametrize("sig", [None, "00" * 32, sign(JOB_ID, "another-secret")], ids=["missing", "zero", "forged"])
+def test_webhook_bad_signature_is_401_before_parsing(env: dict[str, Any], lambda_context: Any, sig: str | None) -> None:
+    module = load_function("WebhookFunction")
+    _seed_job(env, "r1")
+    before = JobStore(env["table"], env["ddb"]).get(JOB_ID)
+    response = module.handler(_webhook_event(sig, "{definitely not json"), lambda_context)
+    assert response["statusCode"] == 401
+    assert JobStore(env["table"], env["ddb"]).get(JOB_ID) == before
+
+
+def test_media_copy_handler_reports_failed_record(
+    env: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIA_BUCKET", "media")
+    monkeypatch.setenv("EVENTS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:events")
+    monkeypatch.setenv("ALLOWED_MEDIA_HOSTS", "*.r2.dev")
+    module = load_function("MediaCopyFunction")
+
+    def deliver(job_id: str) -> Any:
+        raise RuntimeError(f"S3 down for {job_id}")
+
+    monkeypatch.setattr(module.service, "deliver", deliver)
+    event = load_event("media_copy")
+    result = module.handler(event, lambda_context)
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+
+
+def test_media_copy_handler_drops_malformed_message(
+    env: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIA_BUCKET", "media")
+    monkeypatch.setenv("EVENTS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:events")
+    monkeypatch.setenv("ALLOWED_MEDIA_HOSTS", "*.r2.dev")
+    module = load_function("MediaCopyFunction")
+    event = load_event("media_copy")
+    event["Records"][0]["body"] = "not json at all"
+    assert module.handler(event, lambda_context) == {"batchItemFailures": []}
