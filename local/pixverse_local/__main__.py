@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("botocore").setLevel(logging.WARNING)  # one line per client otherwise
     log = logging.getLogger("pixverse_local")
+    malformed = [item for item in args.parameter_overrides if "=" not in item]
+    if malformed:
+        log.error("--parameter-overrides takes Name=Value, got %s", ", ".join(malformed))
+        return 2
     overrides = dict(item.split("=", 1) for item in args.parameter_overrides)
 
     # Functions log to stdout in Lambda; here stdout is reserved for the ready line.

@@ -9,7 +9,9 @@ lower-cased). Against an endpoint that already holds them (``AWS_ENDPOINT_URL`` 
 creation is idempotent: existing resources are reused and reconfigured from the template; a table
 whose key schema differs is an error that asks for another stack name.
 
-Properties the local stack does not apply are logged once each, never silently dropped.
+Properties the local stack does not apply are logged once each, never silently dropped. One
+deviation on purpose: bucket-policy statements conditioned on ``aws:SecureTransport`` are not applied,
+because the local endpoint is plain HTTP and moto enforces bucket policies.
 """
 
 from __future__ import annotations
@@ -287,8 +289,27 @@ class Provisioner:
         return PhysicalResource(logical_id, BUCKET, name, attributes)
 
     def _bucket_policy(self, logical_id: str, p: dict[str, Any]) -> PhysicalResource:
+        """Apply the policy without its TLS-only statements: the local endpoint is plain HTTP.
+
+        moto evaluates bucket policies, so a ``Deny`` on ``aws:SecureTransport: false`` would
+        refuse every local request.
+        """
         bucket = str(p["Bucket"])
-        self.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(p["PolicyDocument"]))
+        document = dict(p["PolicyDocument"])
+        statements = document.get("Statement") or []
+        if isinstance(statements, dict):
+            statements = [statements]
+        kept = [s for s in statements if "aws:securetransport" not in json.dumps(s.get("Condition", {})).lower()]
+        for dropped in statements:
+            if dropped not in kept:
+                LOG.info(
+                    "%s: statement %s (TLS only) not applied: the local endpoint is plain HTTP",
+                    logical_id,
+                    dropped.get("Sid", "?"),
+                )
+        if kept:
+            document["Statement"] = kept
+            self.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(document))
         return PhysicalResource(logical_id, BUCKET_POLICY, bucket)
 
     # -------------------------------------------------------------------------------- SNS

@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -358,6 +358,8 @@ class _BadRequest(Exception):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops bursts of connects, which then wait a 1 s SYN retry.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], simulator: GatewaySimulator) -> None:
         self.simulator = simulator
@@ -927,7 +929,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return self.rfile.read(length) if length else b""
 
-    def _dispatch(self, route: Any) -> None:
+    def _dispatch(self, route: Callable[[], None]) -> None:
         try:
             route()
         except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:

@@ -15,6 +15,9 @@ Local deviations, on purpose:
   error), and restored on stop.
 * Each start is a cold start: the layer's modules are dropped from ``sys.modules`` so settings cached
   by an earlier import (an earlier stack or a test) are read again.
+* moto server runs in its own session (Ctrl-C reaches only this process, which stops the pollers
+  before moto) and, on Linux, dies with the thread that started it: start the stack from a thread
+  that lives as long as the stack.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import importlib.util
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -38,7 +42,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from botocore.config import Config
@@ -187,15 +191,37 @@ _import_lock = threading.Lock()
 
 
 class LocalFunction:
-    """A template function loaded from its CodeUri and Handler, invokable with an event."""
+    """A template function loaded from its CodeUri and Handler, invokable with an event.
 
-    def __init__(self, spec: FunctionSpec, handler: Callable[[Any, Any], Any], *, region: str, account_id: str):
+    Like Lambda, it runs each invocation in a "container" that serves one invocation at a
+    time: a separate import of the handler module, with its own module-level state
+    (Powertools resolver and batch processor, clients). Concurrent invocations get separate
+    containers, up to ``max_concurrency``; idle ones are reused (warm starts)."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        handler: Callable[[Any, Any], Any],
+        *,
+        region: str,
+        account_id: str,
+        max_concurrency: int = 16,
+    ):
         self.spec = spec
-        self._handler = handler
         self.arn = f"arn:aws:lambda:{region}:{account_id}:function:{spec.name}"
+        self._idle: queue.LifoQueue[Callable[[Any, Any], Any]] = queue.LifoQueue()
+        self._idle.put(handler)
+        self._containers = 1
+        self._max = max(1, max_concurrency)
+        self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, spec: FunctionSpec, *, region: str, account_id: str) -> LocalFunction:
+    def load(cls, spec: FunctionSpec, *, region: str, account_id: str, max_concurrency: int = 16) -> LocalFunction:
+        """Load the first container (a cold start that surfaces import errors at once)."""
+        return cls(spec, cls._load_handler(spec), region=region, account_id=account_id, max_concurrency=max_concurrency)
+
+    @staticmethod
+    def _load_handler(spec: FunctionSpec) -> Callable[[Any, Any], Any]:
         """Import ``<CodeUri>/<module>.py`` under a unique module name and find the handler in it.
 
         Every function's module is called ``app``; sibling modules of the CodeUri are importable while
@@ -229,10 +255,33 @@ class LocalFunction:
         handler = getattr(module, attribute, None)
         if not callable(handler):
             raise LocalStackError(f"{spec.logical_id}: {source} has no callable {attribute!r}")
-        return cls(spec, handler, region=region, account_id=account_id)
+        return cast(Callable[[Any, Any], Any], handler)
+
+    @property
+    def containers(self) -> int:
+        """How many containers (separate imports) this function has started."""
+        return self._containers
+
+    def _acquire(self) -> Callable[[Any, Any], Any]:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            grow = self._containers < self._max
+            if grow:
+                self._containers += 1
+        if grow:
+            try:
+                return self._load_handler(self.spec)
+            except BaseException:
+                with self._lock:
+                    self._containers -= 1
+                raise
+        return self._idle.get()
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        """Call the handler with ``event`` and a fresh context."""
+        """Call the handler with ``event`` and a fresh context, in an idle container."""
         context = LambdaContext(
             function_name=self.spec.name,
             memory_limit_in_mb=self.spec.memory_size,
@@ -240,7 +289,11 @@ class LocalFunction:
             aws_request_id=str(uuid.uuid4()),
             timeout_seconds=self.spec.timeout,
         )
-        return self._handler(event, context)
+        handler = self._acquire()
+        try:
+            return handler(event, context)
+        finally:
+            self._idle.put(handler)
 
 
 def _is_under(module: types.ModuleType | None, directory: Path) -> bool:
