@@ -70,7 +70,7 @@ def main() -> int:
             }
             for index, output in enumerate(job["outputs"]):
                 size, sha256 = client.object_sha256(output["bucket"], output["key"])
-                expected = served[str(index)]
+                expected = served[index]
                 match = sha256 == expected["sha256"] and size == expected["size"]
                 print(
                     f"S3 object: {output['s3_uri']}  size={size}  sha256={sha256}  "

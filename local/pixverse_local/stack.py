@@ -488,7 +488,12 @@ class LocalStack:
             region_name=self.region,
             config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10),
         )
-        retry_delay = int(self._env.get("LOCAL_RETRY_DELAY_SECONDS") or DEFAULT_RETRY_DELAY_SECONDS)
+        raw_delay = self._env.get("LOCAL_RETRY_DELAY_SECONDS") or str(DEFAULT_RETRY_DELAY_SECONDS)
+        if not raw_delay.isdigit():
+            raise LocalStackError(
+                f"LOCAL_RETRY_DELAY_SECONDS must be a whole number of seconds (SQS visibility), got {raw_delay!r}"
+            )
+        retry_delay = int(raw_delay)
         for event in application.sqs_events:
             if not event.enabled:
                 continue

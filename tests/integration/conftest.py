@@ -1,0 +1,41 @@
+"""The local stack, started once for the integration tests as a user starts it
+(``python -m pixverse_local`` in its own process), reached over real HTTP on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pixverse_local.harness import EventInbox, LocalClient, StackProcess
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
+    log: Path = tmp_path_factory.mktemp("stack") / "local-stack.log"
+    process = StackProcess(log_path=log, env={"LOCAL_RETRY_DELAY_SECONDS": "1"})
+    process.start()
+    yield process
+    code = process.stop()
+    assert code == 0, f"local stack exited {code}; log: {log}"
+
+
+@pytest.fixture(scope="session")
+def client(stack: StackProcess) -> Iterator[LocalClient]:
+    assert stack.ready is not None
+    c = LocalClient(stack.ready)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def inbox(client: LocalClient) -> Iterator[EventInbox]:
+    box = EventInbox(client)
+    yield box
+    box.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.nodeid:
+            item.add_marker(pytest.mark.integration)
