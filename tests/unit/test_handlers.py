@@ -9,14 +9,11 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from aws import create_jobs_table
-from conftest import load_event
+from lambda_support import create_jobs_table, load_event, load_function
 from moto import mock_aws
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.signing import sign
 from pixverse_jobs.store import JobStore
-
-from functions import load_function
 
 GATEWAY_KEY = "sk-live-DO-NOT-LOG-0123456789"
 SIGNING_SECRET = "w" * 64

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from aws import create_jobs_table
+from lambda_support import create_jobs_table
 from moto import mock_aws
 from pixverse_jobs.delivery import DeliveryService
 from pixverse_jobs.errors import PermanentDeliveryError, TransientDeliveryError

@@ -6,7 +6,7 @@ from typing import Any
 
 import boto3
 import pytest
-from aws import create_jobs_table
+from lambda_support import create_jobs_table
 from moto import mock_aws
 from pixverse_jobs.callbacks import ENQUEUE_FAILED_FLAG, CallbackProcessor, parse_callback
 from pixverse_jobs.errors import CallbackRejected, JobAlreadyExists, JobNotFound

@@ -1,0 +1,86 @@
+"""What the tests share: events from events/ (``load_event``), a fake Lambda context, handler
+modules loaded as Lambda loads them (``load_function``), AWS resources created from
+template.yaml's own definitions (``create_jobs_table``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from cfnlint.decode import cfn_yaml
+from pixverse_jobs import config
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """An event from events/ (the same files `sam local invoke -e` takes)."""
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "test-function"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    log_group_name: str = "/aws/lambda/test-function"
+    log_stream_name: str = "2026/11/25/[$LATEST]0000"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@cache
+def template_resources() -> dict[str, Any]:
+    return dict(cfn_yaml.load(str(ROOT / "template.yaml"))["Resources"])
+
+
+def create_jobs_table(client: Any, name: str = "jobs") -> str:
+    """The jobs table with the key schema, indexes and billing mode template.yaml gives it."""
+    props = template_resources()["JobsTable"]["Properties"]
+    kwargs: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": props["BillingMode"],
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    client.create_table(**kwargs)
+    return name
+
+
+_SETTINGS_CACHES = (
+    config.store_settings,
+    config.gateway_settings,
+    config.webhook_settings,
+    config.delivery_settings,
+    config.queue_settings,
+)
+
+
+def load_function(logical_id: str) -> ModuleType:
+    """A fresh import of a function's handler module, from its CodeUri and Handler in
+    template.yaml (every handler module is called ``app``, so each gets a unique name),
+    with settings re-read from the environment."""
+    for cached in _SETTINGS_CACHES:
+        cached.cache_clear()
+    props = template_resources()[logical_id]["Properties"]
+    module_name, _, _ = str(props["Handler"]).rpartition(".")
+    path = ROOT / str(props["CodeUri"]) / f"{module_name}.py"
+    unique = f"_fn_{logical_id}"
+    spec = importlib.util.spec_from_file_location(unique, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[unique] = module
+    spec.loader.exec_module(module)
+    return module
