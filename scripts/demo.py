@@ -64,10 +64,7 @@ def main() -> int:
             if job["status"] != "DELIVERED":
                 failures.append(f"{job_id} ended {job['status']}")
                 continue
-            served = {
-                m["url"].rsplit("/", 1)[-1].split(".")[0]: m
-                for m in client.simulated_request(job["request_id"])["media"]
-            }
+            served = client.simulated_request(job["request_id"])["media"]  # in media_url order
             for index, output in enumerate(job["outputs"]):
                 size, sha256 = client.object_sha256(output["bucket"], output["key"])
                 expected = served[index]
