@@ -20,8 +20,76 @@ from pixverse_jobs.gateway import GatewayClient
 KEY = "sk-test-0123456789"
 
 
-def _client(handler: Callable[[httpx.Request], httpx.Response]) -> GatewayClient:
-    return GatewayClient("https://gw.example", lambda: KEY, httpx.Client(transport=httpx.MockTransport(handler)))
+def _client(handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float] | None = None) -> GatewayClient:
+    slept = sleeps if sleeps is not None else []
+    return GatewayClient(
+        "https://gw.example",
+        lambda: KEY,
+        httpx.Client(transport=httpx.MockTransport(handler)),
+        sleep=slept.append,
+    )
+
+
+def _sequence(*responses: httpx.Response | Exception) -> tuple[Callable[[httpx.Request], httpx.Response], list[int]]:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        item = responses[min(len(calls), len(responses)) - 1]
+        if isinstance(item, Exception):
+            raise type(item)(str(item), request=request)  # type: ignore[call-arg]
+        return item
+
+    return handler, calls
+
+
+def test_429_is_retried_after_retry_after_then_accepted() -> None:
+    handler, calls = _sequence(
+        httpx.Response(429, headers={"Retry-After": "2"}),
+        httpx.Response(202, json={"request_id": "pixverse_1", "status": "QUEUED"}),
+    )
+    sleeps: list[float] = []
+    assert _client(handler, sleeps).submit("pixverse", {"prompt": "p"}, webhook_url=None).request_id == "pixverse_1"
+    assert len(calls) == 2
+    assert sleeps == [2.0]
+
+
+def test_429_retries_are_bounded_then_rate_limited() -> None:
+    handler, calls = _sequence(httpx.Response(429))
+    sleeps: list[float] = []
+    with pytest.raises(GatewayRateLimited):
+        _client(handler, sleeps).submit("pixverse", {"prompt": "p"}, webhook_url=None)
+    assert len(calls) == 3
+    assert len(sleeps) == 2
+    assert all(0 <= s <= 4.0 for s in sleeps)
+
+
+def test_retry_after_beyond_budget_goes_back_to_caller_at_once() -> None:
+    handler, calls = _sequence(httpx.Response(429, headers={"Retry-After": "60"}))
+    with pytest.raises(GatewayRateLimited) as info:
+        _client(handler).submit("pixverse", {"prompt": "p"}, webhook_url=None)
+    assert len(calls) == 1
+    assert info.value.retry_after == 60
+
+
+def test_connect_error_is_retried_because_nothing_was_sent() -> None:
+    handler, calls = _sequence(httpx.ConnectError("refused"), httpx.Response(202, json={"request_id": "pixverse_1"}))
+    assert _client(handler).submit("pixverse", {"prompt": "p"}, webhook_url=None).request_id == "pixverse_1"
+    assert len(calls) == 2
+
+
+def test_timeout_after_sending_is_never_resubmitted() -> None:
+    handler, calls = _sequence(httpx.ReadTimeout("slow"), httpx.Response(202, json={"request_id": "pixverse_2"}))
+    with pytest.raises(GatewayOutcomeUnknown):
+        _client(handler).submit("pixverse", {"prompt": "p"}, webhook_url=None)
+    assert len(calls) == 1
+
+
+def test_5xx_answer_is_not_retried() -> None:
+    handler, calls = _sequence(httpx.Response(500), httpx.Response(202, json={"request_id": "pixverse_2"}))
+    with pytest.raises(GatewayUnavailable):
+        _client(handler).submit("pixverse", {"prompt": "p"}, webhook_url=None)
+    assert len(calls) == 1
 
 
 def test_submit_sends_documented_headers_and_body_unchanged() -> None:
@@ -87,6 +155,7 @@ def test_connect_error_means_not_sent() -> None:
     with pytest.raises(GatewayUnavailable) as info:
         _client(handler).submit("pixverse", {"prompt": "p"}, webhook_url=None)
     assert not info.value.accepted_possible
+    assert info.value.status is None
 
 
 def test_read_timeout_after_sending_may_have_been_accepted() -> None:

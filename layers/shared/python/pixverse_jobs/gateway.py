@@ -6,6 +6,8 @@ message or a log line."""
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,26 @@ KEY_HEADER = "Ocp-Apim-Subscription-Key"
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries for submits the gateway cannot have accepted: a 429 (refused by its
+    rate limiter) or a connection that never opened. Full jitter on an exponential backoff;
+    a Retry-After from the gateway is honoured up to ``max_delay`` (the API answers within
+    API Gateway's 30 s, so a longer wait goes back to the caller as 429 + Retry-After)."""
+
+    attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 4.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None to give up."""
+        if attempt >= self.attempts:
+            return None
+        if retry_after is not None:
+            return retry_after if retry_after <= self.max_delay else None
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))  # noqa: S311
+
+
+@dataclass(frozen=True)
 class SubmitAccepted:
     request_id: str
     status: str
@@ -46,10 +68,14 @@ class GatewayClient:
         client: httpx.Client | None = None,
         *,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=False)
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
 
     def submit(
         self,
@@ -59,7 +85,32 @@ class GatewayClient:
         webhook_url: str | None,
         webhook_mode: str = "terminal",
     ) -> SubmitAccepted:
-        """POST the parameters, unchanged, to the model's request path."""
+        """POST the parameters, unchanged, to the model's request path.
+
+        Retried (bounded, see RetryPolicy) only where the gateway cannot have accepted the
+        request; a timeout after sending raises GatewayOutcomeUnknown at once, never a resubmit
+        that could be paid twice."""
+        attempt = 1
+        while True:
+            try:
+                return self._submit_once(model_id, params, webhook_url=webhook_url, webhook_mode=webhook_mode)
+            except (GatewayRateLimited, GatewayUnavailable) as exc:
+                if isinstance(exc, GatewayUnavailable) and exc.status is not None:
+                    raise  # a 5xx answer: the gateway saw the request; do not guess
+                wait = self._retry.delay(attempt, getattr(exc, "retry_after", None))
+                if wait is None:
+                    raise
+                self._sleep(wait)
+                attempt += 1
+
+    def _submit_once(
+        self,
+        model_id: str,
+        params: Mapping[str, Any],
+        *,
+        webhook_url: str | None,
+        webhook_mode: str,
+    ) -> SubmitAccepted:
         model = get_model(model_id)
         if model is None:
             raise ModelNotFound(f"Model '{model_id}' is not in the catalog")
