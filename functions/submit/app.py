@@ -67,7 +67,12 @@ def _json_body() -> Any:
 @app.post("/jobs")
 def submit_job() -> Response[str]:
     request = parse_submit_request(_json_body())
-    job = service.submit(request, owner=_caller(), webhook_base_url=_webhook_base_url())
+    job = service.submit(
+        request,
+        owner=_caller(),
+        webhook_base_url=_webhook_base_url(),
+        idempotency_key=app.current_event.headers.get("idempotency-key"),
+    )
     metrics.add_dimension(name="model", value=request.model)
     metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
     return json_response(202, job_view(job), headers={"Location": f"/jobs/{job['job_id']}"})

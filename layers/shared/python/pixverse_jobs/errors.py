@@ -43,6 +43,14 @@ class JobNotFound(PixverseJobsError):
         self.job_id = job_id
 
 
+class IdempotencyConflict(PixverseJobsError):
+    """An Idempotency-Key reused with another body, or whose first request is still running."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 class JobAlreadyExists(PixverseJobsError):
     """A job id collided on create: never overwrite a record."""
 

@@ -14,6 +14,7 @@ from pixverse_jobs.errors import (
     FieldError,
     GatewayError,
     GatewayRateLimited,
+    IdempotencyConflict,
     JobNotFound,
     JobSubmitFailed,
     RequestRejected,
@@ -74,6 +75,10 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(JobNotFound)
     def _not_found(exc: JobNotFound) -> Response[str]:
         return error_response(404, "not_found", f"job {exc.job_id} not found")
+
+    @app.exception_handler(IdempotencyConflict)
+    def _idempotency(exc: IdempotencyConflict) -> Response[str]:
+        return error_response(409, "idempotency_conflict", exc.message)
 
     @app.exception_handler(CallbackRejected)
     def _callback(exc: CallbackRejected) -> Response[str]:

@@ -3,7 +3,10 @@ submit with a signed webhook URL, store the request_id the moment it is known.""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -12,7 +15,14 @@ from typing import Any
 from pixverse_jobs.catalog import MODELS, get_model
 from pixverse_jobs.clock import utc_now_iso
 from pixverse_jobs.config import WEBHOOK_MODES
-from pixverse_jobs.errors import FieldError, GatewayError, JobNotFound, JobSubmitFailed, RequestRejected
+from pixverse_jobs.errors import (
+    FieldError,
+    GatewayError,
+    IdempotencyConflict,
+    JobNotFound,
+    JobSubmitFailed,
+    RequestRejected,
+)
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.observability import logger
 from pixverse_jobs.signing import webhook_url
@@ -20,6 +30,8 @@ from pixverse_jobs.states import JobStatus
 from pixverse_jobs.store import Job, JobStore
 
 MAX_METADATA_BYTES = 2048
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]{1,255}")
+IDEMPOTENT_WAIT_SECONDS = 5.0
 REQUEST_FIELDS = ("model", "input", "webhook_mode", "metadata")
 
 
@@ -29,6 +41,15 @@ class SubmitRequest:
     input: dict[str, Any]
     webhook_mode: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """A hash of the request as parsed (key order and spacing do not matter)."""
+        canonical = json.dumps(
+            {"model": self.model, "input": self.input, "webhook_mode": self.webhook_mode, "metadata": self.metadata},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def parse_submit_request(body: Any) -> SubmitRequest:
@@ -76,20 +97,64 @@ class JobService:
         webhook_secret: Callable[[], str],
         *,
         default_webhook_mode: str = "terminal",
+        idempotency_ttl_seconds: int = 24 * 3600,
     ) -> None:
+        self._idempotency_ttl = idempotency_ttl_seconds
         self._store = store
         self._gateway = gateway
         self._webhook_secret = webhook_secret
         self._default_mode = default_webhook_mode
 
-    def submit(self, request: SubmitRequest, *, owner: str, webhook_base_url: str) -> Job:
+    def submit(
+        self,
+        request: SubmitRequest,
+        *,
+        owner: str,
+        webhook_base_url: str,
+        idempotency_key: str | None = None,
+    ) -> Job:
         """Record the job, then submit it. A failed submit leaves the job recorded as
         SUBMIT_FAILED, or SUBMITTING with the reason when the gateway may have accepted it
-        (it is then not resubmitted blindly), and raises JobSubmitFailed."""
+        (it is then not resubmitted blindly), and raises JobSubmitFailed.
+
+        With an ``idempotency_key``, the same key and body return the first request's job
+        and send nothing to the gateway; another body raises IdempotencyConflict."""
+        job_id = new_job_id()
+        if idempotency_key is not None:
+            existing = self._claim_key(request, owner, idempotency_key, job_id)
+            if existing is not None:
+                return existing
+        return self._submit_new(request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id)
+
+    def _claim_key(self, request: SubmitRequest, owner: str, key: str, job_id: str) -> Job | None:
+        if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
+            raise RequestRejected(
+                "invalid Idempotency-Key",
+                [FieldError("Idempotency-Key", "must be 1-255 printable ASCII characters without spaces")],
+            )
+        body_hash = request.fingerprint()
+        claim = self._store.claim_idempotency_key(
+            owner, key, body_hash=body_hash, job_id=job_id, ttl_seconds=self._idempotency_ttl
+        )
+        if claim.claimed:
+            return None
+        if claim.body_hash != body_hash:
+            raise IdempotencyConflict("Idempotency-Key was already used with a different request body")
+        # The first request writes its job right after taking the key; wait for that write.
+        deadline = time.monotonic() + IDEMPOTENT_WAIT_SECONDS
+        while True:
+            job = self._store.get(claim.job_id)
+            if job is not None:
+                logger.info("idempotent repeat", extra={"job_id": claim.job_id})
+                return job
+            if time.monotonic() > deadline:
+                raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry later")
+            time.sleep(0.05)
+
+    def _submit_new(self, request: SubmitRequest, *, owner: str, webhook_base_url: str, job_id: str) -> Job:
         model = get_model(request.model)
         assert model is not None
         now = utc_now_iso()
-        job_id = new_job_id()
         mode = request.webhook_mode or self._default_mode
         self._store.create(
             {

@@ -4,6 +4,7 @@ caller, decides which of two racing writers wins."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -56,6 +57,18 @@ def _is_conditional_failure(exc: ClientError) -> bool:
 
 
 @dataclass(frozen=True)
+class IdempotencyClaim:
+    """Who holds an Idempotency-Key: ``claimed`` if this call took it for ``job_id``."""
+
+    claimed: bool
+    job_id: str
+    body_hash: str
+
+
+IDEMPOTENCY_PREFIX = "idem#"
+
+
+@dataclass(frozen=True)
 class Transition:
     """The result of ``JobStore.advance``: ``applied`` tells whether this write moved the job;
     ``job`` is the record after the write, or as it stood when the condition refused it."""
@@ -94,6 +107,38 @@ class JobStore:
             if _is_conditional_failure(exc):
                 raise JobAlreadyExists(f"job {record['job_id']} already exists") from exc
             raise
+
+    def claim_idempotency_key(
+        self, owner: str, key: str, *, body_hash: str, job_id: str, ttl_seconds: int
+    ) -> IdempotencyClaim:
+        """Take ``key`` for ``job_id`` in one conditional put; if another request holds it,
+        return that holder. Records live in the jobs table under ``idem#<hash>`` keys (no
+        owner attribute, so never in the by_owner index) and expire through its TTL."""
+        digest = hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
+        record = {
+            "job_id": f"{IDEMPOTENCY_PREFIX}{digest}",
+            "target_job_id": job_id,
+            "body_hash": body_hash,
+            "created_at_epoch": epoch_seconds(),
+            "expires_at": epoch_seconds() + ttl_seconds,
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_to_item(record),
+                ConditionExpression="attribute_not_exists(job_id) OR expires_at < :now",
+                ExpressionAttributeValues=_to_item({":now": epoch_seconds()}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            old: Any = exc.response.get("Item")
+            held = _from_item(old) if old else {}
+            return IdempotencyClaim(
+                claimed=False, job_id=str(held.get("target_job_id", "")), body_hash=str(held.get("body_hash", ""))
+            )
+        return IdempotencyClaim(claimed=True, job_id=job_id, body_hash=body_hash)
 
     def advance(
         self,
