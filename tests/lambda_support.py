@@ -61,6 +61,7 @@ def create_jobs_table(client: Any, name: str = "jobs") -> str:
 
 _SETTINGS_CACHES = (
     config.store_settings,
+    config.api_settings,
     config.gateway_settings,
     config.webhook_settings,
     config.delivery_settings,

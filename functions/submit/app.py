@@ -10,12 +10,14 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixverse_jobs import config
+from pixverse_jobs.downloads import DownloadLinker
 from pixverse_jobs.errors import RequestRejected
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.http_errors import json_response, register_error_handlers
-from pixverse_jobs.jobs import JobService, caller_of, parse_submit_request
+from pixverse_jobs.jobs import JobService, caller_of, parse_list_query, parse_submit_request
 from pixverse_jobs.observability import logger, metrics
 from pixverse_jobs.secrets import SecretReader
+from pixverse_jobs.states import JobStatus
 from pixverse_jobs.store import JobStore
 from pixverse_jobs.views import job_view
 
@@ -25,6 +27,7 @@ _store_settings = config.store_settings()
 _gateway_settings = config.gateway_settings()
 _webhook_settings = config.webhook_settings()
 _secrets = SecretReader(boto3.client("secretsmanager"))
+_downloads = DownloadLinker(config.api_settings().download_url_expiry_seconds, boto3.client("s3"))
 
 service = JobService(
     JobStore(_store_settings.table_name, boto3.client("dynamodb")),
@@ -80,7 +83,19 @@ def submit_job() -> Response[str]:
 
 @app.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response[str]:
-    return json_response(200, job_view(service.get(job_id, owner=_caller())))
+    job = service.get(job_id, owner=_caller())
+    view = job_view(job)
+    if job["status"] == JobStatus.DELIVERED:
+        view["outputs"] = _downloads.with_links(view["outputs"])
+    return json_response(200, view)
+
+
+@app.get("/jobs")
+def list_jobs() -> Response[str]:
+    owner = _caller()
+    query = parse_list_query(app.current_event.query_string_parameters or {}, owner=owner)
+    jobs, next_token = service.list_jobs(query, owner=owner)
+    return json_response(200, {"jobs": [job_view(j) for j in jobs], "next_token": next_token})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

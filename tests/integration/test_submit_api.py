@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -74,3 +75,61 @@ def test_wrong_content_type_is_400(client: LocalClient) -> None:
     response = client.api.post("/jobs", content=b"model=pixverse", headers={"Content-Type": "text/plain"})
     assert response.status_code == 400
     assert "Content-Type" in response.json()["error"]["message"]
+
+
+def test_list_jobs_paginates_newest_first_and_filters_by_status(client: LocalClient) -> None:
+    caller = {"X-Local-Caller": f"lister-{uuid.uuid4().hex[:8]}"}
+    created = [client.submit(_body(str(i)), headers=caller).json()["job_id"] for i in range(5)]
+    failed = client.submit({"model": "pixverse", "input": {"prompt": "p"}}, headers=caller)
+    assert failed.status_code == 400  # refused requests leave no job to list
+
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        params = {"limit": "2", **({"next_token": token} if token else {})}
+        page = client.api.get("/jobs", params=params, headers=caller)
+        assert page.status_code == 200, page.text
+        seen += [j["job_id"] for j in page.json()["jobs"]]
+        token = page.json()["next_token"]
+        pages += 1
+        if not token:
+            break
+    assert pages >= 3
+    assert seen == list(reversed(created))
+
+    queued = client.api.get("/jobs", params={"status": "QUEUED", "limit": "100"}, headers=caller).json()["jobs"]
+    assert {j["job_id"] for j in queued} == set(created)
+    none = client.api.get("/jobs", params={"status": "DELIVERED"}, headers=caller).json()["jobs"]
+    assert none == []
+    # Someone else's listing does not show them.
+    other = client.api.get("/jobs", headers={"X-Local-Caller": "nobody-" + uuid.uuid4().hex[:6]}).json()["jobs"]
+    assert other == []
+
+
+def test_list_jobs_rejects_bad_query_naming_fields(client: LocalClient) -> None:
+    response = client.api.get("/jobs", params={"limit": "0", "status": "DONE", "next_token": "garbage", "x": "1"})
+    assert response.status_code == 400
+    fields = {d["field"] for d in response.json()["error"]["details"]}
+    assert fields == {"limit", "status", "next_token", "x"}
+
+
+def test_next_token_of_another_caller_is_refused(client: LocalClient) -> None:
+    owner = {"X-Local-Caller": f"owner-{uuid.uuid4().hex[:8]}"}
+    for i in range(2):
+        client.submit(_body(str(i)), headers=owner)
+    token = client.api.get("/jobs", params={"limit": "1"}, headers=owner).json()["next_token"]
+    assert token
+    thief = client.api.get("/jobs", params={"next_token": token}, headers={"X-Local-Caller": "thief"})
+    assert thief.status_code == 400
+
+
+def test_delivered_job_has_presigned_download_url_serving_the_object(client: LocalClient) -> None:
+    body = {"model": "pixverse-v6-text-to-video", "input": {"prompt": f"A fox {uuid.uuid4().hex[:8]}"}}
+    job = client.wait_for(client.submit(body).json()["job_id"])
+    assert job["status"] == "DELIVERED"
+    output = job["outputs"][0]
+    assert output["download_url_expires_in"] == 900
+    downloaded = httpx.get(output["download_url"], timeout=30)
+    assert downloaded.status_code == 200
+    assert hashlib.sha256(downloaded.content).hexdigest() == output["sha256"]

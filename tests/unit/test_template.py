@@ -43,6 +43,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "dynamodb:PutItem": {TABLE},
         "dynamodb:UpdateItem": {TABLE},
         "dynamodb:GetItem": {TABLE},
+        "dynamodb:Query": {"${JobsTable.Arn}/index/by_owner"},
         "secretsmanager:GetSecretValue": {SIGNING_SECRET, GATEWAY_KEY_SECRET},
         # Presigned download URLs are authorized against the role that signs them.
         "s3:GetObject": {BUCKET_OBJECTS},
@@ -73,6 +74,7 @@ WEBHOOK_ROUTE = ("post", "/webhooks/pixazo/{job_id}")
 EXPECTED_ROUTES = {
     ("post", "/jobs"): "SubmitFunction",
     ("get", "/jobs/{job_id}"): "SubmitFunction",
+    ("get", "/jobs"): "SubmitFunction",
     WEBHOOK_ROUTE: "WebhookFunction",
 }
 

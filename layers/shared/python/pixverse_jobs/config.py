@@ -22,6 +22,7 @@ WEBHOOK_SECRET_ARN = "WEBHOOK_SECRET_ARN"
 WEBHOOK_BASE_URL = "WEBHOOK_BASE_URL"
 WEBHOOK_MODE = "WEBHOOK_MODE"
 ALLOWED_MEDIA_HOSTS = "ALLOWED_MEDIA_HOSTS"
+DOWNLOAD_URL_EXPIRY_SECONDS = "DOWNLOAD_URL_EXPIRY_SECONDS"
 
 WEBHOOK_MODES = ("terminal", "sync")
 
@@ -45,6 +46,20 @@ class StoreSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StoreSettings:
         return cls(table_name=_required(env, JOBS_TABLE))
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    download_url_expiry_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ApiSettings:
+        raw = _optional(env, DOWNLOAD_URL_EXPIRY_SECONDS, "900")
+        if not raw.isdigit() or not 60 <= int(raw) <= 43200:
+            raise ConfigurationError(
+                f"{DOWNLOAD_URL_EXPIRY_SECONDS} must be a whole number from 60 to 43200, got {raw!r}"
+            )
+        return cls(download_url_expiry_seconds=int(raw))
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,11 @@ class QueueSettings:
 @cache
 def store_settings() -> StoreSettings:
     return StoreSettings.from_env(os.environ)
+
+
+@cache
+def api_settings() -> ApiSettings:
+    return ApiSettings.from_env(os.environ)
 
 
 @cache

@@ -3,6 +3,7 @@ submit with a signed webhook URL, store the request_id the moment it is known.""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -191,12 +192,73 @@ class JobService:
             transition = self._store.set_request_id(job_id, accepted.request_id)
         return transition.job
 
+    def list_jobs(self, query: ListQuery, *, owner: str) -> tuple[list[Job], str | None]:
+        """A page of the caller's jobs, newest first, and the token of the next page."""
+        jobs, last_key = self._store.list_by_owner(
+            owner, status=query.status, limit=query.limit, start_key=query.start_key
+        )
+        return jobs, encode_page_token(last_key) if last_key else None
+
     def get(self, job_id: str, *, owner: str) -> Job:
         """The caller's job; another caller's job is indistinguishable from a missing one."""
         job = self._store.get(job_id)
         if job is None or job.get("owner") != owner:
             raise JobNotFound(job_id)
         return job
+
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    status: str | None
+    limit: int
+    start_key: dict[str, Any] | None
+
+
+def parse_list_query(params: Mapping[str, str], *, owner: str) -> ListQuery:
+    """Validate GET /jobs query parameters (status, limit, next_token), all errors at once."""
+    errors: list[FieldError] = []
+    for name in params:
+        if name not in ("status", "limit", "next_token"):
+            errors.append(FieldError(name, "unknown query parameter; allowed: status, limit, next_token"))
+    status = params.get("status") or None
+    if status is not None and status not in JobStatus.__members__:
+        errors.append(FieldError("status", f"must be one of {', '.join(JobStatus)}, got {status!r}"))
+    raw_limit = params.get("limit") or str(DEFAULT_PAGE_SIZE)
+    limit = int(raw_limit) if raw_limit.isdigit() else 0
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        errors.append(FieldError("limit", f"must be a whole number from 1 to {MAX_PAGE_SIZE}, got {raw_limit!r}"))
+    start_key = None
+    token = params.get("next_token")
+    if token:
+        start_key = decode_page_token(token)
+        owner_value = (start_key or {}).get("owner", {}).get("S")
+        if start_key is None or owner_value != owner:
+            errors.append(FieldError("next_token", "is not a token this API returned to you"))
+    if errors:
+        raise RequestRejected("invalid query", errors)
+    return ListQuery(status=status, limit=limit, start_key=start_key)
+
+
+def encode_page_token(last_key: Mapping[str, Any]) -> str:
+    """An opaque next_token: the index position, base64url-encoded."""
+    return base64.urlsafe_b64encode(json.dumps(last_key, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except ValueError:
+        return None
+    expected = {"job_id", "owner", "created_at"}
+    if not isinstance(data, dict) or set(data) != expected:
+        return None
+    if not all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in data.values()):
+        return None
+    return data
 
 
 def caller_of(request_context: Mapping[str, Any]) -> str | None:

@@ -66,6 +66,7 @@ class IdempotencyClaim:
 
 
 IDEMPOTENCY_PREFIX = "idem#"
+OWNER_INDEX = "by_owner"
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,35 @@ class JobStore:
         resp = self._client.get_item(TableName=self._table, Key=self._key(job_id), ConsistentRead=True)
         item = resp.get("Item")
         return _from_item(item) if item else None
+
+    def list_by_owner(
+        self,
+        owner: str,
+        *,
+        status: str | None = None,
+        limit: int = 20,
+        start_key: Mapping[str, Any] | None = None,
+    ) -> tuple[list[Job], dict[str, Any] | None]:
+        """The owner's jobs, newest first, through the by_owner index (never a scan). With a
+        ``status``, pages are filtered after the read, so a page may hold fewer than ``limit``
+        jobs while ``LastEvaluatedKey`` still says there is more."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": OWNER_INDEX,
+            "KeyConditionExpression": "#owner = :owner",
+            "ExpressionAttributeNames": {"#owner": "owner"},
+            "ExpressionAttributeValues": _to_item({":owner": owner}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if status:
+            kwargs["FilterExpression"] = "#status = :status"
+            kwargs["ExpressionAttributeNames"]["#status"] = "status"
+            kwargs["ExpressionAttributeValues"].update(_to_item({":status": status}))
+        if start_key:
+            kwargs["ExclusiveStartKey"] = dict(start_key)
+        resp = self._client.query(**kwargs)
+        return [_from_item(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
 
     # ------------------------------------------------------------------ writes
     def create(self, job: Mapping[str, Any]) -> None:

@@ -1,0 +1,262 @@
+"""Table-driven: invalid requests across the six models are refused with 400 naming the
+field, with zero calls reaching the gateway and nothing written; every example request of
+the gateway doc is accepted and forwarded with its parameters unchanged, types included."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from lambda_support import create_jobs_table, load_event, load_function
+from moto import mock_aws
+from pixverse_jobs.catalog import MODELS
+from pixverse_jobs.gateway import GatewayClient
+
+VALID: dict[str, dict[str, Any]] = {
+    "pixverse-v6-text-to-video": {"prompt": "A cat by a window"},
+    "pixverse-v6-image-to-video": {"prompt": "Snow falls", "image_url": "https://pub.r2.dev/f1.png"},
+    "pixverse-c1-text-to-video": {"prompt": "A cat by a window"},
+    "pixverse-c1-image-to-video": {"prompt": "A warrior walks", "image_url": "https://pub.r2.dev/Image.jpeg"},
+    "pixverse": {"prompt": "A sunset", "aspect_ratio": "16:9", "resolution": "720p", "duration": 5},
+    "pixverse-i2v": {"prompt": "A dragon", "resolution": "720p", "duration": "5", "image_url": "https://x.dev/a.png"},
+}
+
+
+def _invalid_cases() -> Iterator[tuple[str, dict[str, Any], str]]:
+    """(model, input, the field that must be named) for every kind of mistake, per model."""
+    for model_id, model in MODELS.items():
+        base = VALID[model_id]
+        yield model_id, {**base, "colour": "red"}, "input.colour"
+        for p in model.params:
+            if p.required:
+                yield model_id, {k: v for k, v in base.items() if k != p.name}, f"input.{p.name}"
+            if p.type == "boolean":
+                yield model_id, {**base, p.name: 1}, f"input.{p.name}"
+                yield model_id, {**base, p.name: "true"}, f"input.{p.name}"
+            elif p.type == "integer":
+                yield model_id, {**base, p.name: "5"}, f"input.{p.name}"
+                yield model_id, {**base, p.name: 5.5}, f"input.{p.name}"
+                yield model_id, {**base, p.name: True}, f"input.{p.name}"
+                if p.minimum is not None:
+                    yield model_id, {**base, p.name: p.minimum - 1}, f"input.{p.name}"
+                    yield model_id, {**base, p.name: p.maximum + 1}, f"input.{p.name}"  # type: ignore[operator]
+                if p.choices:
+                    yield model_id, {**base, p.name: 4}, f"input.{p.name}"
+            else:
+                yield model_id, {**base, p.name: 5}, f"input.{p.name}"
+                if p.choices:
+                    yield model_id, {**base, p.name: "not-a-choice"}, f"input.{p.name}"
+                if p.is_url:
+                    yield model_id, {**base, p.name: "ftp://pub.r2.dev/a.png"}, f"input.{p.name}"
+                if p.name == "prompt":
+                    yield model_id, {**base, p.name: "   "}, f"input.{p.name}"
+                    yield model_id, {**base, p.name: "x" * 5001}, f"input.{p.name}"
+
+
+CASES = list(_invalid_cases())
+CASE_IDS = [f"{m}:{f}:{i}" for i, (m, _, f) in enumerate(CASES)]
+
+
+@pytest.fixture
+def submit(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        ddb = boto3.client("dynamodb")
+        secrets = boto3.client("secretsmanager")
+        table = create_jobs_table(ddb)
+        secrets.create_secret(Name="pixverse-jobs/pixazo-api-key", SecretString="sk-test")
+        signing = secrets.create_secret(Name="signing", SecretString="s" * 64)["ARN"]
+        for k, v in {
+            "JOBS_TABLE": table,
+            "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
+            "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",
+            "WEBHOOK_SECRET_ARN": signing,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }.items():
+            monkeypatch.setenv(k, v)
+        sent: list[httpx.Request] = []
+
+        def gateway(request: httpx.Request) -> httpx.Response:
+            sent.append(request)
+            model = request.url.path.split("/")[1]
+            return httpx.Response(202, json={"request_id": f"{model}_019d", "status": "QUEUED"})
+
+        module = load_function("SubmitFunction")
+        module.service._gateway = GatewayClient(
+            "https://gateway.pixazo.ai", lambda: "sk-test", httpx.Client(transport=httpx.MockTransport(gateway))
+        )
+        yield {"module": module, "sent": sent, "ddb": ddb, "table": table}
+
+
+def _post(env: dict[str, Any], body: Any, context: Any) -> dict[str, Any]:
+    event = load_event("submit_job")
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    return env["module"].handler(event, context)  # type: ignore[no-any-return]
+
+
+def test_suite_covers_at_least_80_invalid_requests() -> None:
+    assert len(CASES) >= 80
+    assert {m for m, _, _ in CASES} == set(MODELS)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "params", "field"), CASES, ids=[f"{m}:{f}:{i}" for i, (m, _, f) in enumerate(CASES)]
+)
+def test_invalid_request_is_400_naming_field_and_nothing_sent(
+    submit: dict[str, Any], lambda_context: Any, model_id: str, params: dict[str, Any], field: str
+) -> None:
+    response = _post(submit, {"model": model_id, "input": params}, lambda_context)
+    assert response["statusCode"] == 400
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "validation_error"
+    assert field in {d["field"] for d in error["details"]}
+    assert submit["sent"] == []
+    assert submit["ddb"].scan(TableName=submit["table"])["Count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"model": "pixverse-v7", "input": {"prompt": "x"}}, "model"),
+        ({"input": {"prompt": "x"}}, "model"),
+        ({"model": "pixverse"}, "input"),
+        ({"model": "pixverse", "input": ["prompt"]}, "input"),
+        ({"model": "pixverse-v6-text-to-video", "input": {"prompt": "x"}, "webhook_mode": "push"}, "webhook_mode"),
+        ({"model": "pixverse-v6-text-to-video", "input": {"prompt": "x"}, "metadata": "m"}, "metadata"),
+        ({"model": "pixverse-v6-text-to-video", "input": {"prompt": "x"}, "metadata": {"k": "v" * 3000}}, "metadata"),
+        ({"model": "pixverse-v6-text-to-video", "input": {"prompt": "x"}, "priority": 1}, "priority"),
+    ],
+)
+def test_envelope_errors_name_the_field(
+    submit: dict[str, Any], lambda_context: Any, body: dict[str, Any], field: str
+) -> None:
+    response = _post(submit, body, lambda_context)
+    assert response["statusCode"] == 400
+    assert field in {d["field"] for d in json.loads(response["body"])["error"]["details"]}
+    assert submit["sent"] == []
+
+
+@pytest.mark.parametrize("raw", ["[1, 2]", '"text"', "null", "{bad json"])
+def test_body_that_is_not_an_object_is_400(submit: dict[str, Any], lambda_context: Any, raw: str) -> None:
+    response = _post(submit, raw, lambda_context)
+    assert response["statusCode"] == 400
+    assert submit["sent"] == []
+
+
+def test_unknown_model_error_lists_the_six_models(submit: dict[str, Any], lambda_context: Any) -> None:
+    response = _post(submit, {"model": "pixverse-v7", "input": {"prompt": "x"}}, lambda_context)
+    message = json.loads(response["body"])["error"]["details"][0]["message"]
+    assert all(m in message for m in MODELS)
+
+
+DOC_EXAMPLES = [
+    (
+        "pixverse-v6-text-to-video",
+        {
+            "prompt": "A cat sitting by a window watching birds outside, warm afternoon sunlight, cinematic",
+            "negative_prompt": "blurry, low quality, pixelated",
+            "aspect_ratio": "16:9",
+            "resolution": "720p",
+            "duration": 5,
+            "style": "cyberpunk",
+            "generate_audio_switch": True,
+        },
+    ),
+    (
+        "pixverse-v6-image-to-video",
+        {
+            "prompt": "A gentle snowfall begins around the snow-covered tree",
+            "resolution": "720p",
+            "duration": 5,
+            "image_url": "https://pub-582b7213209642b9b995c96c95a30381.r2.dev/f1.png",
+        },
+    ),
+    (
+        "pixverse-v6-image-to-video",
+        {
+            "prompt": "A gentle snowfall begins around the snow-covered tree",
+            "resolution": "720p",
+            "duration": 5,
+            "negative_prompt": "blurry, low quality, low resolution, pixelated, noisy, grainy, out of focus",
+            "image_url": "https://pub-582b7213209642b9b995c96c95a30381.r2.dev/f1.png",
+        },
+    ),
+    (
+        "pixverse-c1-text-to-video",
+        {
+            "prompt": "A cat sitting by a window watching birds outside, warm afternoon sunlight, cinematic",
+            "negative_prompt": "blurry, low quality, pixelated",
+            "aspect_ratio": "16:9",
+            "resolution": "720p",
+            "duration": 5,
+            "style": "cyberpunk",
+            "generate_audio_switch": True,
+        },
+    ),
+    (
+        "pixverse-c1-image-to-video",
+        {
+            "prompt": "A woman warrior with her hammer walking with her glacier wolf, cinematic camera move",
+            "image_url": "https://pub-582b7213209642b9b995c96c95a30381.r2.dev/Image.jpeg",
+            "resolution": "720p",
+            "duration": 5,
+            "generate_audio_switch": True,
+        },
+    ),
+    (
+        "pixverse",
+        {
+            "prompt": "A golden sunset timelapse over a coastal city, waves crashing against the pier",
+            "aspect_ratio": "16:9",
+            "resolution": "720p",
+            "duration": 5,
+        },
+    ),
+    (
+        "pixverse",
+        {
+            "prompt": "A golden sunset timelapse over a coastal city, waves crashing against the pier",
+            "aspect_ratio": "16:9",
+            "resolution": "720p",
+            "duration": 5,
+            "negative_prompt": "blurry, low quality, low resolution, pixelated, noisy, grainy",
+        },
+    ),
+    (
+        "pixverse-i2v",
+        {
+            "prompt": "A fierce dragon breathing fire across a stormy night sky",
+            "resolution": "720p",
+            "duration": "5",
+            "image_url": "https://imagesai.appypie.com/7686410/ZU2sxXLmgRF6dgSktn9o_017731475651251.png",
+        },
+    ),
+    (
+        "pixverse-i2v",
+        {
+            "prompt": "A fierce dragon breathing fire across a stormy night sky",
+            "resolution": "720p",
+            "duration": "5",
+            "negative_prompt": "blurry, low quality, low resolution, pixelated, noisy, grainy",
+            "image_url": "https://imagesai.appypie.com/7686410/ZU2sxXLmgRF6dgSktn9o_017731475651251.png",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("model_id", "params"), DOC_EXAMPLES, ids=[f"{m}-{i}" for i, (m, _) in enumerate(DOC_EXAMPLES)]
+)
+def test_doc_example_is_accepted_and_forwarded_unchanged(
+    submit: dict[str, Any], lambda_context: Any, model_id: str, params: dict[str, Any]
+) -> None:
+    response = _post(submit, {"model": model_id, "input": params}, lambda_context)
+    assert response["statusCode"] == 202, response["body"]
+    [request] = submit["sent"]
+    assert request.url.path == MODELS[model_id].path
+    forwarded = json.loads(request.content)
+    assert forwarded == params
+    assert {k: type(v) for k, v in forwarded.items()} == {k: type(v) for k, v in params.items()}
