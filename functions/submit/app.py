@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixverse_jobs import config
-from pixverse_jobs.downloads import DownloadLinker
+from pixverse_jobs.downloads import PRESIGN_CONFIG, DownloadLinker
 from pixverse_jobs.errors import RequestRejected
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.http_errors import json_response, register_error_handlers
@@ -27,7 +27,9 @@ _store_settings = config.store_settings()
 _gateway_settings = config.gateway_settings()
 _webhook_settings = config.webhook_settings()
 _secrets = SecretReader(boto3.client("secretsmanager"))
-_downloads = DownloadLinker(config.api_settings().download_url_expiry_seconds, boto3.client("s3"))
+_downloads = DownloadLinker(
+    config.api_settings().download_url_expiry_seconds, boto3.client("s3", config=PRESIGN_CONFIG)
+)
 
 service = JobService(
     JobStore(_store_settings.table_name, boto3.client("dynamodb")),

@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from botocore.config import Config
+
+# SigV4 on the regional virtual-host endpoint: S3 refuses SigV2 URLs for newer buckets.
+PRESIGN_CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
 
 
 class DownloadLinker:
     def __init__(self, expiry_seconds: int, s3_client: Any = None) -> None:
         self._expiry = expiry_seconds
-        self._s3 = s3_client or boto3.client("s3")
+        self._s3 = s3_client or boto3.client("s3", config=PRESIGN_CONFIG)
 
     def with_links(self, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``outputs`` with a ``download_url`` (valid ``expiry_seconds``) on each object."""

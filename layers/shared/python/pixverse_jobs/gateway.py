@@ -96,7 +96,9 @@ class GatewayClient:
                 return self._submit_once(model_id, params, webhook_url=webhook_url, webhook_mode=webhook_mode)
             except (GatewayRateLimited, GatewayUnavailable) as exc:
                 if isinstance(exc, GatewayUnavailable) and exc.status is not None:
-                    raise  # a 5xx answer: the gateway saw the request; do not guess
+                    # A 5xx answer is the gateway refusing this request (the job ends
+                    # SUBMIT_FAILED); only a request that never left is retried here.
+                    raise
                 wait = self._retry.delay(attempt, getattr(exc, "retry_after", None))
                 if wait is None:
                     raise
