@@ -162,6 +162,7 @@ def _render_choices(choices: tuple[Any, ...]) -> str:
 _STYLES = ("anime", "3d_animation", "clay", "comic", "cyberpunk")
 _V6_ASPECTS = ("16:9", "4:3", "1:1", "3:4", "9:16", "2:3", "3:2", "21:9")
 _THINKING = ("enabled", "disabled", "auto")
+_V6_RESOLUTIONS = ("360p", "540p", "720p", "1080p")
 
 
 def _prompt(description: str) -> Param:
@@ -203,6 +204,22 @@ def _switch(name: str, description: str) -> Param:
 _AUDIO = "Generate background music, sound effects and dialogue alongside the video."
 _MULTI_CLIP = "Dynamic camera transitions and multi-clip output."
 
+# V6 and C1 text-to-video document the same parameter table.
+_V6_C1_TEXT_TO_VIDEO: tuple[Param, ...] = (
+    _prompt("Text description of the video to generate."),
+    _negative(default=""),
+    Param("aspect_ratio", "string", "Video aspect ratio.", default="16:9", choices=_V6_ASPECTS),
+    Param(
+        "resolution", "string", "Output video resolution.", default="720p", choices=("360p", "540p", "720p", "1080p")
+    ),
+    _duration_1_15(),
+    Param("style", "string", "Visual style of the video.", choices=_STYLES),
+    _seed(),
+    _switch("generate_audio_switch", _AUDIO),
+    _switch("generate_multi_clip_switch", _MULTI_CLIP),
+    Param("thinking_type", "string", "Prompt optimization mode.", choices=_THINKING),
+)
+
 MODELS: dict[str, Model] = {
     m.id: m
     for m in (
@@ -210,24 +227,7 @@ MODELS: dict[str, Model] = {
             id="pixverse-v6-text-to-video",
             title="PixVerse V6 text to video",
             kind="text-to-video",
-            params=(
-                _prompt("Text description of the video to generate."),
-                _negative(default=""),
-                Param("aspect_ratio", "string", "Video aspect ratio.", default="16:9", choices=_V6_ASPECTS),
-                Param(
-                    "resolution",
-                    "string",
-                    "Output video resolution.",
-                    default="720p",
-                    choices=("360p", "540p", "720p", "1080p"),
-                ),
-                _duration_1_15(),
-                Param("style", "string", "Visual style of the video.", choices=_STYLES),
-                _seed(),
-                _switch("generate_audio_switch", _AUDIO),
-                _switch("generate_multi_clip_switch", _MULTI_CLIP),
-                Param("thinking_type", "string", "Prompt optimization mode.", choices=_THINKING),
-            ),
+            params=_V6_C1_TEXT_TO_VIDEO,
         ),
         Model(
             id="pixverse-v6-image-to-video",
@@ -257,24 +257,7 @@ MODELS: dict[str, Model] = {
             id="pixverse-c1-text-to-video",
             title="PixVerse C1 text to video",
             kind="text-to-video",
-            params=(
-                _prompt("Text description of the video to generate."),
-                _negative(default=""),
-                Param("aspect_ratio", "string", "Video aspect ratio.", default="16:9", choices=_V6_ASPECTS),
-                Param(
-                    "resolution",
-                    "string",
-                    "Output video resolution.",
-                    default="720p",
-                    choices=("360p", "540p", "720p", "1080p"),
-                ),
-                _duration_1_15(),
-                Param("style", "string", "Visual style of the video.", choices=_STYLES),
-                _seed(),
-                _switch("generate_audio_switch", _AUDIO),
-                _switch("generate_multi_clip_switch", _MULTI_CLIP),
-                Param("thinking_type", "string", "Prompt optimization mode.", choices=_THINKING),
-            ),
+            params=_V6_C1_TEXT_TO_VIDEO,
         ),
         Model(
             id="pixverse-c1-image-to-video",
