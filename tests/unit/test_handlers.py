@@ -215,3 +215,34 @@ def test_media_copy_handler_drops_malformed_message(
     event = load_event("media_copy")
     event["Records"][0]["body"] = "not json at all"
     assert module.handler(event, lambda_context) == {"batchItemFailures": []}
+
+
+def test_idempotency_key_of_a_refused_submit_is_released_for_the_retry(
+    env: dict[str, Any], lambda_context: Any
+) -> None:
+    seen: list[httpx.Request] = []
+    responses = iter(
+        [
+            httpx.Response(402, json={"error": "Insufficient Balance", "message": "Your wallet is empty."}),
+            httpx.Response(202, json={"request_id": "pixverse-v6-text-to-video_2", "status": "QUEUED"}),
+        ]
+    )
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return next(responses)
+
+    module = load_function("SubmitFunction")
+    module.service._gateway = GatewayClient(
+        "https://gateway.pixazo.ai", lambda: GATEWAY_KEY, httpx.Client(transport=httpx.MockTransport(gateway))
+    )
+    event = load_event("submit_job")
+    event["headers"]["idempotency-key"] = "order-A-1001"
+    refused = module.handler(event, lambda_context)
+    assert refused["statusCode"] == 402
+    retried = module.handler(event, lambda_context)
+    assert retried["statusCode"] == 202
+    assert json.loads(retried["body"])["request_id"] == "pixverse-v6-text-to-video_2"
+    repeat = module.handler(event, lambda_context)
+    assert json.loads(repeat["body"])["job_id"] == json.loads(retried["body"])["job_id"]
+    assert len(seen) == 2

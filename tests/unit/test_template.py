@@ -43,6 +43,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "dynamodb:PutItem": {TABLE},
         "dynamodb:UpdateItem": {TABLE},
         "dynamodb:GetItem": {TABLE},
+        # Frees the Idempotency-Key of a submit the gateway refused.
+        "dynamodb:DeleteItem": {TABLE},
         "dynamodb:Query": {"${JobsTable.Arn}/index/by_owner"},
         "secretsmanager:GetSecretValue": {SIGNING_SECRET, GATEWAY_KEY_SECRET},
         # Presigned download URLs are authorized against the role that signs them.

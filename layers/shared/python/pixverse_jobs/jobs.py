@@ -121,11 +121,17 @@ class JobService:
         With an ``idempotency_key``, the same key and body return the first request's job
         and send nothing to the gateway; another body raises IdempotencyConflict."""
         job_id = new_job_id()
-        if idempotency_key is not None:
-            existing = self._claim_key(request, owner, idempotency_key, job_id)
-            if existing is not None:
-                return existing
-        return self._submit_new(request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id)
+        if idempotency_key is None:
+            return self._submit_new(request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id)
+        existing = self._claim_key(request, owner, idempotency_key, job_id)
+        if existing is not None:
+            return existing
+        try:
+            return self._submit_new(request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id)
+        except JobSubmitFailed as exc:
+            if exc.job_status == JobStatus.SUBMIT_FAILED:
+                self._store.release_idempotency_key(owner, idempotency_key, job_id=job_id)
+            raise
 
     def _claim_key(self, request: SubmitRequest, owner: str, key: str, job_id: str) -> Job | None:
         if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):

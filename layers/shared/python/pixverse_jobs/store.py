@@ -69,6 +69,10 @@ IDEMPOTENCY_PREFIX = "idem#"
 OWNER_INDEX = "by_owner"
 
 
+def _idempotency_record_id(owner: str, key: str) -> str:
+    return IDEMPOTENCY_PREFIX + hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class Transition:
     """The result of ``JobStore.advance``: ``applied`` tells whether this write moved the job;
@@ -144,9 +148,8 @@ class JobStore:
         """Take ``key`` for ``job_id`` in one conditional put; if another request holds it,
         return that holder. Records live in the jobs table under ``idem#<hash>`` keys (no
         owner attribute, so never in the by_owner index) and expire through its TTL."""
-        digest = hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
         record = {
-            "job_id": f"{IDEMPOTENCY_PREFIX}{digest}",
+            "job_id": _idempotency_record_id(owner, key),
             "target_job_id": job_id,
             "body_hash": body_hash,
             "created_at_epoch": epoch_seconds(),
@@ -169,6 +172,22 @@ class JobStore:
                 claimed=False, job_id=str(held.get("target_job_id", "")), body_hash=str(held.get("body_hash", ""))
             )
         return IdempotencyClaim(claimed=True, job_id=job_id, body_hash=body_hash)
+
+    def release_idempotency_key(self, owner: str, key: str, *, job_id: str) -> bool:
+        """Free a key whose job the gateway refused, so the caller's retry can submit again
+        (a refused submit cannot have been billed). Only the job that holds it frees it."""
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key=self._key(_idempotency_record_id(owner, key)),
+                ConditionExpression="target_job_id = :job",
+                ExpressionAttributeValues=_to_item({":job": job_id}),
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
 
     def advance(
         self,
