@@ -189,3 +189,14 @@ def test_failed_callback_records_error_and_enqueues_delivery(store: JobStore, aw
     assert job["status"] == "FAILED"
     assert job["error"] == {"code": "generation_failed", "message": "boom"}
     assert _queued_messages(aws) == [{"job_id": "j1"}]
+
+
+def test_set_request_id_after_callback_keeps_status_and_refuses_another_id(store: JobStore) -> None:
+    store.create(_job("j1", JobStatus.SUBMITTING))
+    store.advance("j1", JobStatus.PROCESSING)  # a callback outran the submit's own write
+    kept = store.set_request_id("j1", "req-1")
+    assert kept.applied
+    assert kept.job["status"] == "PROCESSING"
+    other = store.set_request_id("j1", "req-2")
+    assert not other.applied
+    assert other.job["request_id"] == "req-1"

@@ -235,36 +235,30 @@ class JobStore:
             for i, name in enumerate(removals):
                 names[f"#r{i}"] = name
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removals)))
+        return self._conditional_update(job_id, expression, condition, names, values)
+
+    def set_request_id(self, job_id: str, request_id: str) -> Transition:
+        """Store the gateway's request_id on a job a callback already moved past SUBMITTING."""
+        return self._conditional_update(
+            job_id,
+            "SET #rid = :rid",
+            "attribute_exists(job_id) AND (attribute_not_exists(#rid) OR #rid = :rid)",
+            {"#rid": "request_id"},
+            {":rid": request_id},
+        )
+
+    def _conditional_update(
+        self, job_id: str, expression: str, condition: str, names: Mapping[str, str], values: Mapping[str, Any]
+    ) -> Transition:
+        """One UpdateItem; a refused condition returns the record as it stood (no extra read)."""
         try:
             resp = self._client.update_item(
                 TableName=self._table,
                 Key=self._key(job_id),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
-                ExpressionAttributeNames=names,
+                ExpressionAttributeNames=dict(names),
                 ExpressionAttributeValues=_to_item(values),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if not _is_conditional_failure(exc):
-                raise
-            old: Any = exc.response.get("Item")
-            if not old:
-                raise JobNotFound(job_id) from exc
-            return Transition(applied=False, job=_from_item(old))
-        return Transition(applied=True, job=_from_item(resp["Attributes"]))
-
-    def set_request_id(self, job_id: str, request_id: str) -> Transition:
-        """Store the gateway's request_id on a job a callback already moved past SUBMITTING."""
-        try:
-            resp = self._client.update_item(
-                TableName=self._table,
-                Key=self._key(job_id),
-                UpdateExpression="SET #rid = :rid",
-                ConditionExpression="attribute_exists(job_id) AND (attribute_not_exists(#rid) OR #rid = :rid)",
-                ExpressionAttributeNames={"#rid": "request_id"},
-                ExpressionAttributeValues=_to_item({":rid": request_id}),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
