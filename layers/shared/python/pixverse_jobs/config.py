@@ -23,6 +23,9 @@ WEBHOOK_BASE_URL = "WEBHOOK_BASE_URL"
 WEBHOOK_MODE = "WEBHOOK_MODE"
 ALLOWED_MEDIA_HOSTS = "ALLOWED_MEDIA_HOSTS"
 DOWNLOAD_URL_EXPIRY_SECONDS = "DOWNLOAD_URL_EXPIRY_SECONDS"
+MAX_MEDIA_BYTES = "MAX_MEDIA_BYTES"
+COPY_MAX_RECEIVE_COUNT = "COPY_MAX_RECEIVE_COUNT"
+PROGRESS_EVENTS = "PROGRESS_EVENTS"
 
 WEBHOOK_MODES = ("terminal", "sync")
 
@@ -37,6 +40,20 @@ def _required(env: Mapping[str, str], name: str) -> str:
 def _optional(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip()
     return value or default
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = _optional(env, name, str(default))
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise ConfigurationError(f"{name} must be a whole number from {minimum} to {maximum}, got {raw!r}")
+    return int(raw)
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = _optional(env, name, "false").lower()
+    if raw not in ("true", "false"):
+        raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+    return raw == "true"
 
 
 @dataclass(frozen=True)
@@ -54,12 +71,7 @@ class ApiSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ApiSettings:
-        raw = _optional(env, DOWNLOAD_URL_EXPIRY_SECONDS, "900")
-        if not raw.isdigit() or not 60 <= int(raw) <= 43200:
-            raise ConfigurationError(
-                f"{DOWNLOAD_URL_EXPIRY_SECONDS} must be a whole number from 60 to 43200, got {raw!r}"
-            )
-        return cls(download_url_expiry_seconds=int(raw))
+        return cls(download_url_expiry_seconds=_whole_number(env, DOWNLOAD_URL_EXPIRY_SECONDS, 900, 60, 43200))
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,10 @@ class DeliverySettings:
     topic_arn: str
     event_source: str
     allowed_media_hosts: tuple[str, ...]
+    max_media_bytes: int
+    # The copy queue's maxReceiveCount: the copier fails the job on the last receive instead of
+    # leaving it COPYING when the message moves to the dead-letter queue.
+    max_receive_count: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DeliverySettings:
@@ -112,6 +128,26 @@ class DeliverySettings:
             topic_arn=_required(env, EVENTS_TOPIC_ARN),
             event_source=_optional(env, EVENT_SOURCE, "urn:pixverse-jobs"),
             allowed_media_hosts=hosts,
+            max_media_bytes=_whole_number(env, MAX_MEDIA_BYTES, 5 * 1024**3, 1, 5 * 1024**4),
+            max_receive_count=_whole_number(env, COPY_MAX_RECEIVE_COUNT, 5, 1, 1000),
+        )
+
+
+@dataclass(frozen=True)
+class ProgressSettings:
+    """Optional pixverse.job.progress events from the webhook receiver (sync mode)."""
+
+    enabled: bool
+    topic_arn: str
+    event_source: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ProgressSettings:
+        enabled = _flag(env, PROGRESS_EVENTS)
+        return cls(
+            enabled=enabled,
+            topic_arn=_required(env, EVENTS_TOPIC_ARN) if enabled else env.get(EVENTS_TOPIC_ARN, "").strip(),
+            event_source=_optional(env, EVENT_SOURCE, "urn:pixverse-jobs"),
         )
 
 
@@ -152,3 +188,8 @@ def delivery_settings() -> DeliverySettings:
 @cache
 def queue_settings() -> QueueSettings:
     return QueueSettings.from_env(os.environ)
+
+
+@cache
+def progress_settings() -> ProgressSettings:
+    return ProgressSettings.from_env(os.environ)
