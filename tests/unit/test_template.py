@@ -54,6 +54,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "dynamodb:UpdateItem": {TABLE},
         "sqs:SendMessage": {"CopyQueue.Arn"},
         "secretsmanager:GetSecretValue": {SIGNING_SECRET},
+        # pixverse.job.progress events, only when the ProgressEvents parameter is true.
+        "sns:Publish if PublishProgress": {"Ref:EventsTopic"},
     },
     "MediaCopyFunction": {
         "dynamodb:GetItem": {TABLE},
@@ -137,9 +139,15 @@ def _role_grants(cfn_template: Mapping[str, Any], function: str) -> dict[str, se
     grants: dict[str, set[str]] = {}
     for policy in role["Properties"].get("Policies", []):
         for statement in _as_list(policy["PolicyDocument"]["Statement"]):
+            condition = ""
+            if "Fn::If" in statement:
+                # A statement granted only under a condition: recorded as "action if Condition".
+                name, statement, otherwise = statement["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}, f"{function}: conditional statement has an else branch"
+                condition = f" if {name}"
             assert statement["Effect"] == "Allow", f"{function}: unexpected {statement['Effect']} statement"
             for action in _as_list(statement["Action"]):
-                grants.setdefault(action, set()).update(_resource_name(r) for r in _as_list(statement["Resource"]))
+                grants.setdefault(action + condition, set()).update(_resource_name(r) for r in _as_list(statement["Resource"]))
     return grants
 
 
@@ -294,7 +302,10 @@ def test_copy_queue_redrives_to_dead_letter_queue(cfn_template: dict[str, Any]) 
     redrive = resources["CopyQueue"]["Properties"]["RedrivePolicy"]
 
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["CopyDeadLetterQueue", "Arn"]}
-    assert 1 <= redrive["maxReceiveCount"] <= 10
+    # One parameter sets the queue's receive count and tells the copier which receive is its last.
+    assert redrive["maxReceiveCount"] == {"Ref": "CopyMaxReceiveCount"}
+    copier_env = resources["MediaCopyFunction"]["Properties"]["Environment"]["Variables"]
+    assert copier_env["COPY_MAX_RECEIVE_COUNT"] == {"Ref": "CopyMaxReceiveCount"}
     # A dead letter keeps its original enqueue time: the DLQ must hold it longer than the queue did.
     assert (
         resources["CopyDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
