@@ -9,11 +9,14 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from lambda_support import create_jobs_table, load_event, load_function
 from moto import mock_aws
+from pixverse_jobs import jobs as jobs_module
 from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.jobs import parse_submit_request
 from pixverse_jobs.signing import sign
-from pixverse_jobs.store import JobStore
+from pixverse_jobs.store import JobStore, _idempotency_record_id
 
 GATEWAY_KEY = "sk-live-DO-NOT-LOG-0123456789"
 SIGNING_SECRET = "w" * 64
@@ -246,3 +249,109 @@ def test_idempotency_key_of_a_refused_submit_is_released_for_the_retry(
     repeat = module.handler(event, lambda_context)
     assert json.loads(repeat["body"])["job_id"] == json.loads(retried["body"])["job_id"]
     assert len(seen) == 2
+
+
+def _idempotent_submit_event(key: str) -> dict[str, Any]:
+    event = load_event("submit_job")
+    event["headers"]["idempotency-key"] = key
+    return event
+
+
+def _accepting_gateway(module: Any, seen: list[httpx.Request]) -> None:
+    module.service._gateway = GatewayClient(
+        "https://gateway.pixazo.ai",
+        lambda: GATEWAY_KEY,
+        _gateway(seen, httpx.Response(202, json={"request_id": "pixverse-v6-text-to-video_9", "status": "QUEUED"})),
+    )
+
+
+def _stored_ids(env: dict[str, Any]) -> list[str]:
+    items = env["ddb"].scan(TableName=env["table"])["Items"]
+    return sorted(item["job_id"]["S"] for item in items)
+
+
+def test_idempotency_key_is_released_when_the_job_write_fails(
+    env: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a table that refuses the job write once (throttled)
+    seen: list[httpx.Request] = []
+    module = load_function("SubmitFunction")
+    _accepting_gateway(module, seen)
+    store = module.service._store
+    real_create = store.create
+    calls = {"n": 0}
+
+    def create_throttled_once(job: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "PutItem"
+            )
+        real_create(job)
+
+    monkeypatch.setattr(store, "create", create_throttled_once)
+    event = _idempotent_submit_event("order-B-7")
+
+    # When the first request fails to record its job
+    failed = module.handler(event, lambda_context)
+
+    # Then it answers 500, sent nothing, left no key and no job behind
+    assert failed["statusCode"] == 500
+    assert json.loads(failed["body"])["error"]["code"] == "internal"
+    assert seen == []
+    assert _stored_ids(env) == []
+    # and the caller's retry with the same key submits once
+    retried = module.handler(event, lambda_context)
+    assert retried["statusCode"] == 202
+    assert len(seen) == 1
+
+
+def test_stale_idempotency_claim_without_a_job_is_taken_over(env: dict[str, Any], lambda_context: Any) -> None:
+    # Given a key claimed two minutes ago by a request that died before writing its job
+    seen: list[httpx.Request] = []
+    module = load_function("SubmitFunction")
+    _accepting_gateway(module, seen)
+    event = _idempotent_submit_event("order-C-3")
+    body_hash = parse_submit_request(json.loads(event["body"])).fingerprint()
+    store = module.service._store
+    claim = store.claim_idempotency_key(OWNER, "order-C-3", body_hash=body_hash, job_id="job_dead", ttl_seconds=3600)
+    assert claim.claimed
+    env["ddb"].update_item(
+        TableName=env["table"],
+        Key={"job_id": {"S": _idempotency_record_id(OWNER, "order-C-3")}},
+        UpdateExpression="SET created_at_epoch = created_at_epoch - :age",
+        ExpressionAttributeValues={":age": {"N": "120"}},
+    )
+
+    # When the caller retries with the same key and body
+    response = module.handler(event, lambda_context)
+
+    # Then the retry takes the key over and submits exactly once
+    assert response["statusCode"] == 202
+    assert len(seen) == 1
+    repeat = module.handler(event, lambda_context)
+    assert json.loads(repeat["body"])["job_id"] == json.loads(response["body"])["job_id"]
+    assert len(seen) == 1
+
+
+def test_fresh_idempotency_claim_without_a_job_is_409_in_progress(
+    env: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a key claimed just now by a request still writing its job
+    seen: list[httpx.Request] = []
+    module = load_function("SubmitFunction")
+    _accepting_gateway(module, seen)
+    monkeypatch.setattr(jobs_module, "IDEMPOTENT_WAIT_SECONDS", 0.2)
+    event = _idempotent_submit_event("order-D-4")
+    body_hash = parse_submit_request(json.loads(event["body"])).fingerprint()
+    module.service._store.claim_idempotency_key(
+        OWNER, "order-D-4", body_hash=body_hash, job_id="job_inflight", ttl_seconds=3600
+    )
+
+    # When a repeat arrives
+    response = module.handler(event, lambda_context)
+
+    # Then it is told to retry later, and nothing is sent
+    assert response["statusCode"] == 409
+    assert "in progress" in json.loads(response["body"])["error"]["message"]
+    assert seen == []

@@ -55,6 +55,10 @@ class JobAlreadyExists(PixverseJobsError):
     """A job id collided on create: never overwrite a record."""
 
 
+class JobRecordFailed(PixverseJobsError):
+    """The job could not be recorded, so nothing was sent to the gateway (answered 500)."""
+
+
 class CallbackRejected(PixverseJobsError):
     """A callback that must change nothing: unsigned, malformed or for another request."""
 

@@ -4,6 +4,7 @@ submit with a signed webhook URL, store the request_id the moment it is known.""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -14,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pixverse_jobs.catalog import MODELS, get_model
-from pixverse_jobs.clock import utc_now_iso
+from pixverse_jobs.clock import epoch_seconds, utc_now_iso
 from pixverse_jobs.config import WEBHOOK_MODES
 from pixverse_jobs.errors import (
     FieldError,
     GatewayError,
     IdempotencyConflict,
     JobNotFound,
+    JobRecordFailed,
     JobSubmitFailed,
     RequestRejected,
 )
@@ -33,6 +35,9 @@ from pixverse_jobs.store import Job, JobStore
 MAX_METADATA_BYTES = 2048
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]{1,255}")
 IDEMPOTENT_WAIT_SECONDS = 5.0
+# A key held this long by a request whose job record never appeared belongs to a request that
+# died between the two writes (the API's timeout is 29 s), before it could call the gateway.
+STALE_CLAIM_SECONDS = 60
 REQUEST_FIELDS = ("model", "input", "webhook_mode", "metadata")
 
 
@@ -132,6 +137,12 @@ class JobService:
             if exc.job_status == JobStatus.SUBMIT_FAILED:
                 self._store.release_idempotency_key(owner, idempotency_key, job_id=job_id)
             raise
+        except JobRecordFailed:
+            # Nothing reached the gateway: free the key so the caller's retry submits. If the
+            # release fails too, the stale-claim takeover frees it after STALE_CLAIM_SECONDS.
+            with contextlib.suppress(Exception):
+                self._store.release_idempotency_key(owner, idempotency_key, job_id=job_id)
+            raise
 
     def _claim_key(self, request: SubmitRequest, owner: str, key: str, job_id: str) -> Job | None:
         if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
@@ -154,6 +165,11 @@ class JobService:
             if job is not None:
                 logger.info("idempotent repeat", extra={"job_id": claim.job_id})
                 return job
+            if epoch_seconds() - claim.claimed_at > STALE_CLAIM_SECONDS and self._store.take_over_idempotency_key(
+                owner, key, held_by=claim.job_id, job_id=job_id, body_hash=body_hash, ttl_seconds=self._idempotency_ttl
+            ):
+                logger.warning("stale Idempotency-Key claim taken over", extra={"job_id": job_id})
+                return None
             if time.monotonic() > deadline:
                 raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry later")
             time.sleep(0.05)
@@ -163,23 +179,28 @@ class JobService:
         assert model is not None
         now = utc_now_iso()
         mode = request.webhook_mode or self._default_mode
-        self._store.create(
-            {
-                "job_id": job_id,
-                "owner": owner,
-                "model": request.model,
-                "input": request.input,
-                # What the gateway will apply to the parameters left out; never injected.
-                "gateway_defaults": {k: v for k, v in model.defaults().items() if k not in request.input},
-                "metadata": request.metadata,
-                "webhook_mode": mode,
-                "status": str(JobStatus.SUBMITTING),
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+        try:
+            # The signed callback URL first: a secret failure must leave nothing half-written.
+            callback = webhook_url(webhook_base_url, job_id, self._webhook_secret())
+            self._store.create(
+                {
+                    "job_id": job_id,
+                    "owner": owner,
+                    "model": request.model,
+                    "input": request.input,
+                    # What the gateway will apply to the parameters left out; never injected.
+                    "gateway_defaults": {k: v for k, v in model.defaults().items() if k not in request.input},
+                    "metadata": request.metadata,
+                    "webhook_mode": mode,
+                    "status": str(JobStatus.SUBMITTING),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        except Exception as exc:
+            logger.exception("job could not be recorded; nothing sent to the gateway")
+            raise JobRecordFailed(f"job {job_id} could not be recorded") from exc
         logger.append_keys(job_id=job_id)
-        callback = webhook_url(webhook_base_url, job_id, self._webhook_secret())
         try:
             accepted = self._gateway.submit(request.model, request.input, webhook_url=callback, webhook_mode=mode)
         except GatewayError as exc:

@@ -63,6 +63,7 @@ class IdempotencyClaim:
     claimed: bool
     job_id: str
     body_hash: str
+    claimed_at: int = 0  # epoch seconds when the holder took the key
 
 
 IDEMPOTENCY_PREFIX = "idem#"
@@ -148,19 +149,20 @@ class JobStore:
         """Take ``key`` for ``job_id`` in one conditional put; if another request holds it,
         return that holder. Records live in the jobs table under ``idem#<hash>`` keys (no
         owner attribute, so never in the by_owner index) and expire through its TTL."""
+        now = epoch_seconds()
         record = {
             "job_id": _idempotency_record_id(owner, key),
             "target_job_id": job_id,
             "body_hash": body_hash,
-            "created_at_epoch": epoch_seconds(),
-            "expires_at": epoch_seconds() + ttl_seconds,
+            "created_at_epoch": now,
+            "expires_at": now + ttl_seconds,
         }
         try:
             self._client.put_item(
                 TableName=self._table,
                 Item=_to_item(record),
                 ConditionExpression="attribute_not_exists(job_id) OR expires_at < :now",
-                ExpressionAttributeValues=_to_item({":now": epoch_seconds()}),
+                ExpressionAttributeValues=_to_item({":now": now}),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
@@ -169,9 +171,39 @@ class JobStore:
             old: Any = exc.response.get("Item")
             held = _from_item(old) if old else {}
             return IdempotencyClaim(
-                claimed=False, job_id=str(held.get("target_job_id", "")), body_hash=str(held.get("body_hash", ""))
+                claimed=False,
+                job_id=str(held.get("target_job_id", "")),
+                body_hash=str(held.get("body_hash", "")),
+                claimed_at=int(held.get("created_at_epoch", 0)),
             )
-        return IdempotencyClaim(claimed=True, job_id=job_id, body_hash=body_hash)
+        return IdempotencyClaim(claimed=True, job_id=job_id, body_hash=body_hash, claimed_at=now)
+
+    def take_over_idempotency_key(
+        self, owner: str, key: str, *, held_by: str, job_id: str, body_hash: str, ttl_seconds: int
+    ) -> bool:
+        """Move a key from ``held_by`` (a request that died before writing its job, so before
+        any gateway call) to ``job_id``. Conditional on the holder, so of two concurrent
+        takeovers exactly one wins."""
+        now = epoch_seconds()
+        record = {
+            "job_id": _idempotency_record_id(owner, key),
+            "target_job_id": job_id,
+            "body_hash": body_hash,
+            "created_at_epoch": now,
+            "expires_at": now + ttl_seconds,
+        }
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_to_item(record),
+                ConditionExpression="target_job_id = :held_by",
+                ExpressionAttributeValues=_to_item({":held_by": held_by}),
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
 
     def release_idempotency_key(self, owner: str, key: str, *, job_id: str) -> bool:
         """Free a key whose job the gateway refused, so the caller's retry can submit again
