@@ -28,6 +28,10 @@ SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 SERVERLESS_HTTP_API = "AWS::Serverless::HttpApi"
 SERVERLESS_LAYER = "AWS::Serverless::LayerVersion"
 IMPLICIT_HTTP_API = "ServerlessHttpApi"
+APIGW_API = "AWS::ApiGatewayV2::Api"
+APIGW_ROUTE = "AWS::ApiGatewayV2::Route"
+APIGW_INTEGRATION = "AWS::ApiGatewayV2::Integration"
+APIGW_AUTHORIZER = "AWS::ApiGatewayV2::Authorizer"
 
 # The default SAM gives Function properties the template leaves out.
 _DEFAULT_TIMEOUT = 3
@@ -297,6 +301,9 @@ class Resolver:
             SERVERLESS_LAYER: {None: f"{arn_prefix}:layer:{name}:1"},
             "AWS::Lambda::LayerVersion": {None: f"{arn_prefix}:layer:{name}:1"},
             SERVERLESS_HTTP_API: {None: local_api_id(logical_id), "ApiId": local_api_id(logical_id)},
+            APIGW_API: {None: local_api_id(logical_id), "ApiId": local_api_id(logical_id)},
+            APIGW_INTEGRATION: {None: local_api_id(logical_id)[:7]},
+            APIGW_AUTHORIZER: {None: local_api_id(logical_id)[:6]},
             "AWS::IAM::Role": {None: name, "Arn": f"arn:aws:iam::{self.account_id}:role/{name}"},
         }
         values = stand_ins.get(resource_type)
@@ -587,6 +594,10 @@ def read_application(template: CfnTemplate, resolver: Resolver) -> Application:
             else:
                 raise TemplateError(f"{logical_id}.{event_id}: event type {event_type} is not emulated locally")
 
+    for logical_id in template.resources_of_type(APIGW_ROUTE):
+        if resolver.resource_enabled(logical_id):
+            routes.append(_apigw_route(template, resolver, logical_id))
+
     layer_paths: dict[str, Path] = {}
     for logical_id, resource in template.resources_of_type(SERVERLESS_LAYER).items():
         content_uri = resolver.resolve((resource.get("Properties") or {}).get("ContentUri"))
@@ -631,3 +642,61 @@ def _http_route(
         authorizer=authorizer,
         authorizer_kind=_authorizer_kind(authorizer, authorizers),
     )
+
+
+_AUTHORIZATION_KINDS = {"NONE": None, "AWS_IAM": "iam", "JWT": "jwt", "CUSTOM": "lambda"}
+_INTEGRATION_TARGET = re.compile(r"^integrations/\$\{([A-Za-z0-9]+)\}$")
+
+
+def _apigw_route(template: CfnTemplate, resolver: Resolver, route_id: str) -> HttpRoute:
+    """An AWS::ApiGatewayV2::Route whose target is a Lambda proxy integration of this template."""
+    properties = template.resources[route_id].get("Properties") or {}
+    api_id = _referenced_id(properties.get("ApiId"), f"{route_id}.ApiId")
+    target = properties.get("Target")
+    sub = target.get("Fn::Sub") if isinstance(target, dict) else None
+    match = _INTEGRATION_TARGET.match(sub) if isinstance(sub, str) else None
+    if match is None:
+        raise TemplateError(f'{route_id}.Target must be !Sub "integrations/${{<Integration>}}", got {target!r}')
+    integration_id = match.group(1)
+    integration = template.resources.get(integration_id) or {}
+    if integration.get("Type") != APIGW_INTEGRATION:
+        raise TemplateError(f"{route_id}.Target: {integration_id} is not an {APIGW_INTEGRATION}")
+    integration_properties = integration.get("Properties") or {}
+    if resolver.resolve(integration_properties.get("IntegrationType")) != "AWS_PROXY":
+        raise TemplateError(f"{integration_id}: only AWS_PROXY (Lambda) integrations are emulated locally")
+    if str(resolver.resolve(integration_properties.get("PayloadFormatVersion"))) != "2.0":
+        raise TemplateError(f"{integration_id}: the local API emulates PayloadFormatVersion 2.0 only")
+    function_id = _integrated_function(integration_properties.get("IntegrationUri"), integration_id)
+    route_key = str(resolver.resolve(properties.get("RouteKey")))
+    method, _, path = route_key.partition(" ") if route_key != "$default" else ("ANY", "", "$default")
+    authorization = str(resolver.resolve(properties.get("AuthorizationType", "NONE")))
+    if authorization not in _AUTHORIZATION_KINDS:
+        raise TemplateError(
+            f"{route_id}.AuthorizationType {authorization!r} is not one of {sorted(_AUTHORIZATION_KINDS)}"
+        )
+    kind = _AUTHORIZATION_KINDS[authorization]
+    authorizer_ref = properties.get("AuthorizerId")
+    if isinstance(authorizer_ref, dict) and "Fn::If" in authorizer_ref:
+        name, when_true, when_false = authorizer_ref["Fn::If"]
+        authorizer_ref = when_true if resolver.condition(str(name)) else when_false
+    authorizer = {"iam": "AWS_IAM"}.get(kind or "") or (
+        _referenced_id(authorizer_ref, f"{route_id}.AuthorizerId") if kind else None
+    )
+    return HttpRoute(
+        function_id=function_id,
+        event_id=route_id,
+        api_id=api_id,
+        method=method.upper(),
+        path=path,
+        authorizer=authorizer,
+        authorizer_kind=kind,
+    )
+
+
+def _integrated_function(uri: Any, integration_id: str) -> str:
+    """The function behind an integration's IntegrationUri (!GetAtt Fn.Arn or a !Sub naming ${Fn.Arn})."""
+    if isinstance(uri, dict) and "Fn::Sub" in uri and isinstance(uri["Fn::Sub"], str):
+        found = re.search(r"\$\{([A-Za-z0-9]+)\.Arn\}", uri["Fn::Sub"])
+        if found:
+            return found.group(1)
+    return _referenced_id(uri, f"{integration_id}.IntegrationUri")

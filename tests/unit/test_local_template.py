@@ -206,20 +206,47 @@ def test_sqs_and_schedule_events_are_read(small: CfnTemplate) -> None:
     assert (schedule.function_id, schedule.expression, schedule.enabled) == ("Worker", "rate(5 minutes)", True)
 
 
-def test_real_template_routes_follow_their_auth() -> None:
-    template = CfnTemplate.load(TEMPLATE)
-    resources = template.resources
+@pytest.mark.parametrize(
+    ("overrides", "job_route_kind"),
+    [({}, "iam"), ({"AuthMode": "jwt", "JwtIssuer": "https://issuer.example", "JwtAudience": "app"}, "jwt")],
+)
+def test_real_template_routes_follow_their_auth(overrides: dict[str, str], job_route_kind: str) -> None:
+    template = CfnTemplate.load(TEMPLATE, overrides)
     app = read_application(template, _resolver_with_stand_ins(template))
 
-    for route in app.routes:
-        event = resources[route.function_id]["Properties"]["Events"][route.event_id]["Properties"]
-        assert route.path == event["Path"]
-        assert route.method == event["Method"].upper()
-        if (event.get("Auth") or {}).get("Authorizer") == "NONE":
-            assert route.authorizer_kind is None
-        else:
-            assert route.authorizer_kind is not None
-    assert any(r.authorizer_kind is None for r in app.routes)  # the webhook route
+    routes = {route.route_key: (route.function_id, route.authorizer_kind) for route in app.routes}
+    assert routes == {
+        "POST /jobs": ("SubmitFunction", job_route_kind),
+        "GET /jobs/{job_id}": ("SubmitFunction", job_route_kind),
+        "GET /jobs": ("SubmitFunction", job_route_kind),
+        "POST /webhooks/pixazo/{job_id}": ("WebhookFunction", None),
+    }
+
+
+def test_route_with_non_lambda_integration_raises(tmp_path: Path) -> None:
+    document = {
+        "Resources": {
+            "Api": {"Type": "AWS::ApiGatewayV2::Api", "Properties": {"ProtocolType": "HTTP"}},
+            "Proxy": {
+                "Type": "AWS::ApiGatewayV2::Integration",
+                "Properties": {"ApiId": {"Ref": "Api"}, "IntegrationType": "HTTP_PROXY", "IntegrationUri": "https://x"},
+            },
+            "Route": {
+                "Type": "AWS::ApiGatewayV2::Route",
+                "Properties": {
+                    "ApiId": {"Ref": "Api"},
+                    "RouteKey": "GET /x",
+                    "Target": {"Fn::Sub": "integrations/${Proxy}"},
+                },
+            },
+        }
+    }
+    path = tmp_path / "template.yaml"
+    path.write_text(yaml.safe_dump(document))
+    template = CfnTemplate.load(path)
+
+    with pytest.raises(TemplateError, match="AWS_PROXY"):
+        read_application(template, Resolver(template, stack_name="t"))
 
 
 def test_conflicting_function_environment_raises() -> None:

@@ -8,6 +8,7 @@ into CloudFormation, offline: no credentials, no AWS calls.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import os
 import subprocess
@@ -138,23 +139,18 @@ def _role_grants(cfn_template: Mapping[str, Any], function: str) -> dict[str, se
     role = cfn_template["Resources"][f"{function}Role"]
     grants: dict[str, set[str]] = {}
     for policy in role["Properties"].get("Policies", []):
-        for statement in _as_list(policy["PolicyDocument"]["Statement"]):
-            condition = ""
-            if "Fn::If" in statement:
+        for entry in _as_list(policy["PolicyDocument"]["Statement"]):
+            condition, statement = "", entry
+            if "Fn::If" in entry:
                 # A statement granted only under a condition: recorded as "action if Condition".
-                name, statement, otherwise = statement["Fn::If"]
+                name, statement, otherwise = entry["Fn::If"]
                 assert otherwise == {"Ref": "AWS::NoValue"}, f"{function}: conditional statement has an else branch"
                 condition = f" if {name}"
             assert statement["Effect"] == "Allow", f"{function}: unexpected {statement['Effect']} statement"
             for action in _as_list(statement["Action"]):
-                grants.setdefault(action + condition, set()).update(_resource_name(r) for r in _as_list(statement["Resource"]))
+                resources = {_resource_name(r) for r in _as_list(statement["Resource"])}
+                grants.setdefault(action + condition, set()).update(resources)
     return grants
-
-
-def _route_function(operation: Mapping[str, Any]) -> str:
-    """The logical id of the function an OpenAPI operation integrates with."""
-    uri = str(operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"])
-    return uri.split("/functions/${", 1)[1].split(".Arn}", 1)[0]
 
 
 def _wheel_tags(wheel_file: Path) -> list[str]:
@@ -240,45 +236,97 @@ def test_gateway_key_is_never_an_environment_variable(cfn_template: dict[str, An
 # ---------------------------------------------------------------- HTTP API
 
 
+def _when(value: Any, use_jwt: bool) -> Any:
+    """``value`` with the template's UseJwt condition decided."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        name, when_true, when_false = value["Fn::If"]
+        assert name == "UseJwt"
+        return _when(when_true if use_jwt else when_false, use_jwt)
+    return value
+
+
+def _http_routes(cfn_template: Mapping[str, Any], use_jwt: bool) -> dict[tuple[str, str], dict[str, Any]]:
+    """(method, path) -> {function, authorization, authorizer, payload} of every ApiGatewayV2 route."""
+    resources = cfn_template["Resources"]
+    routes: dict[tuple[str, str], dict[str, Any]] = {}
+    for route in _resources_of_type(cfn_template, "AWS::ApiGatewayV2::Route").values():
+        properties = route["Properties"]
+        assert properties["ApiId"] == {"Ref": "HttpApi"}
+        integration_id = properties["Target"]["Fn::Sub"].removeprefix("integrations/${").removesuffix("}")
+        integration = resources[integration_id]["Properties"]
+        method, path = properties["RouteKey"].split(" ", 1)
+        routes[(method.lower(), path)] = {
+            "function": integration["IntegrationUri"]["Fn::GetAtt"][0],
+            "integration": integration["IntegrationType"],
+            "payload": integration["PayloadFormatVersion"],
+            "authorization": _when(properties.get("AuthorizationType", "NONE"), use_jwt),
+            "authorizer": _when(properties.get("AuthorizerId", {"Ref": "AWS::NoValue"}), use_jwt),
+        }
+    return routes
+
+
 def test_http_api_routes_reach_expected_functions(cfn_template: dict[str, Any]) -> None:
-    paths = cfn_template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
+    routes = _http_routes(cfn_template, use_jwt=False)
 
-    routes = {(method, path): _route_function(op) for path, ops in paths.items() for method, op in ops.items()}
-
-    assert routes == EXPECTED_ROUTES
-
-
-def test_http_api_default_authorizer_is_iam(sam_template: dict[str, Any]) -> None:
-    auth = sam_template["Resources"]["HttpApi"]["Properties"]["Auth"]
-
-    assert auth["EnableIamAuthorizer"] is True
-    assert auth["DefaultAuthorizer"] == "AWS_IAM"
-
-
-def test_webhook_route_has_no_authorizer(sam_template: dict[str, Any], cfn_template: dict[str, Any]) -> None:
-    event = sam_template["Resources"]["WebhookFunction"]["Properties"]["Events"]["GatewayCallback"]
-    method, path = WEBHOOK_ROUTE
-    operation = cfn_template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"][path][method]
-
-    assert event["Properties"]["Auth"] == {"Authorizer": "NONE"}
-    assert all("AWS_IAM" not in requirement for requirement in operation["security"])
+    assert {route: spec["function"] for route, spec in routes.items()} == EXPECTED_ROUTES
+    assert {spec["integration"] for spec in routes.values()} == {"AWS_PROXY"}
 
 
 @pytest.mark.parametrize("route", sorted(set(EXPECTED_ROUTES) - {WEBHOOK_ROUTE}))
-def test_job_route_requires_iam(cfn_template: dict[str, Any], route: tuple[str, str]) -> None:
-    method, path = route
-    operation = cfn_template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"][path][method]
+def test_job_route_requires_iam_by_default(cfn_template: dict[str, Any], route: tuple[str, str]) -> None:
+    spec = _http_routes(cfn_template, use_jwt=False)[route]
 
-    assert operation["security"] == [{"AWS_IAM": []}]
+    assert spec["authorization"] == "AWS_IAM"
+    assert spec["authorizer"] == {"Ref": "AWS::NoValue"}
+
+
+@pytest.mark.parametrize("route", sorted(set(EXPECTED_ROUTES) - {WEBHOOK_ROUTE}))
+def test_job_route_uses_jwt_authorizer_in_jwt_mode(cfn_template: dict[str, Any], route: tuple[str, str]) -> None:
+    spec = _http_routes(cfn_template, use_jwt=True)[route]
+
+    assert spec["authorization"] == "JWT"
+    assert spec["authorizer"] == {"Ref": "JwtAuthorizer"}
+
+
+def test_jwt_authorizer_takes_issuer_and_audience_parameters(cfn_template: dict[str, Any]) -> None:
+    authorizer = cfn_template["Resources"]["JwtAuthorizer"]
+
+    assert authorizer["Condition"] == "UseJwt"
+    assert authorizer["Properties"]["AuthorizerType"] == "JWT"
+    assert authorizer["Properties"]["JwtConfiguration"] == {
+        "Issuer": {"Ref": "JwtIssuer"},
+        "Audience": {"Fn::Split": [",", {"Ref": "JwtAudience"}]},
+    }
+    assert cfn_template["Conditions"]["UseJwt"] == {"Fn::Equals": [{"Ref": "AuthMode"}, "jwt"]}
+    assert cfn_template["Parameters"]["AuthMode"]["Default"] == "iam"
+
+
+@pytest.mark.parametrize("use_jwt", [False, True])
+def test_webhook_route_has_no_authorizer(cfn_template: dict[str, Any], use_jwt: bool) -> None:
+    spec = _http_routes(cfn_template, use_jwt)[WEBHOOK_ROUTE]
+
+    assert spec["authorization"] == "NONE"
+    assert spec["authorizer"] == {"Ref": "AWS::NoValue"}
 
 
 def test_http_api_uses_payload_format_2(cfn_template: dict[str, Any]) -> None:
-    paths = cfn_template["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
+    assert {spec["payload"] for spec in _http_routes(cfn_template, use_jwt=False).values()} == {"2.0"}
 
-    versions = {
-        op["x-amazon-apigateway-integration"]["payloadFormatVersion"] for ops in paths.values() for op in ops.values()
+
+def test_http_api_may_invoke_each_routed_function(cfn_template: dict[str, Any]) -> None:
+    permissions = {
+        p["Properties"]["FunctionName"]["Ref"]: p["Properties"]
+        for p in _resources_of_type(cfn_template, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
     }
-    assert versions == {"2.0"}
+
+    for (method, path), spec in _http_routes(cfn_template, use_jwt=False).items():
+        permission = permissions[spec["function"]]
+        source = permission["SourceArn"]["Fn::Sub"].split("${HttpApi}/", 1)[1]
+        stage, allowed_method, allowed_path = source.split("/", 2)
+        assert stage == "*"
+        assert allowed_method in ("*", method.upper())
+        assert fnmatch.fnmatchcase(path.replace("{job_id}", "job_1").lstrip("/"), allowed_path), (method, path)
 
 
 @pytest.mark.parametrize("function", ["SubmitFunction", "WebhookFunction"])
