@@ -1,28 +1,58 @@
-"""Gateway callbacks: parse, then one conditional write through the state machine.
+"""Gateway callbacks: authenticate, parse, then one conditional write through the state machine.
 
-Duplicates, late and out-of-order callbacks are refused by the write's condition and change
-nothing. The write that moves a job to a gateway outcome (COMPLETED, FAILED, ERROR) is the
-only one that enqueues its delivery, so concurrent duplicates cannot enqueue twice."""
+The gateway's callbacks are unsigned, may be delivered more than once, and in sync mode come on
+every poll cycle and in any order. What makes that harmless:
+
+* the signed URL (``signing``) is checked before the body is read;
+* each callback is one ``JobStore.advance``, whose condition comes from ``states``: a duplicate,
+  late or out-of-order callback is refused by the database and changes nothing;
+* the write that moves a job to a gateway outcome (COMPLETED, FAILED, ERROR) is the only one that
+  enqueues its delivery, so concurrent duplicates cannot enqueue twice.
+
+Why not the Powertools idempotency utility: the conditional write already *is* the idempotency,
+atomic in the table that holds the job. The utility would add a second write (and a read) per
+callback, and its key cannot be right for this traffic: keyed on request_id it would swallow the
+real changes that share one (QUEUED -> PROCESSING -> COMPLETED); keyed on the payload it would
+not catch sync-mode repeats (their ``updated_at`` differs); and it answers concurrent copies with
+"already in progress" errors, which the gateway would retry, where the conditional write answers
+each of them 200 at once."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from pixverse_jobs.clock import utc_now_iso
 from pixverse_jobs.errors import CallbackRejected
-from pixverse_jobs.observability import logger
+from pixverse_jobs.events import EventPublisher, build_progress_event
+from pixverse_jobs.observability import logger, metrics
 from pixverse_jobs.queue import CopyQueue
+from pixverse_jobs.signing import SignatureVerifier
 from pixverse_jobs.states import GATEWAY_STATUSES, NEEDS_DELIVERY, JobStatus
-from pixverse_jobs.store import JobStore
+from pixverse_jobs.store import Job, JobStore
+from pixverse_jobs.views import job_view
 
 MAX_CALLBACK_BYTES = 64 * 1024
 ENQUEUE_FAILED_FLAG = "delivery_enqueue_failed"
 
+# EMF metric names (namespace POWERTOOLS_METRICS_NAMESPACE).
+METRIC_CALLBACKS = "Callbacks"  # dimension status: every authenticated, well-formed callback
+METRIC_DUPLICATE = "CallbacksDuplicate"  # refused by the state machine: duplicate or late
+METRIC_REJECTED = "CallbacksRejected"  # 4xx: bad signature, malformed, another request's
+METRIC_ENQUEUE_FAILED = "CallbackEnqueueFailed"  # the copy request could not be sent (answered 500)
+METRIC_PROGRESS_PUBLISHED = "ProgressEventsPublished"
+METRIC_PROGRESS_FAILED = "ProgressEventsFailed"
+
 
 @dataclass(frozen=True)
 class Callback:
+    """A parsed gateway callback (the shape of the gateway's status response)."""
+
     request_id: str
     status: JobStatus
     model_id: str | None
@@ -33,8 +63,28 @@ class Callback:
 
 @dataclass(frozen=True)
 class CallbackOutcome:
+    """What a callback did: ``applied`` if its write went through (a sync-mode repeat of the
+    same status applies too, refreshing updated_at), ``changed`` if that moved the job to
+    another status; ``status`` is the job's status afterwards."""
+
     applied: bool
+    changed: bool
     status: JobStatus
+
+
+def callback_body(body: str | None, *, base64_encoded: bool) -> bytes:
+    """The raw bytes of an HTTP API event's body; 413 if too large, 400 if not decodable."""
+    text = body or ""
+    # Checked before decoding, so an oversize body costs no decoding (base64 is 4/3 larger).
+    limit = MAX_CALLBACK_BYTES * 4 // 3 + 4 if base64_encoded else MAX_CALLBACK_BYTES
+    if len(text) > limit:
+        raise CallbackRejected(f"callback body exceeds {MAX_CALLBACK_BYTES} bytes", status_code=413)
+    if not base64_encoded:
+        return text.encode()
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CallbackRejected("callback body is not valid base64") from exc
 
 
 def parse_callback(body: bytes | str) -> Callback:
@@ -44,14 +94,15 @@ def parse_callback(body: bytes | str) -> Callback:
         raise CallbackRejected(f"callback body exceeds {MAX_CALLBACK_BYTES} bytes", status_code=413)
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except ValueError as exc:  # also UnicodeDecodeError
         raise CallbackRejected("callback body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise CallbackRejected("callback body must be a JSON object")
     request_id = data.get("request_id")
     if not isinstance(request_id, str) or not request_id:
         raise CallbackRejected("callback has no request_id")
-    status = GATEWAY_STATUSES.get(str(data.get("status")))
+    raw_status = data.get("status")
+    status = GATEWAY_STATUSES.get(raw_status) if isinstance(raw_status, str) else None
     if status is None:
         raise CallbackRejected(f"callback status must be one of {', '.join(GATEWAY_STATUSES)}")
     output = data.get("output") or {}
@@ -77,13 +128,43 @@ def parse_callback(body: bytes | str) -> Callback:
     )
 
 
+class ProgressEvents:
+    """Optional ``pixverse.job.progress`` events (PROGRESS_EVENTS=true). Best effort, at most
+    once: the status change is already committed when the event goes out, so a failed publish
+    is logged and counted but does not fail the callback (a retry of it would change nothing
+    and so publish nothing either)."""
+
+    def __init__(self, publisher: EventPublisher, source: str) -> None:
+        self._publisher = publisher
+        self._source = source
+
+    def announce(self, job: Job) -> None:
+        """Publish the event for the status ``job`` just moved to."""
+        try:
+            self._publisher.publish(build_progress_event(job_view(job), source=self._source))
+        except Exception:
+            logger.warning("progress event not published", exc_info=True)
+            metrics.add_metric(name=METRIC_PROGRESS_FAILED, unit=MetricUnit.Count, value=1)
+            return
+        metrics.add_metric(name=METRIC_PROGRESS_PUBLISHED, unit=MetricUnit.Count, value=1)
+
+
 class CallbackProcessor:
-    def __init__(self, store: JobStore, queue: CopyQueue) -> None:
+    """Applies a parsed callback to its job: one conditional write, plus one enqueue on the
+    transition to a gateway outcome, plus (optionally) one progress event on a status change."""
+
+    def __init__(self, store: JobStore, queue: CopyQueue, progress: ProgressEvents | None = None) -> None:
         self._store = store
         self._queue = queue
+        self._progress = progress
 
     def process(self, job_id: str, callback: Callback) -> CallbackOutcome:
-        """Apply one callback to the job ``job_id`` (from the signed URL)."""
+        """Apply one callback to the job ``job_id`` (from the signed URL).
+
+        Raises CallbackRejected (409) if the job belongs to another gateway request, JobNotFound
+        if there is no such job. A job whose request_id is not stored yet (the callback outran
+        the submit function's write) takes the callback's: the URL's signature already ties the
+        callback to this job, and the submit's own write then finds the same id."""
         target = callback.status
         attributes: dict[str, Any] = {"gateway_status": str(target)}
         if target in NEEDS_DELIVERY:
@@ -96,24 +177,33 @@ class CallbackProcessor:
             attributes["error"] = {"code": code, "message": callback.error or "the gateway gave no reason"}
         transition = self._store.advance(job_id, target, request_id=callback.request_id, attributes=attributes)
         job = transition.job
+        current = JobStatus(job["status"])
         if not transition.applied:
             stored_request = job.get("request_id")
             if stored_request and stored_request != callback.request_id:
                 raise CallbackRejected("callback request_id does not match the job", status_code=409)
-            current = JobStatus(job["status"])
             if current is target and target in NEEDS_DELIVERY and job.get(ENQUEUE_FAILED_FLAG):
                 self._retry_enqueue(job_id)
             logger.info("callback changed nothing", extra={"callback_status": str(target), "status": str(current)})
-            return CallbackOutcome(applied=False, status=current)
+            return CallbackOutcome(applied=False, changed=False, status=current)
+        changed = transition.changed_status
+        logger.info(
+            "callback applied",
+            extra={"status": str(target), "previous_status": str(transition.previous_status), "changed": changed},
+        )
         if target in NEEDS_DELIVERY:
             self._enqueue(job_id)
-        return CallbackOutcome(applied=True, status=target)
+        elif changed and self._progress is not None:
+            self._progress.announce(job)
+        return CallbackOutcome(applied=True, changed=changed, status=target)
 
     def _enqueue(self, job_id: str) -> None:
         try:
             self._queue.request_delivery(job_id)
         except Exception:
-            # Remember it so that the gateway's retry of this callback enqueues again.
+            metrics.add_metric(name=METRIC_ENQUEUE_FAILED, unit=MetricUnit.Count, value=1)
+            # Remember it so that the gateway's retry of this callback (it gets a 500) enqueues
+            # again; the duplicate path below is the only other way a copy request is sent.
             self._store.annotate(job_id, attributes={ENQUEUE_FAILED_FLAG: True})
             raise
 
@@ -122,4 +212,41 @@ class CallbackProcessor:
         if self._store.annotate(
             job_id, remove=[ENQUEUE_FAILED_FLAG], condition=f"attribute_exists({ENQUEUE_FAILED_FLAG})"
         ):
+            logger.info("copy request sent again after an earlier failure")
             self._enqueue(job_id)
+
+
+class CallbackReceiver:
+    """The webhook's logic without the Lambda event: verify, then parse, then apply.
+
+    Every refusal is a CallbackRejected that changes nothing: 401 (missing or wrong ``sig``,
+    before the body is read), 413 / 400 (oversize, malformed), 409 (another request's payload).
+    Neither the signature nor the secret is ever logged or echoed."""
+
+    def __init__(self, verifier: SignatureVerifier, processor: CallbackProcessor) -> None:
+        self._verifier = verifier
+        self._processor = processor
+
+    def authenticate(self, job_id: str, signature: str | None) -> None:
+        """Raise CallbackRejected(401) unless ``signature`` is the job's URL signature."""
+        if not self._verifier.verify(job_id, signature):
+            logger.warning("callback refused: missing or invalid signature", extra={"sig_present": bool(signature)})
+            metrics.add_metric(name=METRIC_REJECTED, unit=MetricUnit.Count, value=1)
+            raise CallbackRejected("missing or invalid signature", status_code=401)
+
+    def receive(self, job_id: str, body: str | None, *, base64_encoded: bool = False) -> CallbackOutcome:
+        """Parse and apply an authenticated callback for ``job_id`` (``body`` as the HTTP API
+        event carries it)."""
+        try:
+            callback = parse_callback(callback_body(body, base64_encoded=base64_encoded))
+            logger.append_keys(request_id=callback.request_id)
+            metrics.add_dimension(name="status", value=str(callback.status))
+            metrics.add_metric(name=METRIC_CALLBACKS, unit=MetricUnit.Count, value=1)
+            outcome = self._processor.process(job_id, callback)
+        except CallbackRejected as exc:
+            logger.warning("callback refused", extra={"reason": exc.message, "http_status": exc.status_code})
+            metrics.add_metric(name=METRIC_REJECTED, unit=MetricUnit.Count, value=1)
+            raise
+        if not outcome.applied:
+            metrics.add_metric(name=METRIC_DUPLICATE, unit=MetricUnit.Count, value=1)
+        return outcome

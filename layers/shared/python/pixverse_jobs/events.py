@@ -16,6 +16,8 @@ from pixverse_jobs.clock import utc_now_iso
 
 JOB_DELIVERED = "pixverse.job.delivered"
 JOB_FAILED = "pixverse.job.failed"
+# Optional (PROGRESS_EVENTS): one per status a sync-mode callback moved the job to.
+JOB_PROGRESS = "pixverse.job.progress"
 
 # Namespace of event ids: uuid5(namespace, "<job_id>/<type>").
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c2a44-8f0e-4f55-9a57-5c1f3d0b7e21")
@@ -37,6 +39,19 @@ def build_event(event_type: str, job: dict[str, Any], *, source: str) -> dict[st
         "datacontenttype": "application/json",
         "data": job,
     }
+
+
+def progress_event_id(job_id: str, status: str) -> str:
+    """Stable per job and status: a progress event is about one status change, and there is at
+    most one change into each status, so a consumer can deduplicate on the id."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{job_id}/{JOB_PROGRESS}/{status}"))
+
+
+def build_progress_event(job: dict[str, Any], *, source: str) -> dict[str, Any]:
+    """The ``pixverse.job.progress`` CloudEvent for a job that just moved to ``job["status"]``."""
+    event = build_event(JOB_PROGRESS, job, source=source)
+    event["id"] = progress_event_id(job["job_id"], str(job["status"]))
+    return event
 
 
 class EventPublisher:

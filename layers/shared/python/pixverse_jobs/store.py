@@ -52,6 +52,12 @@ def _from_item(item: Mapping[str, Any]) -> Job:
     return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
+def _status_of(item: Mapping[str, Any]) -> JobStatus | None:
+    """The status of a raw (DynamoDB-typed) item, None if it has none we know."""
+    raw = (item.get("status") or {}).get("S")
+    return JobStatus(raw) if isinstance(raw, str) and raw in JobStatus.__members__ else None
+
+
 def _is_conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -77,10 +83,18 @@ def _idempotency_record_id(owner: str, key: str) -> str:
 @dataclass(frozen=True)
 class Transition:
     """The result of ``JobStore.advance``: ``applied`` tells whether this write moved the job;
-    ``job`` is the record after the write, or as it stood when the condition refused it."""
+    ``job`` is the record after the write, or as it stood when the condition refused it;
+    ``previous_status`` is the status the write found (so a caller can tell a real change from
+    a same-status refresh such as a repeated sync-mode PROCESSING)."""
 
     applied: bool
     job: Job
+    previous_status: JobStatus | None = None
+
+    @property
+    def changed_status(self) -> bool:
+        """Whether this write moved the job to another status (not a refresh, not a refusal)."""
+        return self.applied and self.previous_status is not None and self.previous_status != self.job.get("status")
 
 
 class JobStore:
@@ -241,57 +255,71 @@ class JobStore:
         changes nothing and returns the record as it stood; a missing job raises JobNotFound.
         """
         sources = sorted(from_statuses if from_statuses is not None else sources_of(target))
-        names = {"#status": "status", "#updated": "updated_at"}
-        values: dict[str, Any] = {":target": str(target), ":now": utc_now_iso()}
-        source_refs = []
-        for i, status in enumerate(sources):
-            values[f":src{i}"] = str(status)
-            source_refs.append(f":src{i}")
-        condition = f"#status IN ({', '.join(source_refs)})"
-        sets = ["#status = :target", "#updated = :now"]
+        names = {"#status": "status"}
+        values: dict[str, Any] = {f":src{i}": str(status) for i, status in enumerate(sources)}
+        condition = f"#status IN ({', '.join(values)})"
+        sets: dict[str, Any] = {"status": str(target), "updated_at": utc_now_iso()}
         if request_id is not None:
             names["#rid"] = "request_id"
             values[":rid"] = request_id
             condition += " AND (attribute_not_exists(#rid) OR #rid = :rid)"
-            sets.append("#rid = :rid")
-        for i, (name, value) in enumerate((attributes or {}).items()):
-            names[f"#a{i}"] = name
-            values[f":a{i}"] = value
-            sets.append(f"#a{i} = :a{i}")
+            sets["request_id"] = request_id
+        sets.update(attributes or {})
         if extra_condition:
             condition = f"({condition}) AND ({extra_condition})"
             values.update(extra_values or {})
-        expression = "SET " + ", ".join(sets)
-        removals = list(remove)
-        if removals:
-            for i, name in enumerate(removals):
-                names[f"#r{i}"] = name
-            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removals)))
-        return self._conditional_update(job_id, expression, condition, names, values)
+        return self._conditional_update(
+            job_id, sets=sets, remove=remove, condition=condition, names=names, values=values
+        )
 
     def set_request_id(self, job_id: str, request_id: str) -> Transition:
         """Store the gateway's request_id on a job a callback already moved past SUBMITTING."""
         return self._conditional_update(
             job_id,
-            "SET #rid = :rid",
-            "attribute_exists(job_id) AND (attribute_not_exists(#rid) OR #rid = :rid)",
-            {"#rid": "request_id"},
-            {":rid": request_id},
+            sets={"request_id": request_id},
+            condition="attribute_exists(job_id) AND (attribute_not_exists(#rid) OR #rid = :rid)",
+            names={"#rid": "request_id"},
+            values={":rid": request_id},
         )
 
     def _conditional_update(
-        self, job_id: str, expression: str, condition: str, names: Mapping[str, str], values: Mapping[str, Any]
+        self,
+        job_id: str,
+        *,
+        sets: Mapping[str, Any],
+        condition: str,
+        names: Mapping[str, str],
+        values: Mapping[str, Any],
+        remove: Iterable[str] = (),
     ) -> Transition:
-        """One UpdateItem; a refused condition returns the record as it stood (no extra read)."""
+        """One UpdateItem of plain ``SET name = value`` / ``REMOVE name`` actions.
+
+        It asks for the item as it was *before* the write (``ALL_OLD``) and applies ``sets`` and
+        ``remove`` to it, which for these actions is exactly DynamoDB's ``ALL_NEW``: one call
+        tells both the new record and the status the write replaced. A refused condition
+        returns the record as it stood (no extra read)."""
+        expr_names = dict(names)
+        expr_values = dict(values)
+        actions = []
+        for i, (name, value) in enumerate(sets.items()):
+            expr_names[f"#s{i}"] = name
+            expr_values[f":s{i}"] = value
+            actions.append(f"#s{i} = :s{i}")
+        expression = "SET " + ", ".join(actions)
+        removals = list(remove)
+        if removals:
+            for i, name in enumerate(removals):
+                expr_names[f"#r{i}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removals)))
         try:
             resp = self._client.update_item(
                 TableName=self._table,
                 Key=self._key(job_id),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
-                ExpressionAttributeNames=dict(names),
-                ExpressionAttributeValues=_to_item(values),
-                ReturnValues="ALL_NEW",
+                ExpressionAttributeNames=expr_names,
+                ExpressionAttributeValues=_to_item(expr_values),
+                ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
@@ -300,8 +328,13 @@ class JobStore:
             old: Any = exc.response.get("Item")
             if not old:
                 raise JobNotFound(job_id) from exc
-            return Transition(applied=False, job=_from_item(old))
-        return Transition(applied=True, job=_from_item(resp["Attributes"]))
+            return Transition(applied=False, job=_from_item(old), previous_status=_status_of(old))
+        before: Mapping[str, Any] = resp.get("Attributes") or {}
+        # The values as DynamoDB stores them (floats become Decimal, then come back as numbers).
+        after = {**before, **_to_item(sets)}
+        for name in removals:
+            after.pop(name, None)
+        return Transition(applied=True, job=_from_item(after), previous_status=_status_of(before))
 
     def annotate(
         self,
