@@ -5,17 +5,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test unit integration lint demo run build clean
+.PHONY: help setup test unit integration lint demo run build openapi clean
 
 help:
 	@echo "make demo   - start the local stack, run two jobs end to end, print objects and events"
 	@echo "make test   - lint, type-check and run the whole test suite (what CI runs)"
 	@echo "make run    - the local stack in the foreground until Ctrl-C"
 	@echo "make build  - sam build (no containers) into .aws-sam/build"
+	@echo "make openapi - regenerate functions/submit/openapi.json from the code"
 
 setup: $(STAMP)
 
-$(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt functions/submit/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -45,6 +46,9 @@ run: $(STAMP)
 
 build: $(STAMP)
 	scripts/sam_build.sh
+
+openapi: $(STAMP)
+	$(BIN)/python scripts/openapi.py
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -83,5 +83,15 @@ def load_function(logical_id: str) -> ModuleType:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique] = module
-    spec.loader.exec_module(module)
+    # As in Lambda, the function's own modules (e.g. submit's schemas) import from its directory.
+    code_dir = str(path.parent)
+    before = set(sys.modules)
+    sys.path.insert(0, code_dir)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(code_dir)
+        for added in set(sys.modules) - before - {unique}:
+            if str(getattr(sys.modules[added], "__file__", "") or "").startswith(code_dir):
+                del sys.modules[added]
     return module

@@ -355,3 +355,29 @@ def test_fresh_idempotency_claim_without_a_job_is_409_in_progress(
     assert response["statusCode"] == 409
     assert "in progress" in json.loads(response["body"])["error"]["message"]
     assert seen == []
+
+
+def _as_jwt_caller(event: dict[str, Any], sub: str) -> dict[str, Any]:
+    event["requestContext"]["authorizer"] = {"jwt": {"claims": {"sub": sub, "iss": "https://issuer"}, "scopes": None}}
+    return event
+
+
+def test_jwt_caller_owns_its_job_and_another_sub_gets_404(env: dict[str, Any], lambda_context: Any) -> None:
+    # Given a stack in AuthMode jwt: the authorizer passes the token's claims
+    seen: list[httpx.Request] = []
+    module = load_function("SubmitFunction")
+    _accepting_gateway(module, seen)
+
+    created = module.handler(_as_jwt_caller(load_event("submit_job"), "user-123"), lambda_context)
+    assert created["statusCode"] == 202
+    job_id = json.loads(created["body"])["job_id"]
+
+    # Then the job belongs to the token's sub
+    stored = env["ddb"].get_item(TableName=env["table"], Key={"job_id": {"S": job_id}})["Item"]
+    assert stored["owner"]["S"] == "user-123"
+    get = load_event("get_job")
+    get["pathParameters"] = {"job_id": job_id}
+    get["rawPath"] = f"/jobs/{job_id}"
+    get["routeKey"] = "GET /jobs/{job_id}"
+    assert module.handler(_as_jwt_caller(get, "user-123"), lambda_context)["statusCode"] == 200
+    assert module.handler(_as_jwt_caller(get, "user-456"), lambda_context)["statusCode"] == 404

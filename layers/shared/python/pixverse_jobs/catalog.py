@@ -90,6 +90,28 @@ class Param:
             out["note"] = self.note
         return out
 
+    def json_schema(self) -> dict[str, Any]:
+        """The parameter as a JSON Schema (the OpenAPI document's per-model input schemas)."""
+        schema: dict[str, Any] = {"type": self.type, "description": self.description}
+        if self.note:
+            schema["description"] += f" ({self.note})"
+        if self.default is not None:
+            schema["default"] = self.default
+        if self.choices is not None:
+            schema["enum"] = list(self.choices)
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        if self.type == "string":
+            schema["maxLength"] = self.max_length
+            if self.required:
+                schema["minLength"] = 1
+            if self.is_url:
+                schema["format"] = "uri"
+                schema["pattern"] = "^https?://"
+        return schema
+
 
 @dataclass(frozen=True)
 class Model:
@@ -110,6 +132,17 @@ class Model:
             if p.name == name:
                 return p
         return None
+
+    def input_json_schema(self) -> dict[str, Any]:
+        """The model's ``input`` as a JSON Schema object."""
+        return {
+            "title": f"{self.id} input",
+            "description": f"{self.title} ({self.kind}); gateway path {self.path}",
+            "type": "object",
+            "properties": {p.name: p.json_schema() for p in self.params},
+            "required": [p.name for p in self.params if p.required],
+            "additionalProperties": False,
+        }
 
     def defaults(self) -> dict[str, Any]:
         """Documented defaults the gateway applies to parameters left out."""

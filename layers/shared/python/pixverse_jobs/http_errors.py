@@ -4,7 +4,11 @@ Body: ``{"error": {"code", "message", "details": [{"field", "message"}]}}`` (SPE
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -63,14 +67,62 @@ def _gateway_response(exc: GatewayError, extra: dict[str, Any] | None = None) ->
     return error_response(exc.http_status, exc.code, exc.message, details, headers=headers, extra=extra)
 
 
+def rejection_response(exc: RequestRejected) -> Response[str]:
+    if exc.too_large:
+        return error_response(413, "payload_too_large", exc.message, exc.details)
+    return error_response(400, "validation_error", exc.message, exc.details)
+
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def json_body_limits(max_bytes: int) -> Callable[[Handler], Handler]:
+    """Refuse a request body larger than ``max_bytes`` (413) or not declared as JSON (400)
+    before the resolver parses or validates it: a huge body costs no parsing, and nothing
+    downstream sees it."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def checked(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            rejection = _body_rejection(event, max_bytes)
+            if rejection is None:
+                return handler(event, context)
+            response = rejection_response(rejection)
+            return {
+                "statusCode": response.status_code,
+                "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                "body": response.body,
+                "isBase64Encoded": False,
+            }
+
+        return checked
+
+    return decorate
+
+
+def _body_rejection(event: dict[str, Any], max_bytes: int) -> RequestRejected | None:
+    raw = event.get("body")
+    if not raw:
+        return None
+    try:
+        body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else str(raw).encode()
+    except (binascii.Error, ValueError):
+        return RequestRejected("request body is not valid base64")
+    if len(body) > max_bytes:
+        return RequestRejected(f"request body exceeds {max_bytes} bytes", too_large=True)
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    content_type = headers.get("content-type", "application/json").strip().lower()
+    if not content_type.startswith("application/json"):
+        return RequestRejected("Content-Type must be application/json")
+    return None
+
+
 def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     """Map every domain exception to its HTTP answer; anything else is a logged 500."""
 
     @app.exception_handler(RequestRejected)
     def _rejected(exc: RequestRejected) -> Response[str]:
-        if exc.too_large:
-            return error_response(413, "payload_too_large", exc.message, exc.details)
-        return error_response(400, "validation_error", exc.message, exc.details)
+        return rejection_response(exc)
 
     @app.exception_handler(JobNotFound)
     def _not_found(exc: JobNotFound) -> Response[str]:

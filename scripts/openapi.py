@@ -1,0 +1,129 @@
+"""Write the HTTP API's OpenAPI document, generated from the code: the Powertools resolvers of
+the submit and webhook functions (routes, parameters, request and response models) plus one
+input schema per model from the catalog.
+
+    python scripts/openapi.py            # rewrite functions/submit/openapi.json
+    python scripts/openapi.py --check    # exit 1 if the committed document is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "functions" / "submit" / "openapi.json"
+
+# The handler modules read their settings at import; the document needs none of them.
+PLACEHOLDER_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "JOBS_TABLE": "openapi",
+    "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
+    "PIXAZO_API_KEY_SECRET": "openapi",
+    "WEBHOOK_SECRET_ARN": "openapi",
+    "COPY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/openapi",
+    "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:openapi",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+
+
+def _load(function_dir: str) -> ModuleType:
+    code = ROOT / "functions" / function_dir
+    sys.path.insert(0, str(code))
+    try:
+        spec = importlib.util.spec_from_file_location(f"_openapi_{function_dir}", code / "app.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(code))
+    return module
+
+
+def build_document() -> dict[str, Any]:
+    for name, value in PLACEHOLDER_ENV.items():
+        os.environ.setdefault(name, value)
+    sys.path.insert(0, str(ROOT / "layers" / "shared" / "python"))
+    from pixverse_jobs.catalog import MODELS
+
+    submit = _load("submit")
+    webhook = _load("webhook")
+    document: dict[str, Any] = json.loads(
+        submit.app.get_openapi_json_schema(
+            title="pixverse-jobs",
+            version="1.0.0",
+            summary="PixVerse video generation jobs through the Pixazo gateway",
+            description="Submit jobs, read them back, receive the gateway's callbacks. /jobs routes need SigV4 "
+            "(AuthMode iam) or a JWT (AuthMode jwt); the webhook route is protected by its signed URL.",
+        )
+    )
+    webhook_document = json.loads(webhook.app.get_openapi_json_schema(title="webhook", version="1.0.0"))
+    document["paths"].update(webhook_document["paths"])
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in (webhook_document.get("components") or {}).get("schemas", {}).items():
+        schemas.setdefault(name, schema)
+    # The resolver documents a 422 for its own validation errors; this API answers them as 400.
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            operation["responses"].pop("422", None)
+            if operation.get("tags") == ["jobs"]:
+                operation["security"] = [{"sigv4": []}, {"jwt": []}]
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(unused, None)
+    document["components"]["securitySchemes"] = {
+        "sigv4": {
+            "type": "apiKey",
+            "name": "Authorization",
+            "in": "header",
+            "description": "AWS SigV4 (service execute-api), when the stack's AuthMode is iam (the default)",
+            "x-amazon-apigateway-authtype": "awsSigv4",
+        },
+        "jwt": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A token from JwtIssuer for JwtAudience, when the stack's AuthMode is jwt",
+        },
+    }
+    for model_id, model in MODELS.items():
+        schemas[f"{model_id}Input"] = model.input_json_schema()
+    schemas["SubmitJobBody"]["oneOf"] = [
+        {
+            "properties": {
+                "model": {"const": model_id},
+                "input": {"$ref": f"#/components/schemas/{model_id}Input"},
+            }
+        }
+        for model_id in MODELS
+    ]
+    return document
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail if the committed document is not current")
+    args = parser.parse_args()
+    text = render(build_document())
+    if args.check:
+        if not OUTPUT.exists() or OUTPUT.read_text() != text:
+            print(f"{OUTPUT.relative_to(ROOT)} is stale: run `make openapi` and commit it", file=sys.stderr)
+            return 1
+        print(f"{OUTPUT.relative_to(ROOT)} is current")
+        return 0
+    OUTPUT.write_text(text)
+    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
