@@ -220,10 +220,29 @@ class JobService:
         return transition.job
 
     def list_jobs(self, query: ListQuery, *, owner: str) -> tuple[list[Job], str | None]:
-        """A page of the caller's jobs, newest first, and the token of the next page."""
-        jobs, last_key = self._store.list_by_owner(
-            owner, status=query.status, limit=query.limit, start_key=query.start_key
-        )
+        """A page of the caller's jobs, newest first, and the token of the next page.
+
+        DynamoDB filters a status after reading ``Limit`` items, so a filtered page is filled
+        from further reads (at most LIST_READS_PER_PAGE of them, which bounds the cost of a
+        rare status); the token then points just after the last job returned."""
+        jobs: list[Job] = []
+        start_key = query.start_key
+        for _ in range(LIST_READS_PER_PAGE if query.status else 1):
+            page, last_key = self._store.list_by_owner(
+                owner, status=query.status, limit=query.limit, start_key=start_key
+            )
+            jobs.extend(page)
+            if len(jobs) >= query.limit or not last_key:
+                break
+            start_key = last_key
+        if len(jobs) > query.limit:
+            jobs = jobs[: query.limit]
+            last = jobs[-1]
+            last_key = {
+                "job_id": {"S": last["job_id"]},
+                "owner": {"S": last["owner"]},
+                "created_at": {"S": last["created_at"]},
+            }
         return jobs, encode_page_token(last_key) if last_key else None
 
     def get(self, job_id: str, *, owner: str) -> Job:
@@ -236,6 +255,7 @@ class JobService:
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+LIST_READS_PER_PAGE = 5
 
 
 @dataclass(frozen=True)
