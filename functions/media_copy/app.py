@@ -1,10 +1,14 @@
 """MediaCopyFunction: copy-queue messages -> streaming copy into S3 -> one SNS event per job.
 
-Partial batch failures: a message whose copy failed transiently returns to the queue and,
-after the queue's maxReceiveCount, goes to the dead-letter queue."""
+Partial batch failures: a message whose copy failed transiently returns to the queue. Its
+ApproximateReceiveCount tells the delivery service which attempt this is; on the last one
+(COPY_MAX_RECEIVE_COUNT, the queue's maxReceiveCount) the job ends DELIVERY_FAILED with its
+failed event instead of the message silently moving to the dead-letter queue (see
+``pixverse_jobs.delivery``)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import boto3
@@ -12,6 +16,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 from pixverse_jobs import config
 from pixverse_jobs.delivery import DeliveryService
 from pixverse_jobs.events import EventPublisher
@@ -20,15 +25,23 @@ from pixverse_jobs.observability import logger, metrics
 from pixverse_jobs.queue import job_id_from_message
 from pixverse_jobs.store import JobStore
 
+# Time kept back from the function's timeout to abort an upload and record the outcome.
+CLEANUP_RESERVE_SECONDS = 30.0
+
 _settings = config.delivery_settings()
+
+# S3 calls retry throttling (SlowDown), 5xx and connection resets themselves, per call, so a
+# throttled part does not restart a multi-GiB download.
+_s3 = boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=8))
 
 service = DeliveryService(
     JobStore(config.store_settings().table_name, boto3.client("dynamodb")),
-    MediaCopier(_settings.allowed_media_hosts, s3_client=boto3.client("s3")),
+    MediaCopier(_settings.allowed_media_hosts, s3_client=_s3, max_bytes=_settings.max_media_bytes),
     EventPublisher(_settings.topic_arn, boto3.client("sns")),
     bucket=_settings.bucket,
     key_prefix=_settings.key_prefix,
     event_source=_settings.event_source,
+    max_attempts=_settings.max_receive_count,
 )
 
 # A failed record is reported, not raised, even when it is the whole batch (BatchSize 1):
@@ -36,7 +49,25 @@ service = DeliveryService(
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def deliver_record(record: SQSRecord) -> None:
+def receive_count(record: SQSRecord) -> int:
+    """Which receive of its message this is (1 for the first)."""
+    raw = record.attributes.approximate_receive_count
+    if raw and str(raw).isdigit():
+        return int(raw)
+    # Without it the last attempt cannot be recognised; assume a first one so nothing fails early.
+    logger.warning("copy message without ApproximateReceiveCount", extra={"message_id": record.message_id})
+    return 1
+
+
+def copy_deadline(lambda_context: LambdaContext | None) -> float | None:
+    """The ``time.monotonic()`` by which a copy must stop, leaving time to clean up."""
+    if lambda_context is None:
+        return None
+    remaining = lambda_context.get_remaining_time_in_millis() / 1000
+    return time.monotonic() + remaining - min(CLEANUP_RESERVE_SECONDS, remaining / 10)
+
+
+def deliver_record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     try:
         job_id = job_id_from_message(record.body)
     except ValueError:
@@ -44,7 +75,7 @@ def deliver_record(record: SQSRecord) -> None:
         logger.error("malformed copy message dropped", extra={"message_id": record.message_id})
         return
     logger.append_keys(job_id=job_id)
-    outcome = service.deliver(job_id)
+    outcome = service.deliver(job_id, attempt=receive_count(record), deadline=copy_deadline(lambda_context))
     if outcome.published:
         metrics.add_metric(name=f"Jobs{outcome.status.title().replace('_', '')}", unit="Count", value=1)
 

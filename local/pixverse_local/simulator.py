@@ -15,6 +15,13 @@ Test hooks: directives in the prompt (``[sim:fail]``, ``[sim:error]``, ``[sim:du
 ``[sim:no-callback]``, ``[sim:size=BYTES]``, ``[sim:media=N]``, ``[sim:cut=N]``) and a control API under
 ``/_sim/`` (request records, injected submit faults, counters, reset), answered to loopback clients only.
 
+Media delivery hooks (directives too): ``[sim:media-url=URL]`` puts ``URL`` in the output instead of the
+simulator's own media; ``[sim:redirect=URL]`` answers every media GET with a 302 to ``URL``;
+``[sim:hops=N]`` makes the media URL redirect N times (on the simulator itself) before serving;
+``[sim:media-status=CODE]`` answers media GETs with that HTTP status; ``[sim:content-type=TYPE]`` serves
+media with that Content-Type (the callback still says video/mp4); ``[sim:no-ranges]`` serves media without
+``Accept-Ranges`` and ignores Range headers. Every media GET is recorded (``media_requests``).
+
 Run standalone with ``python -m pixverse_local.simulator --port 8090 --api-key KEY``.
 """
 
@@ -41,7 +48,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any, Final, Literal, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
@@ -204,7 +211,11 @@ _DIRECTIVE_LIMITS: Final[Mapping[str, tuple[int, int]]] = {
     "size": (0, 1 << 42),
     "media": (1, 32),
     "cut": (0, 1000),
+    "hops": (0, 10),
+    "media-status": (400, 599),
 }
+_URL_DIRECTIVES: Final = ("media-url", "redirect")
+_CONTENT_TYPE_RE: Final = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
 
 Outcome = Literal["COMPLETED", "FAILED", "ERROR"]
 
@@ -219,22 +230,40 @@ class Directives:
     media_size: int | None = None
     media_count: int = 1
     cut: int = 0
+    media_url: str | None = None
+    redirect: str | None = None
+    hops: int = 0
+    media_status: int | None = None
+    content_type: str | None = None
+    ranges: bool = True
 
 
 def parse_directives(prompt: str) -> Directives:
     """Parse the ``[sim:...]`` directives of ``prompt``; raise ``ValueError`` naming a bad one."""
     outcome: Outcome = "COMPLETED"
     numbers: dict[str, int] = {}
+    texts: dict[str, str] = {}
     no_callback = False
+    ranges = True
     for match in _DIRECTIVE_RE.finditer(prompt):
         name, raw = match.group(1), match.group(2)
-        if name in ("fail", "error", "no-callback"):
+        if name in ("fail", "error", "no-callback", "no-ranges"):
             if raw is not None:
                 raise ValueError(f"directive {match.group(0)} takes no value")
             if name == "no-callback":
                 no_callback = True
+            elif name == "no-ranges":
+                ranges = False
             else:
                 outcome = "FAILED" if name == "fail" else "ERROR"
+        elif name in _URL_DIRECTIVES:
+            if raw is None or not _is_http_url(raw):
+                raise ValueError(f"directive {match.group(0)} needs an http(s) URL")
+            texts[name] = raw
+        elif name == "content-type":
+            if raw is None or not _CONTENT_TYPE_RE.match(raw.lower()):
+                raise ValueError(f"directive {match.group(0)} needs a media type such as text/html")
+            texts[name] = raw.lower()
         elif name in _DIRECTIVE_LIMITS:
             low, high = _DIRECTIVE_LIMITS[name]
             if raw is None or not raw.isdigit() or not low <= int(raw) <= high:
@@ -249,6 +278,12 @@ def parse_directives(prompt: str) -> Directives:
         media_size=numbers.get("size"),
         media_count=numbers.get("media", 1),
         cut=numbers.get("cut", 0),
+        media_url=texts.get("media-url"),
+        redirect=texts.get("redirect"),
+        hops=numbers.get("hops", 0),
+        media_status=numbers.get("media-status"),
+        content_type=texts.get("content-type"),
+        ranges=ranges,
     )
 
 
@@ -337,10 +372,23 @@ class _Request:
     completed_at: str | None = None
     cuts_remaining: int = 0
     media_gets: int = 0
+    media_requests: list[dict[str, Any]] = field(default_factory=list)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     outbox: deque[tuple[dict[str, Any], int]] = field(default_factory=deque)
     delivering: bool = False
     cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class _MediaPlan:
+    """The answer to one media request: a redirect, an error status, or (a range of) the bytes."""
+
+    redirect: str | None = None
+    status: int | None = None
+    size: int = 0
+    cut: bool = False
+    content_type: str = MEDIA_TYPE
+    ranges: bool = True
 
 
 _STAT_NAMES: Final = (
@@ -634,6 +682,8 @@ class GatewaySimulator:
         logger.info("request finished", extra={"request_id": record.request_id, "status": outcome})
 
     def _media_urls(self, record: _Request) -> list[str]:
+        if record.directives.media_url is not None:
+            return [record.directives.media_url]
         return [
             f"http://{self._media_host}/media/{record.request_id}/{n}.mp4" for n in range(record.directives.media_count)
         ]
@@ -780,10 +830,17 @@ class GatewaySimulator:
                 "size": record.media_size,
                 "media": directives.media_count,
                 "cut": directives.cut,
+                "media_url": directives.media_url,
+                "redirect": directives.redirect,
+                "hops": directives.hops,
+                "media_status": directives.media_status,
+                "content_type": directives.content_type,
+                "ranges": directives.ranges,
             },
             "callbacks": [dict(attempt) for attempt in record.callbacks],
             "media": media,
             "media_gets": record.media_gets,
+            "media_requests": [dict(item) for item in record.media_requests],
             "submitted_at": record.submitted_at,
             "updated_at": record.updated_at,
             "completed_at": record.completed_at,
@@ -802,24 +859,36 @@ class GatewaySimulator:
                 item["sha256"] = media_sha256(view["request_id"], n, item["size"])
         return views
 
-    def _media_target(self, request_id: str, n: int) -> tuple[int, bool] | None:
-        """``(size, cut)`` for a media GET, or None when it does not exist (yet)."""
+    def _media_plan(
+        self, request_id: str, n: int, *, hop: int, byte_range: str | None, head: bool
+    ) -> _MediaPlan | None:
+        """How to answer a media GET (or HEAD), or None when the item does not exist (yet). A GET
+        is recorded; one that serves bytes counts in ``media_gets`` and may be cut."""
         with self._lock:
             record = self._requests.get(request_id)
             if record is None or record.status != "COMPLETED" or n >= record.directives.media_count:
                 return None
-            record.media_gets += 1
-            cut = record.cuts_remaining > 0
-            if cut:
-                record.cuts_remaining -= 1
-            return record.media_size, cut
-
-    def _media_size(self, request_id: str, n: int) -> int | None:
-        with self._lock:
-            record = self._requests.get(request_id)
-            if record is None or record.status != "COMPLETED" or n >= record.directives.media_count:
-                return None
-            return record.media_size
+            directives = record.directives
+            if not head:
+                record.media_requests.append({"n": n, "hop": hop, "range": byte_range, "at": _utc_now()})
+            if directives.redirect is not None:
+                return _MediaPlan(redirect=directives.redirect)
+            if hop < directives.hops:
+                return _MediaPlan(redirect=f"/media/{request_id}/{n}.mp4?hop={hop + 1}")
+            if directives.media_status is not None:
+                return _MediaPlan(status=directives.media_status)
+            cut = False
+            if not head:
+                record.media_gets += 1
+                cut = record.cuts_remaining > 0
+                if cut:
+                    record.cuts_remaining -= 1
+            return _MediaPlan(
+                size=record.media_size,
+                cut=cut,
+                content_type=directives.content_type or MEDIA_TYPE,
+                ranges=directives.ranges,
+            )
 
     def _add_fault(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         status = spec.get("submit_status")
@@ -1053,25 +1122,40 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _get_media(self, request_id: str, n: int) -> None:
         sim = self._sim
-        if self.command == "HEAD":
-            size = sim._media_size(request_id, n)
-            target = None if size is None else (size, False)
-        else:
+        head = self.command == "HEAD"
+        if not head:
             sim._bump("media_gets")
-            target = sim._media_target(request_id, n)
-        if target is None:
+        hop_text = dict(parse_qsl(urlsplit(self.path).query)).get("hop", "0")
+        plan = sim._media_plan(
+            request_id,
+            n,
+            hop=int(hop_text) if hop_text.isdigit() else 0,
+            byte_range=self.headers.get("Range"),
+            head=head,
+        )
+        if plan is None:
             self._not_found("Media not found")
             return
-        size, cut = target
-        byte_range = self._byte_range(size)
+        if plan.redirect is not None:
+            self.send_response(302)
+            self.send_header("Location", plan.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if plan.status is not None:
+            self._send_error_body(plan.status, "Media Error", f"media answered {plan.status} on request")
+            return
+        size, cut = plan.size, plan.cut
+        byte_range = self._byte_range(size) if plan.ranges else (0, size, False)
         if byte_range is None:
             return
         start, end, partial = byte_range
         length = end - start
         self.send_response(206 if partial else 200)
-        self.send_header("Content-Type", MEDIA_TYPE)
+        self.send_header("Content-Type", plan.content_type)
         self.send_header("Content-Length", str(length))
-        self.send_header("Accept-Ranges", "bytes")
+        if plan.ranges:
+            self.send_header("Accept-Ranges", "bytes")
         if partial:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         self.end_headers()

@@ -1,40 +1,28 @@
+"""MediaCopier basics and DeliveryService against moto: every media URL copied, one event per
+job, the outbox, and where a job that cannot be copied ends (attempt / max_attempts)."""
+
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import httpx
 import pytest
-from lambda_support import create_jobs_table
+from lambda_support import create_jobs_table, load_event, load_function
 from moto import mock_aws
 from pixverse_jobs.delivery import DeliveryService
 from pixverse_jobs.errors import PermanentDeliveryError, TransientDeliveryError
 from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, EventPublisher, event_id
-from pixverse_jobs.media import MediaCopier, host_allowed
+from pixverse_jobs.media import MediaCopier
 from pixverse_jobs.states import JobStatus
 from pixverse_jobs.store import JobStore
 
 MiB = 1024 * 1024
 PART = 5 * MiB
-
-
-@pytest.mark.parametrize(
-    ("url", "patterns", "allowed"),
-    [
-        ("https://pub-1.r2.dev/v1/a.mp4", ["*.r2.dev"], True),
-        ("https://r2.dev/a.mp4", ["*.r2.dev"], False),
-        ("https://evil.com/a.mp4", ["*.r2.dev"], False),
-        ("https://pub-1.r2.dev.evil.com/a.mp4", ["*.r2.dev"], False),
-        ("http://127.0.0.1:8080/m/0.mp4", ["127.0.0.1:8080"], True),
-        ("http://127.0.0.1:9090/m/0.mp4", ["127.0.0.1:8080"], False),
-        ("https://CDN.Example.com/a", ["cdn.example.com"], True),
-    ],
-)
-def test_host_allowed(url: str, patterns: list[str], allowed: bool) -> None:
-    assert host_allowed(url, patterns) is allowed
 
 
 def _payload(size: int) -> bytes:
@@ -88,6 +76,8 @@ def _copier(aws: dict[str, Any], handler: Callable[[httpx.Request], httpx.Respon
         s3_client=aws["s3"],
         http_client=httpx.Client(transport=httpx.MockTransport(handler)),
         part_size=PART,
+        resolver=lambda host, port: ["104.16.0.1"],
+        sleep=lambda seconds: None,
     )
 
 
@@ -105,7 +95,7 @@ def _events(aws: dict[str, Any]) -> list[dict[str, Any]]:
 def test_small_file_is_copied_with_one_put(aws: dict[str, Any]) -> None:
     body = _payload(300_000)
     copied = _copier(aws, _media_server(body)).copy(
-        "https://pub.r2.dev/a.mp4", bucket="media", key="k/0.mp4", content_type="video/mp4", metadata={"job_id": "j"}
+        "https://pub.r2.dev/a.mp4", bucket="media", key="k/0.mp4", media_type="video/mp4", metadata={"job_id": "j"}
     )
     obj = aws["s3"].get_object(Bucket="media", Key="k/0.mp4")
     assert obj["Body"].read() == body
@@ -117,7 +107,7 @@ def test_small_file_is_copied_with_one_put(aws: dict[str, Any]) -> None:
 def test_large_file_is_copied_multipart_with_right_sha256(aws: dict[str, Any]) -> None:
     body = _payload(12 * MiB + 123)
     copied = _copier(aws, _media_server(body)).copy(
-        "https://pub.r2.dev/a.mp4", bucket="media", key="k/0.mp4", content_type="video/mp4", metadata={}
+        "https://pub.r2.dev/a.mp4", bucket="media", key="k/0.mp4", media_type="video/mp4", metadata={}
     )
     stored = aws["s3"].get_object(Bucket="media", Key="k/0.mp4")["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(body).hexdigest() == copied.sha256
@@ -127,8 +117,8 @@ def test_large_file_is_copied_multipart_with_right_sha256(aws: dict[str, Any]) -
 def test_cut_download_leaves_no_object_and_no_open_upload(aws: dict[str, Any]) -> None:
     body = _payload(12 * MiB)
     with pytest.raises(TransientDeliveryError):
-        _copier(aws, _media_server(body, cut_first=1)).copy(
-            "https://pub.r2.dev/a.mp4", bucket="media", key="k/0.mp4", content_type="video/mp4", metadata={}
+        _copier(aws, _media_server(body, cut_first=100)).copy(
+            "https://pub.r2.dev/a.mp4", bucket="media", key="k/0.mp4", media_type="video/mp4", metadata={}
         )
     assert aws["s3"].list_objects_v2(Bucket="media").get("KeyCount") == 0
     assert aws["s3"].list_multipart_uploads(Bucket="media").get("Uploads", []) == []
@@ -143,14 +133,14 @@ def test_disallowed_url_is_refused_without_request(aws: dict[str, Any], url: str
         return httpx.Response(200, content=b"x")
 
     with pytest.raises(PermanentDeliveryError):
-        _copier(aws, handler).copy(url, bucket="media", key="k", content_type="video/mp4", metadata={})
+        _copier(aws, handler).copy(url, bucket="media", key="k", media_type="video/mp4", metadata={})
     assert requests == []
 
 
 def test_404_is_permanent(aws: dict[str, Any]) -> None:
     with pytest.raises(PermanentDeliveryError):
         _copier(aws, _media_server(b"", status=404)).copy(
-            "https://pub.r2.dev/a.mp4", bucket="media", key="k", content_type="video/mp4", metadata={}
+            "https://pub.r2.dev/a.mp4", bucket="media", key="k", media_type="video/mp4", metadata={}
         )
 
 
@@ -261,14 +251,167 @@ def test_disallowed_host_ends_delivery_failed_with_one_failed_event(aws: dict[st
     assert [e["type"] for e in _events(aws)] == [JOB_FAILED]
 
 
-def test_transient_failure_releases_lease_for_the_retry(aws: dict[str, Any]) -> None:
+class FlakyOrigin:
+    """Serves each path's body, or the status ``broken`` names for it (every request counted)."""
+
+    def __init__(self, bodies: dict[str, bytes]) -> None:
+        self.bodies = bodies
+        self.broken: dict[str, int] = {}
+        self.gets: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.gets.append(request.url.path)
+        if request.url.path in self.broken:
+            return httpx.Response(self.broken[request.url.path])
+        body = self.bodies[request.url.path]
+        return httpx.Response(
+            200, headers={"Content-Type": "video/mp4", "Content-Length": str(len(body))}, content=body
+        )
+
+
+def _service_with(
+    aws: dict[str, Any], origin: FlakyOrigin, *, max_attempts: int = 3
+) -> tuple[DeliveryService, JobStore]:
+    store = JobStore(aws["table"], aws["ddb"])
+    service = DeliveryService(
+        store,
+        _copier(aws, origin),
+        EventPublisher(aws["topic"], aws["sns"]),
+        bucket="media",
+        key_prefix="videos",
+        event_source="urn:test",
+        max_attempts=max_attempts,
+    )
+    return service, store
+
+
+def test_transient_failure_before_the_last_attempt_raises_and_releases_the_lease(aws: dict[str, Any]) -> None:
     body = _payload(6 * MiB)
-    service, store = _service(aws, _media_server(body, cut_first=1))
+    origin = FlakyOrigin({"/o.mp4": body})
+    origin.broken["/o.mp4"] = 503
+    service, store = _service_with(aws, origin, max_attempts=3)
     _completed_job(store, "j1", ["https://a.r2.dev/o.mp4"])
-    with pytest.raises(TransientDeliveryError):
-        service.deliver("j1")
-    assert store.get("j1")["status"] == "COPYING"  # type: ignore[index]
-    service.deliver("j1")
+
+    with pytest.raises(TransientDeliveryError, match="HTTP 503"):
+        service.deliver("j1", attempt=2)
+
     job = store.get("j1")
-    assert job is not None and job["status"] == "DELIVERED"
-    assert job["outputs"][0]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert job is not None and job["status"] == "COPYING" and "copy_lease_until" not in job
+    assert _events(aws) == []
+    origin.broken.clear()
+    assert service.deliver("j1", attempt=3).status is JobStatus.DELIVERED
+    job = store.get("j1")
+    assert job is not None and job["outputs"][0]["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_transient_failure_on_the_last_attempt_ends_delivery_failed_with_one_failed_event(aws: dict[str, Any]) -> None:
+    origin = FlakyOrigin({"/o.mp4": b"x"})
+    origin.broken["/o.mp4"] = 503
+    service, store = _service_with(aws, origin, max_attempts=3)
+    _completed_job(store, "j1", ["https://a.r2.dev/o.mp4"])
+
+    outcome = service.deliver("j1", attempt=3)  # no raise: the message is done with
+    service.deliver("j1", attempt=4)  # a stray redelivery changes nothing
+
+    assert outcome.status is JobStatus.DELIVERY_FAILED and outcome.published
+    job = store.get("j1")
+    assert job is not None and "copy_lease_until" not in job
+    assert job["error"]["code"] == "delivery_failed"
+    assert "after 3 attempts" in job["error"]["message"] and "HTTP 503" in job["error"]["message"]
+    events = _events(aws)
+    assert [e["type"] for e in events] == [JOB_FAILED]
+    assert events[0]["id"] == event_id("j1", JOB_FAILED)
+    assert events[0]["data"]["status"] == "DELIVERY_FAILED"
+
+
+def test_permanent_failure_fails_at_once_even_on_the_first_attempt(aws: dict[str, Any]) -> None:
+    origin = FlakyOrigin({})
+    origin.broken["/gone.mp4"] = 410
+    service, store = _service_with(aws, origin)
+    _completed_job(store, "j1", ["https://a.r2.dev/gone.mp4"])
+
+    outcome = service.deliver("j1", attempt=1)
+
+    assert outcome.status is JobStatus.DELIVERY_FAILED
+    assert origin.gets == ["/gone.mp4"]
+    assert [e["type"] for e in _events(aws)] == [JOB_FAILED]
+
+
+def test_retry_after_a_partial_copy_copies_only_the_missing_media(aws: dict[str, Any]) -> None:
+    first, second = _payload(1000), _payload(2000)
+    origin = FlakyOrigin({"/a/0.mp4": first, "/a/1.mp4": second})
+    origin.broken["/a/1.mp4"] = 503
+    service, store = _service_with(aws, origin)
+    _completed_job(store, "j1", ["https://a.r2.dev/a/0.mp4", "https://a.r2.dev/a/1.mp4"])
+    with pytest.raises(TransientDeliveryError):
+        service.deliver("j1", attempt=1)
+    origin.broken.clear()
+
+    service.deliver("j1", attempt=2)
+
+    job = store.get("j1")
+    assert job is not None and job["status"] == "DELIVERED" and "copied_outputs" not in job
+    assert origin.gets.count("/a/0.mp4") == 1  # not fetched again
+    assert [o["sha256"] for o in job["outputs"]] == [hashlib.sha256(b).hexdigest() for b in (first, second)]
+    assert [e["type"] for e in _events(aws)] == [JOB_DELIVERED]
+
+
+class RecordingCrashPublisher(CrashingPublisher):
+    def __init__(self, topic_arn: str, client: Any) -> None:
+        super().__init__(topic_arn, client)
+        self.documents: list[dict[str, Any]] = []
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.documents.append(json.loads(json.dumps(event)))
+        super().publish(event)
+
+
+def test_republish_after_a_crash_sends_the_very_same_event(aws: dict[str, Any]) -> None:
+    publisher = RecordingCrashPublisher(aws["topic"], aws["sns"])
+    service, store = _service(aws, _media_server(_payload(1000)), publisher)
+    _completed_job(store, "j1", ["https://a.r2.dev/o.mp4"])
+    with pytest.raises(RuntimeError):
+        service.deliver("j1", attempt=1)
+
+    service.deliver("j1", attempt=2)
+    service.deliver("j1", attempt=3)
+
+    assert len(publisher.documents) == 2
+    assert publisher.documents[0] == publisher.documents[1]
+    assert [e["id"] for e in _events(aws)] == [event_id("j1", JOB_DELIVERED)]
+    job = store.get("j1")
+    assert job is not None and job["event_id"] == event_id("j1", JOB_DELIVERED)
+
+
+def test_media_copy_handler_passes_receive_count_and_a_deadline(
+    aws: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "JOBS_TABLE": aws["table"],
+        "MEDIA_BUCKET": "media",
+        "EVENTS_TOPIC_ARN": aws["topic"],
+        "ALLOWED_MEDIA_HOSTS": "*.r2.dev",
+        "COPY_MAX_RECEIVE_COUNT": "4",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    module = load_function("MediaCopyFunction")
+    seen: list[tuple[str, int, float | None]] = []
+
+    def deliver(job_id: str, *, attempt: int = 1, deadline: float | None = None) -> Any:
+        seen.append((job_id, attempt, deadline))
+        raise TransientDeliveryError("origin down")
+
+    monkeypatch.setattr(module.service, "deliver", deliver)
+    event = load_event("media_copy")
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "3"
+
+    started = time.monotonic()
+    result = module.handler(event, lambda_context)
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert module.service._max_attempts == 4
+    (_, attempt, deadline) = seen[0]
+    assert attempt == 3
+    # FakeLambdaContext has 30 s left: stop a tenth of it early, leaving time to clean up.
+    assert deadline is not None and started + 26 < deadline < started + 28

@@ -3,11 +3,29 @@
 Order of writes, each conditional:
 1. COMPLETED -> COPYING with a lease, so a duplicate message cannot copy at the same time
    while a crashed copier's job can be taken over once its lease expires;
-2. the copy itself (objects appear only when complete);
+2. the copy itself, media URL by media URL (objects appear only when complete); each copied
+   object is noted on the record (``copied_outputs``) so a retry copies only what is missing;
 3. COPYING -> DELIVERED with the outputs;
 4. publish the event, then set the outbox flag (``event_published_at``). A crash between 3
-   and 4 re-publishes on the message's retry without copying again, with the same event id.
-FAILED / ERROR jobs skip 1-3 and publish ``pixverse.job.failed``."""
+   and 4 re-publishes on the message's retry without copying again; the event is built from
+   the terminal record only (its id from the job id and type, its time the terminal
+   transition's), so every publish of a job's event is the same document.
+FAILED / ERROR jobs skip 1-3 and publish ``pixverse.job.failed``.
+
+Where a job that cannot be copied ends: a permanent error (refused URL or address, 404/410,
+wrong type, too large) ends it DELIVERY_FAILED at once. A transient one is first retried
+inside the invocation (``MediaCopier``), then by the queue: the message returns (partial batch
+failure) and is received again, up to the queue's maxReceiveCount, after which SQS moves it to
+the dead-letter queue. The copier itself turns the *last* receive's transient failure into
+DELIVERY_FAILED plus one ``pixverse.job.failed`` event (``attempt >= max_attempts``, the
+message's ApproximateReceiveCount against COPY_MAX_RECEIVE_COUNT, which template.yaml sets from
+the same parameter as the queue's maxReceiveCount). It is done here rather than by a consumer
+of the dead-letter queue because the move to the DLQ runs no code of ours: nothing would end the
+job and publish its event; the copier on its last attempt knows the job, the reason and that no
+retry follows. The message is then reported successful, so the DLQ holds only messages whose
+last attempt could not even record the failure (a crash or timeout of that invocation, or
+DynamoDB / SNS being down); redriving them is safe, because ``deliver`` is idempotent.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +42,8 @@ from pixverse_jobs.store import Job, JobStore
 from pixverse_jobs.views import job_view
 
 LEASE_ATTRIBUTE = "copy_lease_until"
+COPIED_ATTRIBUTE = "copied_outputs"
+DELIVERY_FAILED_CODE = "delivery_failed"
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,7 @@ class DeliveryService:
         key_prefix: str,
         event_source: str,
         lease_seconds: int = 900,
+        max_attempts: int = 5,
     ) -> None:
         self._store = store
         self._copier = copier
@@ -51,16 +72,22 @@ class DeliveryService:
         self._prefix = key_prefix.strip("/")
         self._source = event_source
         self._lease_seconds = lease_seconds
+        self._max_attempts = max_attempts
 
-    def deliver(self, job_id: str) -> DeliveryOutcome:
-        """Bring a job that reached a gateway outcome to its end, idempotently."""
+    def deliver(self, job_id: str, *, attempt: int = 1, deadline: float | None = None) -> DeliveryOutcome:
+        """Bring a job that reached a gateway outcome to its end, idempotently.
+
+        ``attempt`` is this message's receive count: on the last one (``max_attempts``) a
+        transient copy failure ends the job DELIVERY_FAILED instead of raising. ``deadline``
+        (``time.monotonic()``) is when a copy must stop to leave time to record the outcome.
+        Raises TransientDeliveryError when the message should be retried."""
         job = self._store.get(job_id)
         if job is None:
             logger.warning("copy requested for an unknown job; dropped", extra={"job_id": job_id})
             return DeliveryOutcome(status=JobStatus.ERROR, published=False)
         status = JobStatus(job["status"])
         if status in (JobStatus.COMPLETED, JobStatus.COPYING):
-            job = self._copy(job)
+            job = self._copy(job, attempt=attempt, deadline=deadline)
             status = JobStatus(job["status"])
         if status is JobStatus.DELIVERED or status in FAILURES:
             return DeliveryOutcome(status=status, published=self._publish_once(job))
@@ -71,7 +98,7 @@ class DeliveryService:
         ext = extension_for(str(job.get("media_type") or ""), url)
         return f"{self._prefix}/{job['model']}/{job['job_id']}/{index}.{ext}"
 
-    def _copy(self, job: Job) -> Job:
+    def _copy(self, job: Job, *, attempt: int, deadline: float | None) -> Job:
         job_id = job["job_id"]
         now = epoch_seconds()
         claim = self._store.advance(
@@ -85,54 +112,106 @@ class DeliveryService:
             logger.info("copy already in hand elsewhere", extra={"job_id": job_id, "status": claim.job["status"]})
             return claim.job
         job = claim.job
-        content_type = str(job.get("media_type") or "application/octet-stream")
-        metadata = {
-            "job_id": job_id,
-            "request_id": str(job.get("request_id", "")),
-            "model": str(job["model"]),
-        }
-        outputs: list[dict[str, Any]] = []
         try:
-            for index, url in enumerate(job.get("media_urls") or []):
-                copied = self._copier.copy(
-                    url,
-                    bucket=self._bucket,
-                    key=self.object_key(job, index, url),
-                    content_type=content_type,
-                    metadata=metadata,
-                )
-                outputs.append(copied.as_output())
+            outputs = self._copy_media(job, deadline)
         except PermanentDeliveryError as exc:
             logger.warning("media copy failed permanently", extra={"job_id": job_id, "reason": str(exc)})
-            return self._store.advance(
-                job_id,
-                JobStatus.DELIVERY_FAILED,
-                attributes={"error": {"code": "delivery_failed", "message": str(exc)}},
-                remove=[LEASE_ATTRIBUTE],
-            ).job
-        except TransientDeliveryError:
-            # Give the lease back so the message's retry can copy at once.
-            self._store.annotate(
-                job_id,
-                remove=[LEASE_ATTRIBUTE],
-                condition="#st = :copying",
-                names={"#st": "status"},
-                values={":copying": str(JobStatus.COPYING)},
+            return self._fail(job_id, str(exc))
+        except TransientDeliveryError as exc:
+            if attempt >= self._max_attempts:
+                logger.error(
+                    "media copy failed on the last attempt",
+                    extra={"job_id": job_id, "attempt": attempt, "reason": str(exc)},
+                )
+                return self._fail(job_id, f"media copy failed after {attempt} attempts: {exc}")
+            logger.warning(
+                "media copy failed; the message will be retried",
+                extra={"job_id": job_id, "attempt": attempt, "max_attempts": self._max_attempts, "reason": str(exc)},
             )
+            self._release_lease(job_id)
+            raise
+        except Exception:
+            if attempt >= self._max_attempts:
+                # A bug must not leave the job COPYING forever once no retry follows.
+                logger.exception("media copy failed unexpectedly on the last attempt", extra={"job_id": job_id})
+                return self._fail(job_id, f"media copy failed after {attempt} attempts: internal error")
+            self._release_lease(job_id)
             raise
         return self._store.advance(
             job_id,
             JobStatus.DELIVERED,
             attributes={"outputs": outputs, "delivered_at": utc_now_iso()},
-            remove=[LEASE_ATTRIBUTE],
+            remove=[LEASE_ATTRIBUTE, COPIED_ATTRIBUTE],
             from_statuses=[JobStatus.COPYING],
         ).job
+
+    def _copy_media(self, job: Job, deadline: float | None) -> list[dict[str, Any]]:
+        """Copy every media URL not copied by an earlier attempt; the outputs, in URL order."""
+        job_id = job["job_id"]
+        metadata = {
+            "job_id": job_id,
+            "request_id": str(job.get("request_id", "")),
+            "model": str(job["model"]),
+        }
+        urls = list(job.get("media_urls") or [])
+        if not urls:
+            raise PermanentDeliveryError("the completed job has no media URL")
+        done = {str(o.get("key")): dict(o) for o in job.get(COPIED_ATTRIBUTE) or []}
+        outputs: list[dict[str, Any]] = []
+        for index, url in enumerate(urls):
+            key = self.object_key(job, index, url)
+            if key in done:
+                outputs.append(done[key])
+                continue
+            copied = self._copier.copy(
+                url,
+                bucket=self._bucket,
+                key=key,
+                media_type=job.get("media_type"),
+                metadata=metadata,
+                deadline=deadline,
+            )
+            outputs.append(copied.as_output())
+            logger.info(
+                "media copied",
+                extra={"job_id": job_id, "index": index, "key": key, "size": copied.size, "sha256": copied.sha256},
+            )
+            if index + 1 < len(urls):
+                self._store.annotate(
+                    job_id,
+                    attributes={COPIED_ATTRIBUTE: outputs},
+                    condition="#st = :copying",
+                    names={"#st": "status"},
+                    values={":copying": str(JobStatus.COPYING)},
+                )
+        return outputs
+
+    def _fail(self, job_id: str, message: str) -> Job:
+        return self._store.advance(
+            job_id,
+            JobStatus.DELIVERY_FAILED,
+            attributes={"error": {"code": DELIVERY_FAILED_CODE, "message": message}},
+            remove=[LEASE_ATTRIBUTE, COPIED_ATTRIBUTE],
+        ).job
+
+    def _release_lease(self, job_id: str) -> None:
+        # Give the lease back so the message's retry can copy at once.
+        self._store.annotate(
+            job_id,
+            remove=[LEASE_ATTRIBUTE],
+            condition="#st = :copying",
+            names={"#st": "status"},
+            values={":copying": str(JobStatus.COPYING)},
+        )
 
     def _publish_once(self, job: Job) -> bool:
         if job.get("event_published_at"):
             return False
         event_type = JOB_DELIVERED if job["status"] == JobStatus.DELIVERED else JOB_FAILED
         event = build_event(event_type, job_view(job), source=self._source)
+        # The occurrence is the terminal transition, not this publish: a re-publish after a
+        # crash then sends the very same document.
+        event["time"] = str(job.get("delivered_at") or job.get("updated_at") or event["time"])
         self._publisher.publish(event)
         self._store.mark_event_published(job["job_id"], event["id"])
         logger.info("event published", extra={"job_id": job["job_id"], "type": event_type, "event_id": event["id"]})

@@ -164,3 +164,19 @@ class PermanentDeliveryError(DeliveryError):
 
 class TransientDeliveryError(DeliveryError):
     """A retry may succeed (reset connection, timeout, 5xx, S3 throttling)."""
+
+
+class MediaAddressRefused(PermanentDeliveryError):
+    """A media URL (or a redirect) leads to a host or address the copier must never reach:
+    not in ALLOWED_MEDIA_HOSTS, plain http off loopback, or a non-public address. Raised
+    before any request is sent there."""
+
+
+class MediaDownloadInterrupted(TransientDeliveryError):
+    """A media download broke off or the server answered a passing error (5xx, 408, 429):
+    the copier retries it within the invocation (resuming with a Range request when it can)
+    before the message's own retry. ``retry_after`` is the server's Retry-After, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,14 +1,64 @@
-"""Streaming media copy: an httpx streaming download piped into S3 (one PUT for small files,
-a multipart upload otherwise), never holding the whole file in memory and never touching
-/tmp. A failed copy aborts its multipart upload, so no partial object appears."""
+"""Streaming media copy: an httpx streaming download piped into S3, in bounded memory, no /tmp.
+
+Memory: a file at most one part long (``PART_SIZE``, 8 MiB) goes up in one PutObject; a longer
+one becomes a multipart upload whose parts are uploaded by a small thread pool while the
+download goes on. At most ``parts_in_flight`` (3) parts are being uploaded at once; when all
+slots are busy the download waits, so the copier holds about ``(parts_in_flight + 1) *
+part_size`` bytes whatever the file's size. Parts grow past 8 MiB only when a file would need
+more than S3's 10,000 parts.
+
+Integrity: the SHA-256 of the whole file is computed while it streams and the byte count is
+checked against Content-Length. S3 verifies every request body: PutObject and each UploadPart
+carry ``ChecksumSHA256`` (S3 refuses a body whose hash differs with BadDigest; moto server
+stores but does not verify them). The whole-file hash is stored as the object's ``sha256``
+metadata and in the job's outputs. A multipart object's metadata is fixed when the upload
+starts, before the hash is known, so after completing it the object is copied onto itself
+with the full metadata and ``ChecksumAlgorithm=SHA256``: S3 then hashes the stored object
+itself and the copier compares that with its own hash. That copy needs ``s3:GetObject``; if
+the role lacks it the copier logs a warning and the hash lives in the job record only.
+CopyObject is limited to 5 GiB, the default ``MAX_MEDIA_BYTES``; beyond that the same holds.
+
+Failure: anything that stops a copy aborts its multipart upload after waiting for the parts in
+flight, so no partial object ever appears under the final key (an object appears only on
+PutObject / CompleteMultipartUpload) and no upload is left open (if even the abort fails, the
+bucket's abort-incomplete-multipart lifecycle rule is the backstop).
+
+Retries within the invocation (``RetryPolicy``) are for the download only: a connection error,
+timeout, cut body or 5xx / 408 / 425 / 429 answer is retried after a jittered backoff, resuming
+with ``Range: bytes=<received>-`` (and ``If-Range`` when the origin gave a validator) if the
+origin advertised ``Accept-Ranges: bytes``, else restarting from byte 0 (the hash and the upload
+start over too). S3 calls are retried by botocore's own retry mode (throttling, 5xx, resets) per
+call, so a throttled part does not restart the download; an S3 error that survives those
+retries fails the copy (TransientDeliveryError) and the message's retry takes over.
+Permanent failures (disallowed URL or address, 4xx such as 404/410, wrong content type, file
+larger than ``MAX_MEDIA_BYTES``) raise PermanentDeliveryError at once.
+
+Content type: the callback's ``media_type`` names the family the file must belong to
+(``video`` or ``video/mp4`` -> ``video/*``). ``application/octet-stream`` (or
+``binary/octet-stream``, or no Content-Type) from the origin is accepted as unspecific: object
+stores serve files uploaded without a type that way and the gateway's own doc reports
+octet-stream outputs. Anything else (an HTML error page, JSON, an image where a video was
+promised) is refused. The stored Content-Type is the origin's ``<family>/*`` type, else the
+callback's specific type, else ``application/octet-stream``.
+
+URLs are never logged or put in errors with their path or query (CDN URLs are often signed);
+only the host is.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import base64
+import functools
 import hashlib
-import ipaddress
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,11 +66,29 @@ import boto3
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pixverse_jobs.errors import PermanentDeliveryError, TransientDeliveryError
+from pixverse_jobs.errors import (
+    DeliveryError,
+    MediaDownloadInterrupted,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from pixverse_jobs.netguard import MediaUrlPolicy, Resolver, guarded_client, host_allowed
+from pixverse_jobs.observability import logger
 
-PART_SIZE = 8 * 1024 * 1024  # S3's minimum is 5 MiB (but for the last part)
-DOWNLOAD_CHUNK = 1024 * 1024
+__all__ = ["CopiedObject", "MediaCopier", "RetryPolicy", "accepted_content_type", "extension_for", "host_allowed"]
+
+MiB = 1024 * 1024
+PART_SIZE = 8 * MiB  # S3's minimum is 5 MiB (but for the last part)
+MAX_PARTS = 10_000  # S3's limit per multipart upload
+PARTS_IN_FLIGHT = 3
+MAX_REDIRECTS = 3
+DEFAULT_MAX_BYTES = 5 * 1024**3
+COPY_OBJECT_LIMIT = 5 * 1024**3  # CopyObject's largest source
 DOWNLOAD_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+UNSPECIFIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})
+MEDIA_FAMILIES = frozenset({"video", "image", "audio"})
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 @dataclass(frozen=True)
@@ -42,159 +110,36 @@ class CopiedObject:
         }
 
 
-def _split_host_port(netloc: str) -> tuple[str, int | None]:
-    host, _, port = netloc.rpartition(":") if netloc.count(":") == 1 else (netloc, "", "")
-    if not host:
-        return netloc.lower(), None
-    return host.lower(), int(port) if port.isdigit() else None
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Download retries within one invocation: give up after ``attempts`` attempts in a row
+    that moved the download no further, or ``max_attempts`` requests in all; wait a jittered
+    exponential backoff between them (or the server's Retry-After, capped at ``max_delay``)."""
+
+    attempts: int = 3
+    max_attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 4.0
+
+    def delay(self, stalled: int, retry_after: float | None = None) -> float:
+        backoff = min(self.max_delay, self.base_delay * 2 ** max(0, stalled - 1))
+        jittered = random.uniform(backoff / 2, backoff)  # noqa: S311 - jitter, not a secret
+        return min(self.max_delay, max(jittered, retry_after or 0.0))
 
 
-def host_allowed(url: str, patterns: Iterable[str]) -> bool:
-    """Whether the URL's host (and port) matches one of ``patterns``: ``host``,
-    ``*.domain`` (any subdomain, not the domain itself) or either with ``:port``."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    port = parts.port
-    for pattern in patterns:
-        p_host, p_port = _split_host_port(pattern.strip().lower())
-        if p_port is not None and p_port != port:
-            continue
-        if p_host.startswith("*."):
-            if host.endswith(p_host[1:]) and host != p_host[2:]:
-                return True
-        elif host == p_host:
-            return True
-    return False
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class MediaCopier:
-    """Copies a media URL into S3, streaming."""
-
-    def __init__(
-        self,
-        allowed_hosts: Iterable[str],
-        *,
-        s3_client: Any = None,
-        http_client: httpx.Client | None = None,
-        part_size: int = PART_SIZE,
-    ) -> None:
-        self._allowed = tuple(allowed_hosts)
-        self._s3 = s3_client or boto3.client("s3")
-        self._http = http_client or httpx.Client(timeout=DOWNLOAD_TIMEOUT, follow_redirects=False)
-        self._part_size = part_size
-
-    def check_url(self, url: str) -> None:
-        """Refuse URLs the copier must never fetch (PermanentDeliveryError)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise PermanentDeliveryError(f"media URL is not an http(s) URL: {url[:200]}")
-        if not host_allowed(url, self._allowed):
-            raise PermanentDeliveryError(f"media host {parts.netloc} is not in ALLOWED_MEDIA_HOSTS")
-        # Plain http only for loopback hosts, which only the local stack allows.
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
-            raise PermanentDeliveryError(f"media URL must be https: {parts.netloc}")
-
-    def copy(
-        self,
-        url: str,
-        *,
-        bucket: str,
-        key: str,
-        content_type: str,
-        metadata: Mapping[str, str],
-    ) -> CopiedObject:
-        """Stream ``url`` into ``s3://bucket/key``; the object appears only when complete."""
-        self.check_url(url)
-        try:
-            with self._http.stream("GET", url) as response:
-                _check_response(response)
-                expected = _content_length(response)
-                return self._upload(response.iter_bytes(DOWNLOAD_CHUNK), expected, bucket, key, content_type, metadata)
-        except httpx.TransportError as exc:
-            raise TransientDeliveryError(f"download of media failed: {type(exc).__name__}") from exc
-
-    def _upload(
-        self,
-        chunks: Iterable[bytes],
-        expected: int | None,
-        bucket: str,
-        key: str,
-        content_type: str,
-        metadata: Mapping[str, str],
-    ) -> CopiedObject:
-        digest = hashlib.sha256()
-        buffer = bytearray()
-        size = 0
-        upload_id: str | None = None
-        parts: list[Any] = []
-        try:
-            for chunk in chunks:
-                digest.update(chunk)
-                size += len(chunk)
-                buffer += chunk
-                if len(buffer) >= self._part_size:
-                    if upload_id is None:
-                        upload_id = self._s3.create_multipart_upload(
-                            Bucket=bucket, Key=key, ContentType=content_type, Metadata=dict(metadata)
-                        )["UploadId"]
-                    parts.append(self._upload_part(bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
-                    buffer.clear()
-            if expected is not None and size != expected:
-                raise TransientDeliveryError(f"download ended after {size} of {expected} bytes")
-            sha256 = digest.hexdigest()
-            if upload_id is None:
-                self._s3.put_object(
-                    Bucket=bucket,
-                    Key=key,
-                    Body=bytes(buffer),
-                    ContentType=content_type,
-                    Metadata={**metadata, "sha256": sha256},
-                )
-            else:
-                if buffer:
-                    parts.append(self._upload_part(bucket, key, upload_id, len(parts) + 1, bytes(buffer)))
-                self._s3.complete_multipart_upload(
-                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-                )
-        except BaseException as exc:
-            if upload_id is not None:
-                self._abort(bucket, key, upload_id)
-            if isinstance(exc, ClientError | BotoCoreError):
-                raise TransientDeliveryError(f"S3 upload failed: {type(exc).__name__}") from exc
-            raise
-        return CopiedObject(bucket=bucket, key=key, size=size, sha256=sha256, content_type=content_type)
-
-    def _upload_part(self, bucket: str, key: str, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
-        resp = self._s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
-        return {"PartNumber": number, "ETag": resp["ETag"]}
-
-    def _abort(self, bucket: str, key: str, upload_id: str) -> None:
-        # If even the abort fails, the bucket's abort-incomplete-multipart rule is the backstop.
-        with contextlib.suppress(ClientError, BotoCoreError):
-            self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-
-
-def _check_response(response: httpx.Response) -> None:
-    code = response.status_code
-    if code == 200:
-        return
-    if code in (408, 425, 429) or code >= 500:
-        raise TransientDeliveryError(f"media server answered HTTP {code}")
-    raise PermanentDeliveryError(f"media server answered HTTP {code}")
-
-
-def _content_length(response: httpx.Response) -> int | None:
-    raw = response.headers.get("Content-Length")
-    return int(raw) if raw and raw.isdigit() else None
+def accepted_content_type(expected: str | None, served: str | None) -> str:
+    """The Content-Type to store for a response served as ``served`` when the callback said
+    ``expected``; PermanentDeliveryError when the response is not that kind of media."""
+    served_type = (served or "").split(";", 1)[0].strip().lower()
+    expected_type = (expected or "").split(";", 1)[0].strip().lower()
+    family = expected_type.split("/", 1)[0] if expected_type not in UNSPECIFIC_TYPES else ""
+    if served_type in UNSPECIFIC_TYPES:
+        return expected_type if "/" in expected_type and family else "application/octet-stream"
+    served_family = served_type.split("/", 1)[0]
+    wanted = f"{family}/*" if family else "video/*, image/* or audio/*"
+    if (family and served_family != family) or (not family and served_family not in MEDIA_FAMILIES):
+        raise PermanentDeliveryError(f"media server answered Content-Type {served_type!r}, expected {wanted}")
+    return served_type
 
 
 def extension_for(media_type: str, url: str) -> str:
@@ -206,3 +151,487 @@ def extension_for(media_type: str, url: str) -> str:
         if ext.isalnum() and len(ext) <= 5:
             return ext
     return {"video/mp4": "mp4", "video/webm": "webm", "video/quicktime": "mov"}.get(media_type, "bin")
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _s3_error(operation: str, exc: ClientError | BotoCoreError) -> TransientDeliveryError:
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "error")
+        return TransientDeliveryError(f"S3 {operation} failed: {code}")
+    return TransientDeliveryError(f"S3 {operation} failed: {type(exc).__name__}")
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _check_deadline(deadline: float | None, reserve: float = 0.0) -> None:
+    if deadline is not None and time.monotonic() + reserve > deadline:
+        # Stopping here leaves time to abort the upload and record the outcome; Lambda's own
+        # timeout would kill the process with the multipart upload still open.
+        raise TransientDeliveryError("media copy stopped before the function's timeout")
+
+
+# ------------------------------------------------------------------ download state
+@dataclass
+class _Download:
+    """What is known about one file while it streams."""
+
+    digest: Any = field(default_factory=hashlib.sha256)
+    received: int = 0
+    total: int | None = None
+    resumable: bool = False
+    validator: str | None = None
+    content_type: str = "application/octet-stream"
+
+    def restart(self, *, total: int | None, resumable: bool, validator: str | None, content_type: str) -> None:
+        self.digest = hashlib.sha256()
+        self.received = 0
+        self.total = total
+        self.resumable = resumable
+        self.validator = validator
+        self.content_type = content_type
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    raw = response.headers.get("Content-Length", "").strip()
+    return int(raw) if raw.isdigit() else None
+
+
+def _validator(response: httpx.Response) -> str | None:
+    # If-Range takes a strong ETag or a Last-Modified date; a weak ETag cannot be used.
+    etag = str(response.headers.get("ETag") or "")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return str(response.headers.get("Last-Modified") or "") or None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After", "").strip()
+    return float(raw) if raw.isdigit() else None
+
+
+def _status_error(response: httpx.Response) -> DeliveryError:
+    code = response.status_code
+    if code in (408, 425, 429) or code >= 500:
+        return MediaDownloadInterrupted(f"media server answered HTTP {code}", retry_after=_retry_after(response))
+    return PermanentDeliveryError(f"media server answered HTTP {code}")
+
+
+# ------------------------------------------------------------------ upload side
+class _S3Sink:
+    """Where the downloaded bytes go: one PutObject for a file up to one part long, else a
+    multipart upload whose parts go up on a small pool while the download continues."""
+
+    def __init__(
+        self,
+        s3: Any,
+        *,
+        bucket: str,
+        key: str,
+        metadata: Mapping[str, str],
+        part_size: int,
+        parts_in_flight: int,
+    ) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._key = key
+        self._metadata = dict(metadata)
+        self._min_part_size = part_size
+        self._part_size = part_size
+        self._parts_in_flight = parts_in_flight
+        self._slots = threading.BoundedSemaphore(parts_in_flight)
+        self._pool: ThreadPoolExecutor | None = None
+        self._content_type = "application/octet-stream"
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._upload_id: str | None = None
+        self._futures: list[Future[dict[str, Any]]] = []
+        self._failed = threading.Event()
+        self._lock = threading.Lock()
+        # A restart (start()) begins a new generation: a part of the previous one that ends
+        # late must not mark the new upload failed.
+        self._generation = 0
+        self._written = 0
+        self.peak_in_flight = 0  # the bound, observed (tests and the benchmark read it)
+        self._in_flight = 0
+
+    # -- lifecycle
+    def start(self, *, content_type: str, size_limit: int) -> None:
+        """(Re)start from byte 0: drop anything written so far."""
+        self.abort()
+        with self._lock:
+            self._generation += 1
+            self._failed.clear()
+        self._content_type = content_type
+        self._chunks, self._buffered, self._written = [], 0, 0
+        self._futures = []
+        # S3 takes at most 10,000 parts: grow parts (in whole MiB) for files that would need more.
+        needed = math.ceil(size_limit / MAX_PARTS / MiB) * MiB
+        self._part_size = max(self._min_part_size, needed)
+
+    def write(self, chunk: bytes) -> None:
+        if self._failed.is_set():
+            self._raise_part_failure()
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        self._written += len(chunk)
+        if self._buffered >= self._part_size:
+            self._send_part()
+
+    def complete(self, digest: bytes) -> None:
+        """Make the object appear: PutObject, or the last part and CompleteMultipartUpload."""
+        metadata = {**self._metadata, "sha256": digest.hex()}
+        if self._upload_id is None:
+            body = b"".join(self._chunks)
+            self._chunks = []
+            try:
+                self._s3.put_object(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    Body=body,
+                    ContentType=self._content_type,
+                    Metadata=metadata,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=_b64(digest),
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise _s3_error("PutObject", exc) from exc
+            return
+        if self._chunks:
+            self._send_part()  # the last part may be smaller than 5 MiB
+        parts = [self._part_result(future) for future in self._futures]
+        try:
+            self._s3.complete_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_error("CompleteMultipartUpload", exc) from exc
+        self._upload_id = None  # completed: nothing left to abort
+        self._add_metadata(metadata, digest)
+
+    def abort(self) -> None:
+        """Stop: let the parts in flight finish (an abort racing them could leave parts
+        behind), then abort the multipart upload, if any."""
+        for future in self._futures:
+            future.cancel()
+        wait_for_futures(self._futures)
+        self._futures = []
+        self._chunks, self._buffered = [], 0
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            try:
+                self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=upload_id)
+            except (ClientError, BotoCoreError) as exc:
+                # The bucket's abort-incomplete-multipart lifecycle rule removes it later.
+                logger.warning("abort of a multipart upload failed", extra={"key": self._key, "error": str(exc)})
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    # -- parts
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            try:
+                self._upload_id = self._s3.create_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    ContentType=self._content_type,
+                    Metadata=self._metadata,
+                    ChecksumAlgorithm="SHA256",
+                )["UploadId"]
+            except (ClientError, BotoCoreError) as exc:
+                raise _s3_error("CreateMultipartUpload", exc) from exc
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._parts_in_flight, thread_name_prefix="s3-part")
+        # Wait for a free slot before joining the chunks, so a waiting part is held once, not twice.
+        self._slots.acquire()
+        try:
+            if self._failed.is_set():
+                self._raise_part_failure()
+            body = b"".join(self._chunks)
+            self._chunks, self._buffered = [], 0
+            number = len(self._futures) + 1
+            future = self._pool.submit(self._upload_part, self._upload_id, number, body)
+        except BaseException:
+            self._slots.release()
+            raise
+        del body
+        with self._lock:
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        future.add_done_callback(functools.partial(self._part_done, self._generation))
+        self._futures.append(future)
+
+    def _upload_part(self, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
+        checksum = _b64(hashlib.sha256(body).digest())
+        response = self._s3.upload_part(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum,
+        )
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}
+
+    def _part_done(self, generation: int, future: Future[dict[str, Any]]) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if generation == self._generation and (future.cancelled() or future.exception() is not None):
+                self._failed.set()
+        self._slots.release()
+
+    def _part_result(self, future: Future[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return future.result()
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_error("UploadPart", exc) from exc
+
+    def _raise_part_failure(self) -> None:
+        for future in self._futures:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                self._part_result(future)
+        raise TransientDeliveryError("S3 UploadPart failed")
+
+    def _add_metadata(self, metadata: dict[str, str], digest: bytes) -> None:
+        """Copy the completed object onto itself with the sha256 metadata and let S3 hash it."""
+        if self._written > COPY_OBJECT_LIMIT:
+            logger.info("object too large for CopyObject; sha256 kept in the job only", extra={"key": self._key})
+            return
+        try:
+            result = self._s3.copy_object(
+                Bucket=self._bucket,
+                Key=self._key,
+                CopySource={"Bucket": self._bucket, "Key": self._key},
+                MetadataDirective="REPLACE",
+                Metadata=metadata,
+                ContentType=self._content_type,
+                ChecksumAlgorithm="SHA256",
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "AccessDenied":
+                # The role lacks s3:GetObject (CopyObject reads the source): the hash stays in the job.
+                logger.warning(
+                    "sha256 metadata not added to a multipart object", extra={"key": self._key, "error": str(exc)}
+                )
+                return
+            raise _s3_error("CopyObject", exc) from exc
+        except BotoCoreError as exc:
+            raise _s3_error("CopyObject", exc) from exc
+        stored = result.get("CopyObjectResult", {}).get("ChecksumSHA256")
+        if stored and stored != _b64(digest):
+            raise TransientDeliveryError("S3's SHA-256 of the stored object differs from the downloaded bytes' SHA-256")
+
+
+# ------------------------------------------------------------------ the copier
+class MediaCopier:
+    """Copies media URLs into S3, streaming (see the module docstring)."""
+
+    def __init__(
+        self,
+        allowed_hosts: Iterable[str],
+        *,
+        s3_client: Any = None,
+        http_client: httpx.Client | None = None,
+        part_size: int = PART_SIZE,
+        parts_in_flight: int = PARTS_IN_FLIGHT,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        retry: RetryPolicy | None = None,
+        resolver: Resolver | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if part_size < 5 * MiB:
+            raise ValueError("part_size must be at least 5 MiB (S3's smallest part)")
+        self._policy = MediaUrlPolicy(allowed_hosts, resolver=resolver)
+        self._s3 = s3_client or boto3.client("s3")
+        self._http = http_client or guarded_client(self._policy, DOWNLOAD_TIMEOUT)
+        self._part_size = part_size
+        self._parts_in_flight = max(1, parts_in_flight)
+        self._max_bytes = max_bytes
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self.last_peak_parts_in_flight = 0
+
+    def check_url(self, url: str) -> None:
+        """Refuse URLs the copier must never fetch (MediaAddressRefused, a PermanentDeliveryError)."""
+        self._policy.check_url(url)
+
+    def copy(
+        self,
+        url: str,
+        *,
+        bucket: str,
+        key: str,
+        media_type: str | None,
+        metadata: Mapping[str, str],
+        deadline: float | None = None,
+    ) -> CopiedObject:
+        """Stream ``url`` into ``s3://bucket/key``; the object appears only when complete.
+
+        ``media_type`` is the callback's; ``deadline`` (``time.monotonic()``) is when the copy
+        must give up to leave the invocation time to clean up."""
+        source = self._policy.check_url(url)
+        download = _Download()
+        sink = _S3Sink(
+            self._s3,
+            bucket=bucket,
+            key=key,
+            metadata=metadata,
+            part_size=self._part_size,
+            parts_in_flight=self._parts_in_flight,
+        )
+        try:
+            self._download(source, media_type, download, sink, deadline)
+            _check_deadline(deadline)
+            sink.complete(download.digest.digest())
+        except BaseException:
+            sink.abort()
+            raise
+        finally:
+            sink.close()
+            self.last_peak_parts_in_flight = sink.peak_in_flight
+        return CopiedObject(
+            bucket=bucket,
+            key=key,
+            size=download.received,
+            sha256=download.digest.hexdigest(),
+            content_type=download.content_type,
+        )
+
+    # -- download with retries
+    def _download(
+        self, source: httpx.URL, media_type: str | None, download: _Download, sink: _S3Sink, deadline: float | None
+    ) -> None:
+        stalled = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            before = download.received
+            try:
+                self._fetch(source, media_type, download, sink, deadline)
+                return
+            except MediaDownloadInterrupted as exc:
+                stalled = 0 if download.received > before else stalled + 1
+                if stalled >= self._retry.attempts or attempt >= self._retry.max_attempts:
+                    raise TransientDeliveryError(f"media download failed after {attempt} attempts: {exc}") from exc
+                delay = self._retry.delay(stalled + 1, exc.retry_after)
+                _check_deadline(deadline, reserve=delay)
+                logger.info(
+                    "media download interrupted; retrying",
+                    extra={
+                        "host": source.host,
+                        "attempt": attempt,
+                        "received": download.received,
+                        "resume": download.resumable,
+                        "reason": str(exc),
+                        "delay": round(delay, 3),
+                    },
+                )
+                self._sleep(delay)
+
+    def _fetch(
+        self, source: httpx.URL, media_type: str | None, download: _Download, sink: _S3Sink, deadline: float | None
+    ) -> None:
+        # identity: Content-Length and ranges then count the file's own bytes.
+        headers = {"Accept-Encoding": "identity"}
+        resuming = download.received > 0 and download.resumable
+        if resuming:
+            headers["Range"] = f"bytes={download.received}-"
+            if download.validator:
+                headers["If-Range"] = download.validator
+        response = self._open(source, headers, deadline)
+        try:
+            if resuming and response.status_code == 206:
+                self._check_resumed(response, download)
+            elif response.status_code == 200:
+                if download.received:
+                    logger.info("media origin sent the whole file again; restarting", extra={"host": source.host})
+                self._begin(response, media_type, download, sink)
+            elif resuming and response.status_code == 416:
+                download.resumable = False
+                raise MediaDownloadInterrupted("media server refused the resume range")
+            else:
+                raise _status_error(response)
+            self._stream(response, download, sink, deadline)
+        finally:
+            response.close()
+
+    def _open(self, source: httpx.URL, headers: Mapping[str, str], deadline: float | None) -> httpx.Response:
+        """Send the GET, following at most MAX_REDIRECTS redirects by hand, each hop checked
+        against the policy before anything is sent to it."""
+        url = source
+        for hop in range(MAX_REDIRECTS + 1):
+            url = self._policy.check_url(url)
+            _check_deadline(deadline)
+            request = self._http.build_request("GET", url, headers=headers)
+            try:
+                response = self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise MediaDownloadInterrupted(f"request to {url.host} failed: {type(exc).__name__}") from exc
+            if response.status_code not in REDIRECT_STATUSES:
+                return response
+            location = response.headers.get("Location")
+            response.close()
+            if not location:
+                raise PermanentDeliveryError(f"media server answered HTTP {response.status_code} without a Location")
+            try:
+                url = url.join(location)
+            except httpx.InvalidURL as exc:
+                raise PermanentDeliveryError("media server redirected to an invalid URL") from exc
+            logger.info("following a media redirect", extra={"hop": hop + 1, "to_host": url.host})
+        raise PermanentDeliveryError(f"media URL redirected more than {MAX_REDIRECTS} times")
+
+    def _begin(self, response: httpx.Response, media_type: str | None, download: _Download, sink: _S3Sink) -> None:
+        """Checks on a whole-file (200) answer, then start from byte 0."""
+        content_type = accepted_content_type(media_type, response.headers.get("Content-Type"))
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity"):
+            raise PermanentDeliveryError(f"media server sent Content-Encoding {encoding!r} although asked for identity")
+        total = _content_length(response)
+        if total is not None and total > self._max_bytes:
+            raise PermanentDeliveryError(f"media is {total} bytes, more than MAX_MEDIA_BYTES ({self._max_bytes})")
+        ranges = response.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+        download.restart(
+            total=total,
+            resumable=ranges and total is not None,
+            validator=_validator(response),
+            content_type=content_type,
+        )
+        sink.start(content_type=content_type, size_limit=total if total is not None else self._max_bytes)
+
+    @staticmethod
+    def _check_resumed(response: httpx.Response, download: _Download) -> None:
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+        if (
+            match is None
+            or int(match.group(1)) != download.received
+            or (match.group(3) != "*" and int(match.group(3)) != download.total)
+        ):
+            # Not the rest of the same file: the next attempt starts over.
+            download.resumable = False
+            raise MediaDownloadInterrupted("media server answered the resume with another byte range")
+
+    def _stream(self, response: httpx.Response, download: _Download, sink: _S3Sink, deadline: float | None) -> None:
+        try:
+            # iter_bytes, not iter_raw: with Content-Encoding refused it yields the same bytes, and
+            # it also serves a body a transport has already read.
+            for chunk in response.iter_bytes():
+                download.received += len(chunk)
+                if download.received > self._max_bytes:
+                    raise PermanentDeliveryError(f"media is larger than MAX_MEDIA_BYTES ({self._max_bytes})")
+                download.digest.update(chunk)
+                sink.write(chunk)
+                _check_deadline(deadline)
+        except httpx.TransportError as exc:
+            raise MediaDownloadInterrupted(
+                f"download broke off after {download.received} bytes: {type(exc).__name__}"
+            ) from exc
+        if download.total is not None and download.received != download.total:
+            raise MediaDownloadInterrupted(f"download ended after {download.received} of {download.total} bytes")
