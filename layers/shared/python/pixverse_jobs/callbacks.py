@@ -30,7 +30,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pixverse_jobs.clock import utc_now_iso
 from pixverse_jobs.errors import CallbackRejected
 from pixverse_jobs.events import EventPublisher, build_progress_event
-from pixverse_jobs.observability import logger, metrics
+from pixverse_jobs.observability import count_by, logger, metrics
 from pixverse_jobs.queue import CopyQueue
 from pixverse_jobs.signing import SignatureVerifier
 from pixverse_jobs.states import GATEWAY_STATUSES, NEEDS_DELIVERY, JobStatus
@@ -240,8 +240,7 @@ class CallbackReceiver:
         try:
             callback = parse_callback(callback_body(body, base64_encoded=base64_encoded))
             logger.append_keys(request_id=callback.request_id)
-            metrics.add_dimension(name="status", value=str(callback.status))
-            metrics.add_metric(name=METRIC_CALLBACKS, unit=MetricUnit.Count, value=1)
+            count_by(METRIC_CALLBACKS, status=str(callback.status))
             outcome = self._processor.process(job_id, callback)
         except CallbackRejected as exc:
             logger.warning("callback refused", extra={"reason": exc.message, "http_status": exc.status_code})

@@ -93,16 +93,19 @@ class SignatureVerifier:
         normalized = _normalized(signature)
         if normalized is None:
             return False
-        if self._verify_with_keys(job_id, normalized, force_fetch=False):
+        if _matches(job_id, normalized, self._secrets.get(self._secret_id)):
+            return True
+        previous = self._secrets.get_previous(self._secret_id)
+        if previous is not None and _matches(job_id, normalized, previous):
             return True
         now = self._clock()
         if now - self._refreshed_at < self._refresh_after:
             return False
         self._refreshed_at = now
-        return self._verify_with_keys(job_id, normalized, force_fetch=True)
-
-    def _verify_with_keys(self, job_id: str, signature: bytes, *, force_fetch: bool) -> bool:
-        if _matches(job_id, signature, self._secrets.get(self._secret_id, force_fetch=force_fetch)):
-            return True
-        previous = self._secrets.get_previous(self._secret_id, force_fetch=force_fetch)
-        return previous is not None and _matches(job_id, signature, previous)
+        # Re-read both, even if the new current matches: the cached "previous" (or its absence)
+        # is as stale as the current was, and URLs issued before the rotation are still out.
+        current = self._secrets.get(self._secret_id, force_fetch=True)
+        previous = self._secrets.get_previous(self._secret_id, force_fetch=True)
+        return _matches(job_id, normalized, current) or (
+            previous is not None and _matches(job_id, normalized, previous)
+        )

@@ -1,0 +1,63 @@
+"""The webhook's cold start: importing its handler pulls in neither httpx nor pydantic.
+
+Checked in a fresh interpreter, since this test process has long imported both."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_PROBE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("app", "functions/webhook/app.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(json.dumps({
+    "heavy": sorted(name for name in ("httpx", "pydantic") if name in sys.modules),
+    "layer": sorted(name for name in sys.modules if name.startswith("pixverse_jobs.")),
+    "sns_client": module.sns is not None,
+}))
+"""
+
+
+def _import_webhook(**extra_env: str) -> dict[str, Any]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT / "layers" / "shared" / "python"),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "JOBS_TABLE": "jobs",
+        "COPY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/copy",
+        "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:signing-AbCdEf",
+        **extra_env,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+@pytest.mark.parametrize("progress_events", ["false", "true"])
+def test_webhook_handler_imports_neither_httpx_nor_pydantic(progress_events: str) -> None:
+    loaded = _import_webhook(
+        PROGRESS_EVENTS=progress_events, EVENTS_TOPIC_ARN="arn:aws:sns:us-east-1:123456789012:events"
+    )
+    assert loaded["heavy"] == []
+    # The layer modules that would bring httpx in are not imported either.
+    assert not {"pixverse_jobs.gateway", "pixverse_jobs.jobs", "pixverse_jobs.media"} & set(loaded["layer"])
+
+
+def test_webhook_creates_an_sns_client_only_when_progress_events_are_on() -> None:
+    assert _import_webhook(PROGRESS_EVENTS="false")["sns_client"] is False
+    assert _import_webhook(PROGRESS_EVENTS="true", EVENTS_TOPIC_ARN="arn:aws:sns:us-east-1:1:t")["sns_client"] is True
