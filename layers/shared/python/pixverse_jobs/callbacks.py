@@ -206,6 +206,7 @@ class CallbackProcessor:
             # again; the duplicate path below is the only other way a copy request is sent.
             self._store.annotate(job_id, attributes={ENQUEUE_FAILED_FLAG: True})
             raise
+        logger.info("copy requested")
 
     def _retry_enqueue(self, job_id: str) -> None:
         # The conditional removal decides which of several retries enqueues.
