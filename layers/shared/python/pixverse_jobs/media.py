@@ -477,7 +477,9 @@ class MediaCopier:
 
         ``media_type`` is the callback's; ``deadline`` (``time.monotonic()``) is when the copy
         must give up to leave the invocation time to clean up."""
-        source = self._policy.check_url(url)
+        # Hosts and schemes first, before anything is set up; every hop, this one included, is
+        # checked in full (addresses too) right before its request.
+        source = self._policy.check_url(url, resolve=False)
         download = _Download()
         sink = _S3Sink(
             self._s3,
@@ -548,6 +550,12 @@ class MediaCopier:
                 headers["If-Range"] = download.validator
         response = self._open(source, headers, deadline)
         try:
+            if response.status_code in (200, 206):
+                encoding = response.headers.get("Content-Encoding", "").strip().lower()
+                if encoding not in ("", "identity"):
+                    raise PermanentDeliveryError(
+                        f"media server sent Content-Encoding {encoding!r} although asked for identity"
+                    )
             if resuming and response.status_code == 206:
                 self._check_resumed(response, download)
             elif response.status_code == 200:
@@ -591,9 +599,6 @@ class MediaCopier:
     def _begin(self, response: httpx.Response, media_type: str | None, download: _Download, sink: _S3Sink) -> None:
         """Checks on a whole-file (200) answer, then start from byte 0."""
         content_type = accepted_content_type(media_type, response.headers.get("Content-Type"))
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        if encoding not in ("", "identity"):
-            raise PermanentDeliveryError(f"media server sent Content-Encoding {encoding!r} although asked for identity")
         total = _content_length(response)
         if total is not None and total > self._max_bytes:
             raise PermanentDeliveryError(f"media is {total} bytes, more than MAX_MEDIA_BYTES ({self._max_bytes})")

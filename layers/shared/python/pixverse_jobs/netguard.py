@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import httpcore
 import httpx
 
-from pixverse_jobs.errors import ConfigurationError, MediaAddressRefused, TransientDeliveryError
+from pixverse_jobs.errors import ConfigurationError, MediaAddressRefused, MediaDownloadInterrupted
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # host, port -> the addresses a connection to them would use, as strings.
@@ -168,9 +168,9 @@ class MediaUrlPolicy:
         self._patterns = parse_patterns(allowed_hosts)
         self._resolve = resolver or system_resolver
 
-    def check_url(self, url: str | httpx.URL) -> httpx.URL:
+    def check_url(self, url: str | httpx.URL, *, resolve: bool = True) -> httpx.URL:
         """The parsed URL if it may be fetched; MediaAddressRefused naming the rule otherwise.
-        Checks rules 1-3, resolving the host; nothing is sent."""
+        Checks rules 1 and 2 and, with ``resolve``, 3 (a DNS lookup); nothing is sent."""
         try:
             parsed = url if isinstance(url, httpx.URL) else httpx.URL(url)
         except httpx.InvalidURL as exc:
@@ -185,7 +185,8 @@ class MediaUrlPolicy:
             raise MediaAddressRefused(f"media URL for {where} must be https")
         if not any(p.matches(host, port) for p in self._patterns):
             raise MediaAddressRefused(f"media host {where} is not in ALLOWED_MEDIA_HOSTS")
-        self.addresses_for(host, port or 0)
+        if resolve:
+            self.addresses_for(host, port or 0)
         return parsed
 
     def addresses_for(self, host: str, port: int) -> list[str]:
@@ -197,10 +198,10 @@ class MediaUrlPolicy:
         try:
             addresses = list(self._resolve(host, port))
         except OSError as exc:
-            # DNS failures are usually passing: let the retry policy have another go.
-            raise TransientDeliveryError(f"media host {host} could not be resolved: {exc}") from exc
+            # DNS failures are usually passing: the download's retry policy has another go.
+            raise MediaDownloadInterrupted(f"media host {host} could not be resolved: {exc}") from exc
         if not addresses:
-            raise TransientDeliveryError(f"media host {host} resolved to no address")
+            raise MediaDownloadInterrupted(f"media host {host} resolved to no address")
         for text in addresses:
             try:
                 address = ipaddress.ip_address(text.split("%", 1)[0])
