@@ -92,6 +92,21 @@ def _webhook_logs(stack: StackProcess, job_id: str, message: str) -> list[dict[s
     return found
 
 
+def _open_connection(http: httpx.Client) -> None:
+    """Connect before the race, so the 20 callbacks go out at once on open keep-alive connections.
+
+    The local API listens with socketserver's default backlog of 5: 20 simultaneous connects
+    can overflow it and get reset, which would test the emulator's TCP, not the receiver. An
+    unrouted path answers 404 without invoking any function."""
+    for _ in range(20):
+        try:
+            http.get("/_webhook-test-connect")
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("could not connect to the local API")
+
+
 def test_twenty_concurrent_completed_callbacks_make_one_transition_enqueue_object_and_event(
     client: LocalClient, stack: StackProcess, inbox: EventInbox
 ) -> None:
@@ -103,6 +118,7 @@ def test_twenty_concurrent_completed_callbacks_make_one_transition_enqueue_objec
 
     def post(_: int) -> httpx.Response:
         with httpx.Client(base_url=client.ready["api"], timeout=30.0) as http:
+            _open_connection(http)
             start.wait(timeout=10)
             return http.post(path, json=body)
 
