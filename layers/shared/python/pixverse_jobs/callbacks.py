@@ -151,7 +151,11 @@ class ProgressEvents:
 
 class CallbackProcessor:
     """Applies a parsed callback to its job: one conditional write, plus one enqueue on the
-    transition to a gateway outcome, plus (optionally) one progress event on a status change."""
+    transition to a gateway outcome, plus (optionally) one progress event on a status change.
+
+    The job's webhook mode (WEBHOOK_MODE or its own ``webhook_mode``) changes nothing here: the
+    gateway sends QUEUED / PROCESSING callbacks only to sync-mode jobs, and whichever job gets
+    one, the same state machine decides, so an unexpected one can do no harm either."""
 
     def __init__(self, store: JobStore, queue: CopyQueue, progress: ProgressEvents | None = None) -> None:
         self._store = store
