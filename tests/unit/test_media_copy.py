@@ -428,6 +428,33 @@ def test_s3_throttling_is_retried_per_call_without_restarting_the_download(s3: A
     assert stored(s3) == body
 
 
+def test_stored_object_whose_s3_sha256_differs_fails_the_copy(s3: Any) -> None:
+    def corrupt(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["CopyObjectResult"]["ChecksumSHA256"] = sha256_b64(b"other bytes")
+
+    s3.meta.events.register("after-call.s3.CopyObject", corrupt)
+    made, _ = copier(s3, Origin(body_of(11 * MiB)))
+
+    with pytest.raises(TransientDeliveryError, match="differs from the downloaded bytes"):
+        copy(made)
+
+
+def test_without_s3_get_object_permission_the_sha256_stays_in_the_job_only(s3: Any) -> None:
+    def denied(**_: Any) -> Any:
+        error = {"Error": {"Code": "AccessDenied", "Message": "no s3:GetObject"}, "ResponseMetadata": {}}
+        return AWSResponse("https://s3", 403, {}, None), error
+
+    s3.meta.events.register("before-call.s3.CopyObject", denied)
+    body = body_of(11 * MiB)
+    made, _ = copier(s3, Origin(body))
+
+    copied = copy(made)
+
+    assert copied.sha256 == hashlib.sha256(body).hexdigest()
+    assert stored(s3) == body
+    assert "sha256" not in s3.head_object(Bucket=BUCKET, Key="v/0.mp4")["Metadata"]
+
+
 # ------------------------------------------------------------------ redirects and SSRF
 def test_redirect_to_another_allowed_host_is_followed(s3: Any) -> None:
     body = body_of(1000)
