@@ -66,6 +66,8 @@ _SETTINGS_CACHES = (
     config.webhook_settings,
     config.delivery_settings,
     config.queue_settings,
+    config.progress_settings,
+    config.reconcile_settings,
 )
 
 

@@ -284,6 +284,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 
 class _ApiServer(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections when a test or a burst of gateway
+    # callbacks connects many at once; API Gateway accepts them all.
+    request_queue_size = 128
     daemon_threads = True
     owner: LocalHttpApi
 

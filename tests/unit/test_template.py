@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 REGION = "us-east-1"
 
-FUNCTIONS = ("SubmitFunction", "WebhookFunction", "MediaCopyFunction")
+FUNCTIONS = ("SubmitFunction", "WebhookFunction", "MediaCopyFunction", "ReconcileFunction")
 
 # action -> the resources it may touch, in the notation of `_resource_names`.
 TABLE = "JobsTable.Arn"
@@ -62,17 +62,36 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "dynamodb:GetItem": {TABLE},
         "dynamodb:UpdateItem": {TABLE},
         "s3:PutObject": {BUCKET_OBJECTS},
+        # The copy of a multipart object onto itself with its sha256 metadata reads it.
+        "s3:GetObject": {BUCKET_OBJECTS},
         "s3:AbortMultipartUpload": {BUCKET_OBJECTS},
         "sns:Publish": {"Ref:EventsTopic"},
     },
+    "ReconcileFunction": {
+        "dynamodb:Query": {"${JobsTable.Arn}/index/unfinished_by_age"},
+        "dynamodb:UpdateItem": {TABLE},
+        "sqs:SendMessage": {"CopyQueue.Arn"},
+        "secretsmanager:GetSecretValue": {GATEWAY_KEY_SECRET},
+    },
 }
 BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+
+class _AnyString(str):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str)
+
+    __hash__ = str.__hash__
+
+
+ANY_STRING = _AnyString()
 SQS_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
 EXPECTED_MANAGED_POLICIES = {
     "SubmitFunction": {BASIC_EXECUTION},
     "WebhookFunction": {BASIC_EXECUTION},
     # Added by SAM for the SQS event source: receive/delete/attributes, which the poller needs.
     "MediaCopyFunction": {BASIC_EXECUTION, SQS_EXECUTION},
+    "ReconcileFunction": {BASIC_EXECUTION},
 }
 
 WEBHOOK_ROUTE = ("post", "/webhooks/pixazo/{job_id}")
@@ -531,7 +550,7 @@ def test_sam_build_layer_holds_package_and_dependencies(tmp_path: Path) -> None:
         if not _runs_on_lambda(tag)
     ]
     assert foreign == [], "wheels not built for arm64 / CPython 3.13"
-    for function in ("WebhookFunction", "MediaCopyFunction"):
+    for function in ("WebhookFunction", "MediaCopyFunction", "ReconcileFunction"):
         artifacts = {p.name for p in (build_dir / function).iterdir()}
         assert "app.py" in artifacts
         assert all(name.endswith(".py") for name in artifacts), f"{function} ships {sorted(artifacts)}"
@@ -545,3 +564,60 @@ def test_sam_build_layer_holds_package_and_dependencies(tmp_path: Path) -> None:
         if not _runs_on_lambda(tag)
     ]
     assert foreign == [], "submit function wheels not built for arm64 / CPython 3.13"
+
+
+# ---------------------------------------------------------------- reconciler and alarms
+
+
+def test_reconciler_runs_on_a_schedule_one_run_at_a_time(sam_template: dict[str, Any]) -> None:
+    reconciler = sam_template["Resources"]["ReconcileFunction"]["Properties"]
+
+    assert reconciler["Events"]["Reconcile"] == {
+        "Type": "Schedule",
+        "Properties": {"Schedule": {"Ref": "ReconcileSchedule"}, "Description": ANY_STRING},
+    }
+    assert reconciler["ReservedConcurrentExecutions"] == 1
+    variables = reconciler["Environment"]["Variables"]
+    assert variables["RECONCILE_AFTER_SECONDS"] == {"Ref": "ReconcileAfterSeconds"}
+    assert variables["MAX_JOB_AGE_SECONDS"] == {"Ref": "MaxJobAgeSeconds"}
+
+
+def test_unfinished_index_is_sparse_on_its_own_attribute(cfn_template: dict[str, Any]) -> None:
+    table = cfn_template["Resources"]["JobsTable"]["Properties"]
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+
+    assert indexes["unfinished_by_age"]["KeySchema"] == [
+        {"AttributeName": "unfinished", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
+
+
+def test_every_alarm_notifies_the_alarm_topic(cfn_template: dict[str, Any]) -> None:
+    alarms = _resources_of_type(cfn_template, "AWS::CloudWatch::Alarm")
+
+    assert alarms
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+
+
+def test_alarms_cover_dlq_errors_throttles_and_lost_callbacks(cfn_template: dict[str, Any]) -> None:
+    watched = set()
+    for alarm in _resources_of_type(cfn_template, "AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        dimensions = {d["Name"]: _resource_name(d["Value"]) for d in props.get("Dimensions", [])}
+        watched.add(
+            (props["Namespace"], props["MetricName"], dimensions.get("FunctionName") or dimensions.get("QueueName"))
+        )
+
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "CopyDeadLetterQueue.QueueName") in watched
+    for function in FUNCTIONS:
+        assert ("AWS/Lambda", "Errors", f"Ref:{function}") in watched
+    assert ("AWS/Lambda", "Throttles", None) in watched
+    assert ("PixverseJobs", "JobsReconciled", None) in watched
+
+
+def test_alarm_topic_is_one_cloudwatch_can_publish_to(cfn_template: dict[str, Any]) -> None:
+    # CloudWatch cannot use the AWS-managed alias/aws/sns key that the events topic uses.
+    topic = cfn_template["Resources"]["AlarmTopic"]["Properties"]
+
+    assert topic.get("KmsMasterKeyId") != "alias/aws/sns"

@@ -26,6 +26,11 @@ DOWNLOAD_URL_EXPIRY_SECONDS = "DOWNLOAD_URL_EXPIRY_SECONDS"
 MAX_MEDIA_BYTES = "MAX_MEDIA_BYTES"
 COPY_MAX_RECEIVE_COUNT = "COPY_MAX_RECEIVE_COUNT"
 PROGRESS_EVENTS = "PROGRESS_EVENTS"
+RECONCILE_AFTER_SECONDS = "RECONCILE_AFTER_SECONDS"
+SUBMIT_DEADLINE_SECONDS = "SUBMIT_DEADLINE_SECONDS"
+MAX_JOB_AGE_SECONDS = "MAX_JOB_AGE_SECONDS"
+RECONCILE_CONCURRENCY = "RECONCILE_CONCURRENCY"
+RECONCILE_BATCH_SIZE = "RECONCILE_BATCH_SIZE"
 
 WEBHOOK_MODES = ("terminal", "sync")
 
@@ -152,6 +157,33 @@ class ProgressSettings:
 
 
 @dataclass(frozen=True)
+class ReconcileSettings:
+    """When the reconciler looks at a job, and how hard it may poll the gateway."""
+
+    after_seconds: int  # a job this old without an end is polled
+    submit_deadline_seconds: int  # SUBMITTING this long (no request_id): SUBMIT_FAILED
+    max_age_seconds: int  # a job this old ends in a terminal state, whatever the gateway says
+    concurrency: int  # gateway status polls in flight
+    batch_size: int  # jobs looked at per run
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ReconcileSettings:
+        settings = cls(
+            after_seconds=_whole_number(env, RECONCILE_AFTER_SECONDS, 900, 1, 7 * 86400),
+            submit_deadline_seconds=_whole_number(env, SUBMIT_DEADLINE_SECONDS, 300, 30, 86400),
+            max_age_seconds=_whole_number(env, MAX_JOB_AGE_SECONDS, 86400, 60, 30 * 86400),
+            concurrency=_whole_number(env, RECONCILE_CONCURRENCY, 4, 1, 32),
+            batch_size=_whole_number(env, RECONCILE_BATCH_SIZE, 500, 1, 10000),
+        )
+        if settings.max_age_seconds <= settings.after_seconds:
+            raise ConfigurationError(
+                f"{MAX_JOB_AGE_SECONDS} ({settings.max_age_seconds}) must be greater than "
+                f"{RECONCILE_AFTER_SECONDS} ({settings.after_seconds})"
+            )
+        return settings
+
+
+@dataclass(frozen=True)
 class QueueSettings:
     copy_queue_url: str
 
@@ -193,3 +225,8 @@ def queue_settings() -> QueueSettings:
 @cache
 def progress_settings() -> ProgressSettings:
     return ProgressSettings.from_env(os.environ)
+
+
+@cache
+def reconcile_settings() -> ReconcileSettings:
+    return ReconcileSettings.from_env(os.environ)

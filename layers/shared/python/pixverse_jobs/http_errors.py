@@ -134,7 +134,8 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
 
     @app.exception_handler(CallbackRejected)
     def _callback(exc: CallbackRejected) -> Response[str]:
-        return error_response(exc.status_code, "callback_rejected", exc.message)
+        code = "payload_too_large" if exc.status_code == 413 else "callback_rejected"
+        return error_response(exc.status_code, code, exc.message)
 
     @app.exception_handler(JobSubmitFailed)
     def _submit_failed(exc: JobSubmitFailed) -> Response[str]:

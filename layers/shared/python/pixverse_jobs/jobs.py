@@ -30,7 +30,7 @@ from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.observability import logger
 from pixverse_jobs.signing import webhook_url
 from pixverse_jobs.states import JobStatus
-from pixverse_jobs.store import Job, JobStore
+from pixverse_jobs.store import UNFINISHED, Job, JobStore
 
 MAX_METADATA_BYTES = 2048
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]{1,255}")
@@ -208,7 +208,8 @@ class JobService:
             if exc.accepted_possible:
                 self._store.annotate(job_id, attributes={"submit_error": error})
                 raise JobSubmitFailed(job_id, str(JobStatus.SUBMITTING), exc) from exc
-            self._store.advance(job_id, JobStatus.SUBMIT_FAILED, attributes={"error": error})
+            # The caller learns of this failure in the answer: no event, so off the unfinished index.
+            self._store.advance(job_id, JobStatus.SUBMIT_FAILED, attributes={"error": error}, remove=[UNFINISHED])
             raise JobSubmitFailed(job_id, str(JobStatus.SUBMIT_FAILED), exc) from exc
         logger.append_keys(request_id=accepted.request_id)
         transition = self._store.advance(

@@ -74,6 +74,10 @@ class IdempotencyClaim:
 
 IDEMPOTENCY_PREFIX = "idem#"
 OWNER_INDEX = "by_owner"
+# Sparse index of the jobs that have not ended and been announced: a job carries UNFINISHED from
+# its creation until its final event is published (or its submit failed in front of the caller).
+UNFINISHED_INDEX = "unfinished_by_age"
+UNFINISHED = "unfinished"
 
 
 def _idempotency_record_id(owner: str, key: str) -> str:
@@ -141,11 +145,31 @@ class JobStore:
         resp = self._client.query(**kwargs)
         return [_from_item(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
 
+    def list_unfinished(
+        self, *, created_before: str, limit: int = 100, start_key: Mapping[str, Any] | None = None
+    ) -> tuple[list[Job], dict[str, Any] | None]:
+        """Jobs not yet ended and announced, created before ``created_before`` (ISO 8601),
+        oldest first, through the sparse unfinished index (never a scan)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": UNFINISHED_INDEX,
+            "KeyConditionExpression": "#u = :u AND created_at < :before",
+            "ExpressionAttributeNames": {"#u": UNFINISHED},
+            "ExpressionAttributeValues": _to_item({":u": "1", ":before": created_before}),
+            "ScanIndexForward": True,
+            "Limit": limit,
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = dict(start_key)
+        resp = self._client.query(**kwargs)
+        return [_from_item(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
+
     # ------------------------------------------------------------------ writes
     def create(self, job: Mapping[str, Any]) -> None:
         """Write a new record (status SUBMITTING); never overwrites an existing one."""
         record = dict(job)
         record.setdefault("expires_at", epoch_seconds() + self._ttl_seconds)
+        record.setdefault(UNFINISHED, "1")
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -389,7 +413,7 @@ class JobStore:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._key(job_id),
-                UpdateExpression="SET event_id = :eid, event_published_at = :now",
+                UpdateExpression=f"SET event_id = :eid, event_published_at = :now REMOVE {UNFINISHED}",
                 ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(event_published_at)",
                 ExpressionAttributeValues=_to_item({":eid": event_id, ":now": utc_now_iso()}),
             )

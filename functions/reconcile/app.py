@@ -1,0 +1,41 @@
+"""ReconcileFunction (schedule): ends the jobs whose callback never came. See
+``pixverse_jobs.reconcile``; this module only wires the adapters and reports metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pixverse_jobs import config
+from pixverse_jobs.callbacks import CallbackProcessor
+from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.observability import logger, metrics
+from pixverse_jobs.queue import CopyQueue
+from pixverse_jobs.reconcile import Reconciler
+from pixverse_jobs.secrets import SecretReader
+from pixverse_jobs.store import JobStore
+
+_gateway_settings = config.gateway_settings()
+_secrets = SecretReader(boto3.client("secretsmanager"))
+_store = JobStore(config.store_settings().table_name, boto3.client("dynamodb"))
+_queue = CopyQueue(config.queue_settings().copy_queue_url, boto3.client("sqs"))
+
+reconciler = Reconciler(
+    _store,
+    GatewayClient(_gateway_settings.base_url, lambda: _secrets.get(_gateway_settings.api_key_secret)),
+    CallbackProcessor(_store, _queue),
+    _queue,
+    config.reconcile_settings(),
+)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    report = reconciler.run(time_left=lambda: context.get_remaining_time_in_millis() / 1000)
+    # JobsReconciled > 0 means callbacks went missing: the alarm in template.yaml watches it.
+    metrics.add_metric(name="JobsReconciled", unit=MetricUnit.Count, value=report.reconciled)
+    metrics.add_metric(name="ReconcilerRateLimited", unit=MetricUnit.Count, value=int(report.rate_limited))
+    return {"examined": report.examined, "reconciled": report.reconciled, "actions": report.actions}

@@ -1,0 +1,243 @@
+"""The reconciler: brings to an end the jobs whose callback never came.
+
+The gateway's doc warns that persistent webhook failures may stop further deliveries, so no job
+may depend on its callback alone. On a schedule, the reconciler reads the jobs that have not
+ended (and been announced) and are older than RECONCILE_AFTER_SECONDS, from the sparse
+``unfinished`` index (never a scan), and for each:
+
+* QUEUED / PROCESSING: polls GET /v2/requests/status/{request_id} and applies the answer with
+  ``CallbackProcessor`` -- the very path a callback takes, one conditional write through the
+  state machine, so a late callback and the reconciler can never both act;
+* SUBMITTING without a request_id past SUBMIT_DEADLINE_SECONDS: the submit died or its outcome
+  is unknown (a timeout after sending); it ends SUBMIT_FAILED with the reason;
+* COMPLETED / COPYING whose copy is not in hand (no live lease), or ended but not announced:
+  asks the copier again (it copies at most once and publishes at most once);
+* anything older than MAX_JOB_AGE_SECONDS ends in a terminal state with the reason ``timed_out``.
+
+Every job it ends goes through the copy queue, so the copier stays the only publisher of the
+job's one final event. Gateway polls run with bounded concurrency; a 429 stops the polling for
+the rest of the run (the next run resumes), so the reconciler never adds to a rate limit."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pixverse_jobs.callbacks import CallbackProcessor, parse_callback
+from pixverse_jobs.clock import epoch_seconds
+from pixverse_jobs.config import ReconcileSettings
+from pixverse_jobs.errors import CallbackRejected, GatewayError, GatewayRateLimited
+from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.observability import logger
+from pixverse_jobs.queue import CopyQueue
+from pixverse_jobs.states import FAILURES, NEEDS_DELIVERY, JobStatus
+from pixverse_jobs.store import Job, JobStore
+
+LEASE_ATTRIBUTE = "copy_lease_until"
+
+
+class Action(StrEnum):
+    """What the reconciler did with one job."""
+
+    POLLED_OUTCOME = "polled_outcome"  # the gateway had an outcome its callback never brought
+    POLLED_PROGRESS = "polled_progress"  # the job moved on (QUEUED -> PROCESSING), no outcome yet
+    POLLED_UNCHANGED = "polled_unchanged"
+    SUBMIT_FAILED = "submit_failed"  # SUBMITTING past its deadline
+    TIMED_OUT = "timed_out"  # past MAX_JOB_AGE_SECONDS
+    DELIVERY_REQUESTED = "delivery_requested"  # asked the copier again
+    SKIPPED = "skipped"  # nothing to do yet (copy in hand, or polling paused by a 429)
+    POLL_FAILED = "poll_failed"
+
+
+@dataclass
+class RunReport:
+    """Counts of one reconciler run, by action."""
+
+    examined: int = 0
+    actions: dict[str, int] = field(default_factory=dict)
+    rate_limited: bool = False
+
+    def count(self, action: Action) -> None:
+        self.actions[str(action)] = self.actions.get(str(action), 0) + 1
+
+    @property
+    def reconciled(self) -> int:
+        """Jobs the reconciler moved or re-drove: each one a callback that did not do its job."""
+        moved = (Action.POLLED_OUTCOME, Action.SUBMIT_FAILED, Action.TIMED_OUT, Action.DELIVERY_REQUESTED)
+        return sum(self.actions.get(str(a), 0) for a in moved)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _parse_iso(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: JobStore,
+        gateway: GatewayClient,
+        processor: CallbackProcessor,
+        queue: CopyQueue,
+        settings: ReconcileSettings,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._gateway = gateway
+        self._processor = processor
+        self._queue = queue
+        self._settings = settings
+        self._now = now
+        self._rate_limited = threading.Event()
+
+    def run(self, *, time_left: Callable[[], float] = lambda: float("inf")) -> RunReport:
+        """One pass over the unfinished jobs older than RECONCILE_AFTER_SECONDS, oldest first.
+        Stops early when ``time_left()`` (seconds) runs low, leaving the rest to the next run."""
+        now = self._now()
+        cutoff = _iso(now - timedelta(seconds=self._settings.after_seconds))
+        report = RunReport()
+        self._rate_limited.clear()
+        lock = threading.Lock()
+
+        def handle(job: Job) -> None:
+            action = self._reconcile_safely(job, now)
+            with lock:
+                report.count(action)
+
+        with ThreadPoolExecutor(max_workers=self._settings.concurrency, thread_name_prefix="reconcile") as pool:
+            for job in self._candidates(cutoff):
+                if time_left() < 10:
+                    logger.warning("reconciler out of time; the next run continues", extra=report.actions)
+                    break
+                report.examined += 1
+                pool.submit(handle, job)
+        report.rate_limited = self._rate_limited.is_set()
+        logger.info("reconciler run", extra={"examined": report.examined, **report.actions})
+        return report
+
+    def _candidates(self, cutoff: str) -> Iterable[Job]:
+        start_key: dict[str, Any] | None = None
+        remaining = self._settings.batch_size
+        while remaining > 0:
+            jobs, start_key = self._store.list_unfinished(
+                created_before=cutoff, limit=min(remaining, 100), start_key=start_key
+            )
+            yield from jobs
+            remaining -= len(jobs)
+            if not start_key:
+                return
+
+    def _reconcile_safely(self, job: Job, now: datetime) -> Action:
+        try:
+            return self.reconcile(job, now)
+        except Exception:
+            # One job's trouble must not stop the others; it is looked at again next run.
+            logger.exception("reconciling a job failed", extra={"job_id": job.get("job_id")})
+            return Action.POLL_FAILED
+
+    def reconcile(self, job: Job, now: datetime) -> Action:
+        """Bring one unfinished job forward; returns what was done."""
+        job_id = str(job["job_id"])
+        status = JobStatus(job["status"])
+        age = (now - _parse_iso(str(job["created_at"]))).total_seconds()
+        if status is JobStatus.SUBMITTING and not job.get("request_id"):
+            return self._resolve_submitting(job, age)
+        if status in (JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.PROCESSING):
+            action = self._poll(job)
+            if action in (Action.POLLED_OUTCOME, Action.SKIPPED):
+                return action
+            if age > self._settings.max_age_seconds:
+                return self._time_out(job_id, JobStatus.ERROR, [JobStatus.SUBMITTING, *_WAITING])
+            return action
+        if status in (JobStatus.COMPLETED, JobStatus.COPYING):
+            if age > self._settings.max_age_seconds:
+                return self._time_out(job_id, JobStatus.DELIVERY_FAILED, [JobStatus.COMPLETED, JobStatus.COPYING])
+            lease = job.get(LEASE_ATTRIBUTE)
+            if status is JobStatus.COPYING and lease is not None and int(lease) > epoch_seconds():
+                return Action.SKIPPED  # a copier holds it right now
+            return self._request_delivery(job_id)
+        if status is JobStatus.DELIVERED or status in FAILURES:
+            # Ended, but its event is not out yet (the copier crashed before its outbox flag).
+            return self._request_delivery(job_id)
+        return Action.SKIPPED
+
+    def _resolve_submitting(self, job: Job, age: float) -> Action:
+        if age <= self._settings.submit_deadline_seconds:
+            return Action.SKIPPED
+        submit_error = job.get("submit_error") or {}
+        if submit_error:
+            reason = (
+                "the gateway did not answer the submit in time, so its outcome is unknown "
+                f"({submit_error.get('message', 'no detail')}); it sent no callback either"
+            )
+        else:
+            reason = "the submit was interrupted before the gateway answered"
+        transition = self._store.advance(
+            str(job["job_id"]),
+            JobStatus.SUBMIT_FAILED,
+            attributes={"error": {"code": "submit_outcome_unknown", "message": reason}},
+            from_statuses=[JobStatus.SUBMITTING],
+            extra_condition="attribute_not_exists(request_id)",
+        )
+        if not transition.applied:
+            return Action.SKIPPED  # the submit or a callback got there first
+        logger.warning("SUBMITTING job resolved as SUBMIT_FAILED", extra={"job_id": job["job_id"]})
+        self._queue.request_delivery(str(job["job_id"]))
+        return Action.SUBMIT_FAILED
+
+    def _poll(self, job: Job) -> Action:
+        if self._rate_limited.is_set():
+            return Action.SKIPPED
+        job_id = str(job["job_id"])
+        try:
+            body = self._gateway.status(str(job["request_id"]))
+        except GatewayRateLimited:
+            self._rate_limited.set()
+            logger.warning("gateway rate limit: polling paused until the next run")
+            return Action.SKIPPED
+        except GatewayError as exc:
+            logger.warning(
+                "gateway status poll failed", extra={"job_id": job_id, "code": exc.code, "gateway_status": exc.status}
+            )
+            return Action.POLL_FAILED
+        try:
+            callback = parse_callback(json.dumps(body))
+            outcome = self._processor.process(job_id, callback)
+        except CallbackRejected as exc:
+            logger.warning("gateway status not applicable", extra={"job_id": job_id, "reason": exc.message})
+            return Action.POLL_FAILED
+        if not outcome.changed:
+            return Action.POLLED_UNCHANGED
+        logger.info("job moved by the gateway's status", extra={"job_id": job_id, "status": str(outcome.status)})
+        return Action.POLLED_OUTCOME if outcome.status in NEEDS_DELIVERY else Action.POLLED_PROGRESS
+
+    def _time_out(self, job_id: str, target: JobStatus, sources: list[JobStatus]) -> Action:
+        hours = self._settings.max_age_seconds / 3600
+        transition = self._store.advance(
+            job_id,
+            target,
+            attributes={"error": {"code": "timed_out", "message": f"the job did not finish within {hours:g} hours"}},
+            from_statuses=sources,
+        )
+        if not transition.applied:
+            return Action.SKIPPED
+        logger.warning("job timed out", extra={"job_id": job_id, "status": str(target)})
+        self._queue.request_delivery(job_id)
+        return Action.TIMED_OUT
+
+    def _request_delivery(self, job_id: str) -> Action:
+        self._queue.request_delivery(job_id)
+        return Action.DELIVERY_REQUESTED
+
+
+_WAITING = (JobStatus.QUEUED, JobStatus.PROCESSING)

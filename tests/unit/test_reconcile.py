@@ -1,0 +1,286 @@
+"""The reconciler against moto: which jobs it reads (the sparse index), what it does with each,
+and that it shares the callbacks' state machine so a late callback and a poll cannot both act."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from lambda_support import create_jobs_table
+from moto import mock_aws
+from pixverse_jobs.callbacks import CallbackProcessor, parse_callback
+from pixverse_jobs.clock import epoch_seconds
+from pixverse_jobs.config import ReconcileSettings
+from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.queue import CopyQueue
+from pixverse_jobs.reconcile import Action, Reconciler
+from pixverse_jobs.store import JobStore
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+SETTINGS = ReconcileSettings(
+    after_seconds=600, submit_deadline_seconds=300, max_age_seconds=86400, concurrency=4, batch_size=500
+)
+MEDIA = "https://pub-582b7213209642b9b995c96c95a30381.r2.dev/v1/x/output.mp4"
+
+
+@dataclass
+class FakeGateway:
+    """The gateway's status endpoint: request_id -> (HTTP status, body); records calls."""
+
+    answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    delay: float = 0.0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        request_id = request.url.path.rsplit("/", 1)[-1]
+        with self.lock:
+            self.calls.append(request_id)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.delay)
+            status, body = self.answers.get(request_id, (404, {"error": "not found"}))
+            return httpx.Response(status, json=body)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+@dataclass
+class World:
+    store: JobStore
+    queue: CopyQueue
+    sqs: Any
+    queue_url: str
+    gateway: FakeGateway
+    reconciler: Reconciler
+    processor: CallbackProcessor
+
+    def copy_requests(self) -> list[str]:
+        jobs = []
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return sorted(jobs)
+            for message in messages:
+                jobs.append(json.loads(message["Body"])["job_id"])
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _status_body(request_id: str, status: str) -> dict[str, Any]:
+    completed = status == "COMPLETED"
+    return {
+        "request_id": request_id,
+        "status": status,
+        "model_id": "pixverse",
+        "error": "content policy" if status == "FAILED" else None,
+        "output": {"media_url": [MEDIA], "media_type": "video/mp4"} if completed else None,
+    }
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        store = JobStore(create_jobs_table(ddb), ddb)
+        queue_url = sqs.create_queue(QueueName="copy")["QueueUrl"]
+        queue = CopyQueue(queue_url, sqs)
+        gateway = FakeGateway()
+        client = GatewayClient(
+            "https://gateway.pixazo.ai", lambda: "test-key", httpx.Client(transport=httpx.MockTransport(gateway.handle))
+        )
+        processor = CallbackProcessor(store, queue)
+        reconciler = Reconciler(store, client, processor, queue, SETTINGS, now=lambda: NOW)
+        yield World(store, queue, sqs, queue_url, gateway, reconciler, processor)
+
+
+def _job(
+    world: World, job_id: str, *, age_seconds: int, status: str, request_id: str | None = None, **extra: Any
+) -> None:
+    created = (NOW - timedelta(seconds=age_seconds)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    record: dict[str, Any] = {
+        "job_id": job_id,
+        "owner": "owner-1",
+        "model": "pixverse",
+        "status": status,
+        "created_at": created,
+        "updated_at": created,
+        **extra,
+    }
+    if request_id:
+        record["request_id"] = request_id
+    world.store.create(record)
+
+
+def test_lost_completed_callback_is_polled_and_delivery_requested_once(world: World) -> None:
+    _job(world, "job_lost", age_seconds=1200, status="QUEUED", request_id="req_lost")
+    world.gateway.answers["req_lost"] = (200, _status_body("req_lost", "COMPLETED"))
+
+    report = world.reconciler.run()
+
+    assert report.actions == {"polled_outcome": 1}
+    assert report.reconciled == 1
+    job = world.store.get("job_lost")
+    assert job is not None and job["status"] == "COMPLETED" and job["media_urls"] == [MEDIA]
+    assert world.copy_requests() == ["job_lost"]
+
+
+def test_late_callback_after_the_poll_changes_nothing_and_enqueues_nothing(world: World) -> None:
+    _job(world, "job_race", age_seconds=1200, status="PROCESSING", request_id="req_race")
+    world.gateway.answers["req_race"] = (200, _status_body("req_race", "COMPLETED"))
+    world.reconciler.run()
+
+    late = world.processor.process("job_race", parse_callback(json.dumps(_status_body("req_race", "COMPLETED"))))
+
+    assert late.applied is False
+    assert world.copy_requests() == ["job_race"]
+
+
+def test_job_younger_than_reconcile_after_is_not_polled(world: World) -> None:
+    _job(world, "job_young", age_seconds=60, status="QUEUED", request_id="req_young")
+
+    report = world.reconciler.run()
+
+    assert report.examined == 0
+    assert world.gateway.calls == []
+
+
+def test_still_running_job_is_polled_and_left_alone(world: World) -> None:
+    _job(world, "job_running", age_seconds=1200, status="QUEUED", request_id="req_running")
+    world.gateway.answers["req_running"] = (200, _status_body("req_running", "PROCESSING"))
+
+    report = world.reconciler.run()
+
+    assert report.actions == {"polled_progress": 1}
+    assert report.reconciled == 0
+    job = world.store.get("job_running")
+    assert job is not None and job["status"] == "PROCESSING"
+    assert world.copy_requests() == []
+
+
+def test_submitting_past_deadline_without_request_id_ends_submit_failed_with_reason(world: World) -> None:
+    _job(
+        world,
+        "job_unknown",
+        age_seconds=1200,
+        status="SUBMITTING",
+        submit_error={"code": "gateway_unavailable", "message": "timed out after sending"},
+    )
+
+    report = world.reconciler.run()
+
+    assert report.actions == {"submit_failed": 1}
+    job = world.store.get("job_unknown")
+    assert job is not None and job["status"] == "SUBMIT_FAILED"
+    assert job["error"]["code"] == "submit_outcome_unknown"
+    assert "timed out after sending" in job["error"]["message"]
+    assert world.copy_requests() == ["job_unknown"]  # the copier publishes its failed event
+    assert world.gateway.calls == []
+
+
+def test_job_past_max_age_times_out_as_error(world: World) -> None:
+    _job(world, "job_ancient", age_seconds=90000, status="PROCESSING", request_id="req_ancient")
+    world.gateway.answers["req_ancient"] = (200, _status_body("req_ancient", "PROCESSING"))
+
+    report = world.reconciler.run()
+
+    assert report.actions == {"timed_out": 1}
+    job = world.store.get("job_ancient")
+    assert job is not None and job["status"] == "ERROR" and job["error"]["code"] == "timed_out"
+    assert world.copy_requests() == ["job_ancient"]
+
+
+def test_copy_in_hand_is_left_to_its_copier(world: World) -> None:
+    _job(world, "job_busy", age_seconds=1200, status="COPYING", copy_lease_until=epoch_seconds() + 600)
+    _job(world, "job_stalled", age_seconds=1200, status="COPYING", copy_lease_until=epoch_seconds() - 1)
+    _job(world, "job_unqueued", age_seconds=1200, status="COMPLETED")
+
+    report = world.reconciler.run()
+
+    assert report.actions == {"skipped": 1, "delivery_requested": 2}
+    assert world.copy_requests() == ["job_stalled", "job_unqueued"]
+
+
+def test_announced_job_leaves_the_index(world: World) -> None:
+    _job(world, "job_done", age_seconds=1200, status="DELIVERED")
+    _job(world, "job_unannounced", age_seconds=1200, status="FAILED")
+    world.store.mark_event_published("job_done", "event-1")
+
+    report = world.reconciler.run()
+
+    assert report.examined == 1
+    assert world.copy_requests() == ["job_unannounced"]
+
+
+def test_rate_limit_pauses_polling_until_the_next_run(world: World) -> None:
+    slow = Reconciler(
+        world.store,
+        world.reconciler._gateway,
+        world.processor,
+        world.queue,
+        ReconcileSettings(
+            after_seconds=600, submit_deadline_seconds=300, max_age_seconds=86400, concurrency=1, batch_size=500
+        ),
+        now=lambda: NOW,
+    )
+    for n in range(5):
+        _job(world, f"job_{n}", age_seconds=1200 + n, status="QUEUED", request_id=f"req_{n}")
+        world.gateway.answers[f"req_{n}"] = (429, {"error": "Too Many Requests"})
+
+    report = slow.run()
+
+    assert report.rate_limited is True
+    assert len(world.gateway.calls) == 1
+    assert report.actions == {"skipped": 5}
+
+
+def test_polls_run_concurrently_within_the_bound(world: World) -> None:
+    world.gateway.delay = 0.05
+    for n in range(16):
+        _job(world, f"job_{n:02d}", age_seconds=1200 + n, status="QUEUED", request_id=f"req_{n:02d}")
+        world.gateway.answers[f"req_{n:02d}"] = (200, _status_body(f"req_{n:02d}", "PROCESSING"))
+
+    report = world.reconciler.run()
+
+    assert report.examined == 16
+    assert len(world.gateway.calls) == 16
+    assert 1 < world.gateway.max_in_flight <= SETTINGS.concurrency
+
+
+def test_gateway_error_on_one_job_does_not_stop_the_others(world: World) -> None:
+    _job(world, "job_a", age_seconds=1300, status="QUEUED", request_id="req_a")
+    _job(world, "job_b", age_seconds=1200, status="QUEUED", request_id="req_b")
+    world.gateway.answers["req_a"] = (500, {"error": "boom"})
+    world.gateway.answers["req_b"] = (200, _status_body("req_b", "FAILED"))
+
+    report = world.reconciler.run()
+
+    assert report.actions == {"poll_failed": 1, "polled_outcome": 1}
+    job = world.store.get("job_b")
+    assert job is not None and job["status"] == "FAILED"
+
+
+def test_reconcile_action_values_are_stable() -> None:
+    # They are metric dimensions and log fields: renaming one breaks dashboards.
+    assert [a.value for a in Action] == [
+        "polled_outcome",
+        "polled_progress",
+        "polled_unchanged",
+        "submit_failed",
+        "timed_out",
+        "delivery_requested",
+        "skipped",
+        "poll_failed",
+    ]
