@@ -48,6 +48,7 @@ import boto3
 from botocore.config import Config
 
 from pixverse_local.api import LocalHttpApi
+from pixverse_local.awshooks import FunctionClientHooks, acting_as
 from pixverse_local.poller import DEFAULT_RETRY_DELAY_SECONDS, DEFAULT_WORKERS, SqsPoller
 from pixverse_local.provision import BUCKET, QUEUE, TABLE, TOPIC, provision
 from pixverse_local.scheduler import DEFAULT_INTERVAL_SECONDS, Scheduler
@@ -246,7 +247,8 @@ class LocalFunction:
                     raise LocalStackError(f"{spec.logical_id}: cannot import {source}")
                 module = importlib.util.module_from_spec(module_spec)
                 sys.modules[name] = module
-                module_spec.loader.exec_module(module)
+                with acting_as(spec.logical_id):
+                    module_spec.loader.exec_module(module)
             finally:
                 sys.path.remove(str(spec.code_uri))
                 for added in set(sys.modules) - before - {name}:
@@ -291,9 +293,14 @@ class LocalFunction:
         )
         handler = self._acquire()
         try:
-            return handler(event, context)
+            with acting_as(self.spec.logical_id):
+                return handler(event, context)
         finally:
             self._idle.put(handler)
+
+
+def _hook_kinds(hooks: FunctionClientHooks) -> set[str]:
+    return {kind for kind, on in (("call log", hooks.recorder), ("faults", hooks.faults)) if on is not None}
 
 
 def _is_under(module: types.ModuleType | None, directory: Path) -> bool:
@@ -429,6 +436,11 @@ class LocalStack:
 
         self.environment = function_environment(application.functions, self._overrides(media_host))
         self._apply_environ(self.environment)
+        hooks = FunctionClientHooks.from_env(self._env)
+        if hooks is not None:
+            # Before the first function import: its clients must be created with the hooks.
+            hooks.install()
+            LOG.info("AWS call hooks on the functions' clients: %s", ", ".join(sorted(_hook_kinds(hooks))))
         self._cold_start(application)
         self.functions = {
             lid: LocalFunction.load(spec, region=self.region, account_id=self.account_id)
