@@ -1,4 +1,5 @@
-"""Shared fixtures: a fake Lambda context, AWS credentials that can never reach a real account."""
+"""Shared fixtures: a fake Lambda context, AWS credentials that can never reach a real account,
+a loopback trap that no request may reach."""
 
 from __future__ import annotations
 
@@ -7,11 +8,19 @@ from collections.abc import Iterator
 
 import pytest
 from lambda_support import FakeLambdaContext
+from traps import Trap
 
 
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
+
+
+@pytest.fixture
+def trap() -> Iterator[Trap]:
+    t = Trap()
+    yield t
+    t.close()
 
 
 @pytest.fixture(autouse=True, scope="session")

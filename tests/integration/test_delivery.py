@@ -9,11 +9,8 @@ moto server offers no way to fail one S3 call of one function from outside."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,6 +20,7 @@ from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, EventPublisher, even
 from pixverse_jobs.media import MediaCopier
 from pixverse_jobs.store import JobStore
 from pixverse_local.harness import EventInbox, LocalClient
+from traps import Trap
 
 MODEL = "pixverse-v6-text-to-video"
 MiB = 1024 * 1024
@@ -67,42 +65,6 @@ def _assert_delivery_failed(client: LocalClient, inbox: EventInbox, job_id: str,
     assert _objects(client, job_id) == []
     assert _open_uploads(client, job_id) == []
     return job
-
-
-class Trap:
-    """A loopback TCP listener counting connections: a redirect target that must stay untouched."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.1)
-        self.port = int(self.sock.getsockname()[1])
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-
-@pytest.fixture
-def trap() -> Iterator[Trap]:
-    t = Trap()
-    yield t
-    t.close()
 
 
 # ------------------------------------------------------------------ streaming and retries

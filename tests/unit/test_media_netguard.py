@@ -6,13 +6,14 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import httpcore
 import pytest
 from pixverse_jobs.errors import ConfigurationError, MediaAddressRefused, TransientDeliveryError
 from pixverse_jobs.media import MediaCopier, host_allowed
 from pixverse_jobs.netguard import GuardedNetworkBackend, HostPattern, MediaUrlPolicy, Resolver, refusal_reason
+from traps import Trap
 
 
 @pytest.mark.parametrize(
@@ -120,40 +121,6 @@ def test_unresolvable_host_is_a_transient_failure() -> None:
 
 
 # ------------------------------------------------------------------ connect-time guard
-class Trap:
-    """A TCP listener on loopback that counts the connections it receives."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.1)
-        self.port = int(self.sock.getsockname()[1])
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
-
-
-@pytest.fixture
-def trap() -> Iterator[Trap]:
-    t = Trap()
-    yield t
-    t.close()
 
 
 def test_dns_rebinding_to_loopback_is_refused_at_connect_time_with_no_connection(trap: Trap) -> None:

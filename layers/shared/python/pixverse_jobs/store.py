@@ -84,6 +84,18 @@ def _idempotency_record_id(owner: str, key: str) -> str:
     return IDEMPOTENCY_PREFIX + hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
 
 
+def _idempotency_item(owner: str, key: str, job_id: str, body_hash: str, now: int, ttl_seconds: int) -> dict[str, Any]:
+    return _to_item(
+        {
+            "job_id": _idempotency_record_id(owner, key),
+            "target_job_id": job_id,
+            "body_hash": body_hash,
+            "created_at_epoch": now,
+            "expires_at": now + ttl_seconds,
+        }
+    )
+
+
 @dataclass(frozen=True)
 class Transition:
     """The result of ``JobStore.advance``: ``applied`` tells whether this write moved the job;
@@ -188,17 +200,10 @@ class JobStore:
         return that holder. Records live in the jobs table under ``idem#<hash>`` keys (no
         owner attribute, so never in the by_owner index) and expire through its TTL."""
         now = epoch_seconds()
-        record = {
-            "job_id": _idempotency_record_id(owner, key),
-            "target_job_id": job_id,
-            "body_hash": body_hash,
-            "created_at_epoch": now,
-            "expires_at": now + ttl_seconds,
-        }
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=_to_item(record),
+                Item=_idempotency_item(owner, key, job_id, body_hash, now, ttl_seconds),
                 ConditionExpression="attribute_not_exists(job_id) OR expires_at < :now",
                 ExpressionAttributeValues=_to_item({":now": now}),
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -222,18 +227,10 @@ class JobStore:
         """Move a key from ``held_by`` (a request that died before writing its job, so before
         any gateway call) to ``job_id``. Conditional on the holder, so of two concurrent
         takeovers exactly one wins."""
-        now = epoch_seconds()
-        record = {
-            "job_id": _idempotency_record_id(owner, key),
-            "target_job_id": job_id,
-            "body_hash": body_hash,
-            "created_at_epoch": now,
-            "expires_at": now + ttl_seconds,
-        }
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=_to_item(record),
+                Item=_idempotency_item(owner, key, job_id, body_hash, epoch_seconds(), ttl_seconds),
                 ConditionExpression="target_job_id = :held_by",
                 ExpressionAttributeValues=_to_item({":held_by": held_by}),
             )
