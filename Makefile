@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test unit integration lint demo run build openapi clean
+.PHONY: help setup test unit integration lint demo run build openapi bench clean
 
 help:
 	@echo "make demo   - start the local stack, run two jobs end to end, print objects and events"
@@ -13,6 +13,7 @@ help:
 	@echo "make run    - the local stack in the foreground until Ctrl-C"
 	@echo "make build  - sam build (no containers) into .aws-sam/build"
 	@echo "make openapi - regenerate functions/submit/openapi.json from the code"
+	@echo "make bench  - the benchmarks, written to bench/results.json and bench/results.md"
 
 setup: $(STAMP)
 
@@ -46,6 +47,9 @@ run: $(STAMP)
 
 build: $(STAMP)
 	scripts/sam_build.sh
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 openapi: $(STAMP)
 	$(BIN)/python scripts/openapi.py
