@@ -1,0 +1,300 @@
+"""pixverse-jobs: submit, watch and download PixVerse video jobs of a pixverse-jobs stack.
+
+    pixverse-jobs submit pixverse-c1-text-to-video --prompt "Paper boats on a rainy street" --wait
+    pixverse-jobs get JOB_ID | list [--status S] | wait JOB_ID | download JOB_ID [-o DIR]
+
+The API is --api-url, else $PIXVERSE_JOBS_API_URL, else the ApiUrl output of --stack-name.
+Requests to a deployed stack are signed with your AWS credentials (SigV4), or carry
+--token / $PIXVERSE_JOBS_TOKEN as a bearer JWT (AuthMode jwt); the local stack needs neither.
+
+Exit codes: 0 done; 1 the job failed (wait, submit --wait); 2 bad arguments or a request the API
+refused as invalid (400/413); 3 another refusal (401/403/404/409/429); 4 server or gateway
+trouble (5xx); 5 gave up waiting; 6 the API could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pixverse_jobs.catalog import MODELS, get_model
+
+from pixverse_cli.client import (
+    API_URL_ENV,
+    EXIT_JOB_FAILED,
+    EXIT_NETWORK,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    TOKEN_ENV,
+    ApiClient,
+    CliError,
+    api_url_from_stack,
+)
+
+TERMINAL = {"DELIVERED", "SUBMIT_FAILED", "FAILED", "ERROR", "DELIVERY_FAILED"}
+
+# Parameter flags -> the gateway parameter they set.
+PARAMETER_FLAGS = {
+    "prompt": "prompt",
+    "negative_prompt": "negative_prompt",
+    "image_url": "image_url",
+    "duration": "duration",
+    "resolution": "resolution",
+    "aspect_ratio": "aspect_ratio",
+    "style": "style",
+    "seed": "seed",
+    "audio": "generate_audio_switch",
+    "multi_clip": "generate_multi_clip_switch",
+    "thinking": "thinking_type",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pixverse-jobs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--api-url", help=f"API base URL (default ${API_URL_ENV})")
+    parser.add_argument("--stack-name", help="take the API URL from this CloudFormation stack's ApiUrl output")
+    parser.add_argument("--region", help="AWS region for SigV4 and --stack-name (default: your AWS config)")
+    parser.add_argument("--token", help=f"bearer JWT for a stack in AuthMode jwt (default ${TOKEN_ENV})")
+    parser.add_argument("--json", action="store_true", help="print raw JSON answers")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    submit = commands.add_parser("submit", help="submit a job")
+    submit.add_argument("model", help=f"one of: {', '.join(MODELS)}")
+    for flag in PARAMETER_FLAGS:
+        name = "--" + flag.replace("_", "-")
+        if flag in ("audio", "multi_clip"):
+            submit.add_argument(name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            submit.add_argument(name, metavar="VALUE")
+    submit.add_argument("--input", type=Path, metavar="FILE.json", help="all parameters from a JSON object file")
+    submit.add_argument("--metadata", metavar="JSON", help="a JSON object echoed in the job and its events")
+    submit.add_argument("--webhook-mode", choices=("terminal", "sync"))
+    submit.add_argument("--idempotency-key", metavar="KEY")
+    submit.add_argument("--wait", action="store_true", help="then wait for the job to end, showing progress")
+    _wait_options(submit)
+
+    get = commands.add_parser("get", help="show a job")
+    get.add_argument("job_id")
+
+    listing = commands.add_parser("list", help="list your jobs, newest first")
+    listing.add_argument("--status")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--next-token")
+    listing.add_argument("--all", action="store_true", help="follow next_token to the end")
+
+    wait = commands.add_parser("wait", help="wait for a job to end, showing each status change")
+    wait.add_argument("job_id")
+    _wait_options(wait)
+
+    download = commands.add_parser("download", help="download a delivered job's videos (sha256 checked)")
+    download.add_argument("job_id")
+    download.add_argument("-o", "--output", type=Path, default=Path("."), help="directory (default .)")
+    return parser
+
+
+def _wait_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait (default 900)")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        client = _client(args)
+    except CliError as exc:
+        return _fail(exc)
+    try:
+        handler = {"submit": _submit, "get": _get, "list": _list, "wait": _wait, "download": _download}
+        return handler[args.command](client, args)
+    except CliError as exc:
+        return _fail(exc)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        client.close()
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    url = args.api_url or os.environ.get(API_URL_ENV)
+    if not url and args.stack_name:
+        url = api_url_from_stack(args.stack_name, args.region)
+    if not url:
+        raise CliError(f"no API: pass --api-url, set {API_URL_ENV}, or pass --stack-name", EXIT_USAGE)
+    return ApiClient.connect(url, token=args.token or os.environ.get(TOKEN_ENV), region=args.region)
+
+
+def _fail(exc: CliError) -> int:
+    print(f"error: {exc.message}", file=sys.stderr)
+    for detail in exc.details:
+        print(f"  {detail.get('field')}: {detail.get('message')}", file=sys.stderr)
+    return exc.exit_code
+
+
+# ----------------------------------------------------------------------------------- commands
+def _submit(client: ApiClient, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"model": args.model, "input": _input_of(args)}
+    if args.metadata:
+        body["metadata"] = _json_object(args.metadata, "--metadata")
+    if args.webhook_mode:
+        body["webhook_mode"] = args.webhook_mode
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+    job = client.request("POST", "/jobs", body=body, headers=headers)
+    if args.json and not args.wait:
+        _print_json(job)
+    else:
+        print(
+            f"submitted {job['job_id']} ({job['model']}): {job['status']}", file=sys.stderr if args.json else sys.stdout
+        )
+    if not args.wait:
+        return EXIT_OK
+    return _wait_for(client, job["job_id"], args)
+
+
+def _input_of(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.input:
+        try:
+            params = _json_object(args.input.read_text(), f"--input {args.input}")
+        except OSError as exc:
+            raise CliError(f"--input: cannot read {args.input}: {exc.strerror}", EXIT_USAGE) from exc
+    model = get_model(args.model)
+    for flag, name in PARAMETER_FLAGS.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        param = model.param(name) if model else None
+        # The flag's text in the parameter's own type (duration is an integer for most models and
+        # a string for V5.6 i2v); what cannot convert goes as text for the API to name.
+        if param is not None and param.type == "integer" and isinstance(value, str) and value.lstrip("-").isdigit():
+            value = int(value)
+        params[name] = value
+    return params
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{what} is not valid JSON: {exc}", EXIT_USAGE) from exc
+    if not isinstance(value, dict):
+        raise CliError(f"{what} must be a JSON object", EXIT_USAGE)
+    return value
+
+
+def _get(client: ApiClient, args: argparse.Namespace) -> int:
+    _print_json(client.request("GET", f"/jobs/{args.job_id}"))
+    return EXIT_OK
+
+
+def _list(client: ApiClient, args: argparse.Namespace) -> int:
+    params = {"limit": str(args.limit)}
+    if args.status:
+        params["status"] = args.status
+    token = args.next_token
+    jobs: list[dict[str, Any]] = []
+    while True:
+        page = client.request("GET", "/jobs", params={**params, **({"next_token": token} if token else {})})
+        jobs.extend(page["jobs"])
+        token = page.get("next_token")
+        if not token or not args.all:
+            break
+    if args.json:
+        _print_json({"jobs": jobs, "next_token": token})
+        return EXIT_OK
+    for job in jobs:
+        print(f"{job['job_id']}  {job['status']:<15} {job['model']:<28} {job['created_at']}")
+    if token:
+        print(f"more: --next-token {token}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _wait(client: ApiClient, args: argparse.Namespace) -> int:
+    return _wait_for(client, args.job_id, args)
+
+
+def _wait_for(client: ApiClient, job_id: str, args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    status = None
+    while True:
+        job = client.request("GET", f"/jobs/{job_id}")
+        elapsed = time.monotonic() - started
+        if job["status"] != status:
+            arrow = f"{status} -> " if status else ""
+            print(f"[{elapsed:7.1f}s] {job_id}: {arrow}{job['status']}", file=sys.stderr)
+            status = job["status"]
+        if status in TERMINAL:
+            break
+        if elapsed > args.timeout:
+            print(f"gave up after {args.timeout:g} s; the job is still {status}", file=sys.stderr)
+            return EXIT_TIMEOUT
+        time.sleep(args.interval)
+    if args.json:
+        _print_json(job)
+    if status != "DELIVERED":
+        error = job.get("error") or {}
+        print(f"job {status}: {error.get('code', '?')}: {error.get('message', '')}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    if not args.json:
+        for output in job["outputs"]:
+            print(f"{output['s3_uri']}  {output['size']} bytes  sha256 {output['sha256']}")
+    return EXIT_OK
+
+
+def _download(client: ApiClient, args: argparse.Namespace) -> int:
+    job = client.request("GET", f"/jobs/{args.job_id}")
+    if job["status"] != "DELIVERED":
+        raise CliError(f"job {args.job_id} is {job['status']}, not DELIVERED: nothing to download", EXIT_JOB_FAILED)
+    args.output.mkdir(parents=True, exist_ok=True)
+    for output in job["outputs"]:
+        target = args.output / f"{args.job_id}-{Path(output['key']).name}"
+        _fetch(output["download_url"], target, int(output["size"]), str(output["sha256"]))
+        print(target)
+    return EXIT_OK
+
+
+def _fetch(url: str, target: Path, size: int, sha256: str) -> None:
+    digest = hashlib.sha256()
+    received = 0
+    partial = target.with_suffix(target.suffix + ".part")
+    try:
+        with httpx.stream("GET", url, timeout=60.0) as response, partial.open("wb") as out:
+            if not response.is_success:
+                raise CliError(f"download of {target.name} answered HTTP {response.status_code}", 4)
+            for chunk in response.iter_bytes(1024 * 1024):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                _progress(target.name, received, size)
+    except httpx.TransportError as exc:
+        partial.unlink(missing_ok=True)
+        raise CliError(f"download of {target.name} failed: {type(exc).__name__}", EXIT_NETWORK) from exc
+    print(file=sys.stderr)
+    if digest.hexdigest() != sha256:
+        partial.unlink(missing_ok=True)
+        raise CliError(f"{target.name}: sha256 mismatch (got {digest.hexdigest()}, job says {sha256})", 4)
+    partial.replace(target)
+
+
+def _progress(name: str, received: int, size: int) -> None:
+    width = 30
+    share = received / size if size else 1.0
+    bar = "#" * int(width * share)
+    print(f"\r{name} [{bar:<{width}}] {share:6.1%} {received / 1048576:8.1f} MiB", end="", file=sys.stderr, flush=True)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
