@@ -1,9 +1,13 @@
-"""Write the HTTP API's OpenAPI document, generated from the code: the Powertools resolvers of
-the submit and webhook functions (routes, parameters, request and response models) plus one
-input schema per model from the catalog.
+"""Write the contract documents, generated from the code:
 
-    python scripts/openapi.py            # rewrite functions/submit/openapi.json
-    python scripts/openapi.py --check    # exit 1 if the committed document is stale
+* functions/submit/openapi.json, the HTTP API's OpenAPI document: the Powertools resolvers of the
+  submit and webhook functions (routes, parameters, request and response models) plus one input
+  schema per model from the catalog;
+* events/pixverse-job-event.schema.json, the JSON Schema of the CloudEvents the stack publishes
+  (its ``data`` is the job as the API's Job model describes it).
+
+    python scripts/openapi.py            # rewrite both
+    python scripts/openapi.py --check    # exit 1 if a committed document is stale
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "functions" / "submit" / "openapi.json"
+EVENT_SCHEMA = ROOT / "events" / "pixverse-job-event.schema.json"
 
 # The handler modules read their settings at import; the document needs none of them.
 PLACEHOLDER_ENV = {
@@ -105,6 +110,58 @@ def build_document() -> dict[str, Any]:
     return document
 
 
+def build_event_schema() -> dict[str, Any]:
+    """JSON Schema (2020-12) of the pixverse.job.* CloudEvents, from the Job model and events.py."""
+    build_document()  # sets up the environment and import paths
+    from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, JOB_PROGRESS
+
+    sys.path.insert(0, str(ROOT / "functions" / "submit"))
+    try:
+        import schemas as submit_schemas
+    finally:
+        sys.path.remove(str(ROOT / "functions" / "submit"))
+    job = submit_schemas.JobView.model_json_schema(ref_template="#/$defs/{model}")
+    definitions = job.pop("$defs", {})
+    definitions["Job"] = job
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/pixverse-jobs/events/pixverse-job-event.schema.json",
+        "title": "pixverse-jobs event",
+        "description": "A CloudEvents 1.0 document in the SNS message of the events topic. id is stable per job "
+        "and type (per job and status for progress), so consumers deduplicate on it.",
+        "type": "object",
+        "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"],
+        "additionalProperties": False,
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": {"type": "string", "format": "uuid"},
+            "source": {"type": "string", "minLength": 1, "description": "urn:pixverse-jobs:<stack name>"},
+            "type": {"enum": [JOB_DELIVERED, JOB_FAILED, JOB_PROGRESS]},
+            "subject": {"type": "string", "description": "the job id"},
+            "time": {"type": "string", "format": "date-time"},
+            "datacontenttype": {"const": "application/json"},
+            "data": {"$ref": "#/$defs/Job"},
+        },
+        "allOf": [
+            {
+                "if": {"properties": {"type": {"const": JOB_DELIVERED}}},
+                "then": {"properties": {"data": {"properties": {"status": {"const": "DELIVERED"}}}}},
+            },
+            {
+                "if": {"properties": {"type": {"const": JOB_FAILED}}},
+                "then": {
+                    "properties": {
+                        "data": {
+                            "properties": {"status": {"enum": ["SUBMIT_FAILED", "FAILED", "ERROR", "DELIVERY_FAILED"]}}
+                        }
+                    }
+                },
+            },
+        ],
+        "$defs": definitions,
+    }
+
+
 def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
@@ -113,15 +170,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="fail if the committed document is not current")
     args = parser.parse_args()
-    text = render(build_document())
+    documents = {OUTPUT: render(build_document()), EVENT_SCHEMA: render(build_event_schema())}
+    stale = [path for path, text in documents.items() if not path.exists() or path.read_text() != text]
     if args.check:
-        if not OUTPUT.exists() or OUTPUT.read_text() != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run `make openapi` and commit it", file=sys.stderr)
-            return 1
-        print(f"{OUTPUT.relative_to(ROOT)} is current")
-        return 0
-    OUTPUT.write_text(text)
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is stale: run `make openapi` and commit it", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in documents.items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

@@ -3,11 +3,16 @@ copy queue -> streaming copy into S3 -> SNS event."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, event_id
 from pixverse_local.harness import EventInbox, LocalClient
+
+EVENT_SCHEMA = Path(__file__).resolve().parents[2] / "events" / "pixverse-job-event.schema.json"
 
 
 def _t2v(prompt_suffix: str = "") -> dict[str, Any]:
@@ -39,6 +44,8 @@ def test_job_end_to_end_is_delivered_with_served_bytes_and_one_event(client: Loc
     events = inbox.for_job(job_id, wait=2.0)
     assert [e["type"] for e in events] == [JOB_DELIVERED]
     assert events[0]["id"] == event_id(job_id, JOB_DELIVERED)
+    published = {k: v for k, v in events[0].items() if k != "_sns_attributes"}
+    jsonschema.validate(published, json.loads(EVENT_SCHEMA.read_text()))
     assert events[0]["data"]["outputs"][0]["s3_uri"] == job["outputs"][0]["s3_uri"]
     assert events[0]["_sns_attributes"] == {
         "type": JOB_DELIVERED,

@@ -45,6 +45,14 @@ def test_committed_document_is_what_the_code_generates(generated: dict[str, Any]
     assert committed_text == generator.render(generated), "stale functions/submit/openapi.json: run `make openapi`"
 
 
+def test_committed_event_schema_is_what_the_code_generates() -> None:
+    generator = _generator()
+
+    assert generator.EVENT_SCHEMA.read_text() == generator.render(generator.build_event_schema()), (
+        "stale events/pixverse-job-event.schema.json: run `make openapi`"
+    )
+
+
 def test_document_has_every_template_route_and_no_other(committed: dict[str, Any]) -> None:
     template_routes = {
         tuple(resource["Properties"]["RouteKey"].lower().split(" ", 1))
