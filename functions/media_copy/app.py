@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -21,7 +22,7 @@ from pixverse_jobs import config
 from pixverse_jobs.delivery import DeliveryService
 from pixverse_jobs.events import EventPublisher
 from pixverse_jobs.media import MediaCopier
-from pixverse_jobs.observability import logger, metrics
+from pixverse_jobs.observability import count_by, logger, metrics
 from pixverse_jobs.queue import job_id_from_message
 from pixverse_jobs.store import JobStore
 
@@ -77,7 +78,11 @@ def deliver_record(record: SQSRecord, lambda_context: LambdaContext | None = Non
     logger.append_keys(job_id=job_id)
     outcome = service.deliver(job_id, attempt=receive_count(record), deadline=copy_deadline(lambda_context))
     if outcome.published:
-        metrics.add_metric(name=f"Jobs{outcome.status.title().replace('_', '')}", unit="Count", value=1)
+        # JobsDelivered, JobsFailed, JobsError, JobsSubmitFailed, JobsDeliveryFailed, by model.
+        count_by(f"Jobs{outcome.status.title().replace('_', '')}", model=outcome.model or "unknown")
+    if outcome.copied_bytes:
+        metrics.add_metric(name="CopyBytes", unit=MetricUnit.Bytes, value=outcome.copied_bytes)
+        metrics.add_metric(name="CopySeconds", unit=MetricUnit.Seconds, value=round(outcome.copy_seconds, 3))
 
 
 @logger.inject_lambda_context

@@ -23,7 +23,7 @@ from pixverse_jobs.errors import FieldError, RequestRejected
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.http_errors import json_body_limits, json_response, register_error_handlers, rejection_response
 from pixverse_jobs.jobs import JobService, caller_of, parse_list_query, parse_submit_request
-from pixverse_jobs.observability import logger, metrics
+from pixverse_jobs.observability import count_by, logger, metrics
 from pixverse_jobs.secrets import SecretReader
 from pixverse_jobs.states import JobStatus
 from pixverse_jobs.store import JobStore
@@ -134,8 +134,7 @@ def submit_job(
         webhook_base_url=_webhook_base_url(),
         idempotency_key=idempotency_key,
     )
-    metrics.add_dimension(name="model", value=request.model)
-    metrics.add_metric(name="JobsSubmitted", unit="Count", value=1)
+    count_by("JobsSubmitted", model=request.model)
     return json_response(202, job_view(job), headers={"Location": f"/jobs/{job['job_id']}"})
 
 

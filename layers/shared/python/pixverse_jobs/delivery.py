@@ -29,6 +29,7 @@ DynamoDB / SNS being down); redriving them is safe, because ``deliver`` is idemp
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,9 @@ DELIVERY_FAILED_CODE = "delivery_failed"
 class DeliveryOutcome:
     status: JobStatus
     published: bool
+    model: str | None = None
+    copied_bytes: int = 0  # bytes this call copied into S3 (0 when it copied nothing)
+    copy_seconds: float = 0.0
 
 
 class DeliveryService:
@@ -86,13 +90,25 @@ class DeliveryService:
             logger.warning("copy requested for an unknown job; dropped", extra={"job_id": job_id})
             return DeliveryOutcome(status=JobStatus.ERROR, published=False)
         status = JobStatus(job["status"])
+        model = str(job.get("model") or "") or None
+        copied_bytes, copy_seconds = 0, 0.0
         if status in (JobStatus.COMPLETED, JobStatus.COPYING):
+            started = time.monotonic()
             job = self._copy(job, attempt=attempt, deadline=deadline)
             status = JobStatus(job["status"])
+            if status is JobStatus.DELIVERED:
+                copy_seconds = time.monotonic() - started
+                copied_bytes = sum(int(o.get("size") or 0) for o in job.get("outputs") or [])
         if status is JobStatus.DELIVERED or status in FAILURES:
-            return DeliveryOutcome(status=status, published=self._publish_once(job))
+            return DeliveryOutcome(
+                status=status,
+                published=self._publish_once(job),
+                model=model,
+                copied_bytes=copied_bytes,
+                copy_seconds=copy_seconds,
+            )
         logger.info("nothing to deliver yet", extra={"job_id": job_id, "status": str(status)})
-        return DeliveryOutcome(status=status, published=False)
+        return DeliveryOutcome(status=status, published=False, model=model)
 
     def object_key(self, job: Job, index: int, url: str) -> str:
         ext = extension_for(str(job.get("media_type") or ""), url)
