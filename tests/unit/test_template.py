@@ -11,6 +11,7 @@ import copy
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -86,12 +87,15 @@ class _AnyString(str):
 
 ANY_STRING = _AnyString()
 SQS_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+# Added by SAM for `Tracing: !Ref Tracing`: the runtime's trace segments. SAM adds it whatever
+# the parameter says, since it cannot evaluate a Ref; it grants X-Ray writes only.
+XRAY_WRITE = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
 EXPECTED_MANAGED_POLICIES = {
-    "SubmitFunction": {BASIC_EXECUTION},
-    "WebhookFunction": {BASIC_EXECUTION},
+    "SubmitFunction": {BASIC_EXECUTION, XRAY_WRITE},
+    "WebhookFunction": {BASIC_EXECUTION, XRAY_WRITE},
     # Added by SAM for the SQS event source: receive/delete/attributes, which the poller needs.
-    "MediaCopyFunction": {BASIC_EXECUTION, SQS_EXECUTION},
-    "ReconcileFunction": {BASIC_EXECUTION},
+    "MediaCopyFunction": {BASIC_EXECUTION, SQS_EXECUTION, XRAY_WRITE},
+    "ReconcileFunction": {BASIC_EXECUTION, XRAY_WRITE},
 }
 
 WEBHOOK_ROUTE = ("post", "/webhooks/pixazo/{job_id}")
@@ -621,3 +625,36 @@ def test_alarm_topic_is_one_cloudwatch_can_publish_to(cfn_template: dict[str, An
     topic = cfn_template["Resources"]["AlarmTopic"]["Properties"]
 
     assert topic.get("KmsMasterKeyId") != "alias/aws/sns"
+
+
+# ---------------------------------------------------------------- dashboard and tracing
+
+
+def _dashboard_body(cfn_template: Mapping[str, Any]) -> dict[str, Any]:
+    text, variables = cfn_template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    for name, value in variables.items():
+        text = text.replace("${" + name + "}", value)
+    # Every other ${...} is a CloudFormation reference: any string will do to parse the JSON.
+    body: dict[str, Any] = json.loads(re.sub(r"\$\{[^}]+\}", "x", text))
+    return body
+
+
+def test_dashboard_body_is_json_with_widgets(cfn_template: dict[str, Any]) -> None:
+    body = _dashboard_body(cfn_template)
+
+    assert len(body["widgets"]) >= 5
+
+
+def test_dashboard_shows_only_metrics_the_code_emits(cfn_template: dict[str, Any]) -> None:
+    text = json.dumps(_dashboard_body(cfn_template))
+    names = set(re.findall(r'\["PixverseJobs", "(\w+)"', text)) | set(re.findall(r'MetricName=\\"(\w+)\\"', text))
+    code = "\n".join(path.read_text() for folder in ("layers", "functions") for path in (ROOT / folder).rglob("*.py"))
+
+    assert {"JobsSubmitted", "JobsDelivered", "Callbacks", "CopyBytes", "JobsReconciled"} <= names
+    emitted = {name for name in names if f'"{name}"' in code or ("Jobs{" in code and name.startswith("Jobs"))}
+    assert emitted == names, f"dashboard metrics no code emits: {sorted(names - emitted)}"
+
+
+def test_tracing_is_a_stack_parameter_for_every_function(sam_template: dict[str, Any]) -> None:
+    assert sam_template["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}
+    assert set(sam_template["Parameters"]["Tracing"]["AllowedValues"]) == {"Active", "PassThrough"}
