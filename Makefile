@@ -5,13 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test unit integration lint demo run build openapi bench clean
+.PHONY: help setup test unit integration lint demo run build deploy delete openapi bench clean
 
 help:
 	@echo "make demo   - start the local stack, run two jobs end to end, print objects and events"
 	@echo "make test   - lint, type-check and run the whole test suite (what CI runs)"
 	@echo "make run    - the local stack in the foreground until Ctrl-C"
 	@echo "make build  - sam build (no containers) into .aws-sam/build"
+	@echo "make deploy - make build, then sam deploy --guided (asks for stack name, region, parameters)"
+	@echo "make delete - sam delete (the table and bucket are retained; see README, Cleanup)"
 	@echo "make openapi - regenerate functions/submit/openapi.json from the code"
 	@echo "make bench  - the benchmarks, written to bench/results.json and bench/results.md"
 
@@ -29,6 +31,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(BIN)/sam validate --lint --region us-east-1 --template-file template.yaml
+	$(BIN)/python scripts/openapi.py --check
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
@@ -47,6 +51,12 @@ run: $(STAMP)
 
 build: $(STAMP)
 	scripts/sam_build.sh
+
+deploy: build
+	SAM_CLI_TELEMETRY=0 $(BIN)/sam deploy --guided $(DEPLOY_ARGS)
+
+delete: $(STAMP)
+	SAM_CLI_TELEMETRY=0 $(BIN)/sam delete $(DELETE_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
