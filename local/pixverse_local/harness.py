@@ -50,6 +50,8 @@ class StackProcess:
     """``python -m pixverse_local`` as a child process; stop() ends it and all it started."""
 
     env: Mapping[str, str] = field(default_factory=dict)
+    # Template parameter values, passed as ``--parameter-overrides Name=Value ...``.
+    parameter_overrides: Mapping[str, str] = field(default_factory=dict)
     start_timeout: float = 60.0
     log_path: Path | None = None
     process: subprocess.Popen[str] | None = None
@@ -61,8 +63,11 @@ class StackProcess:
         env.setdefault("LOCAL_API_PORT", "0")
         env["PYTHONUNBUFFERED"] = "1"
         log: IO[str] | int = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        command = [sys.executable, "-m", "pixverse_local", "--template", str(ROOT / "template.yaml")]
+        if self.parameter_overrides:
+            command += ["--parameter-overrides", *(f"{k}={v}" for k, v in self.parameter_overrides.items())]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pixverse_local", "--template", str(ROOT / "template.yaml")],
+            command,
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

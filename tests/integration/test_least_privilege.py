@@ -1,0 +1,380 @@
+"""Least privilege, proven on the local stack: every AWS call each function makes is allowed by
+its role as template.yaml defines it, and every write its role grants is one it uses.
+
+A stack of its own (call log and moto's request recording on, ProgressEvents=true, a reconciler
+that looks at jobs after 2 s) is driven down every path of every function; then the recorded calls
+are checked against the roles samtranslator generates from template.yaml (tests/iam_support.py
+explains how). The last tests run the same checker on altered copies of template.yaml against the
+same recording, to show it catches a missing permission, an unused write and a wrong index.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import iam_support as iam
+import pytest
+from pixverse_local.harness import ROOT, LocalClient, StackProcess
+
+TEMPLATE_PATH = ROOT / "template.yaml"
+FUNCTIONS = ("SubmitFunction", "WebhookFunction", "MediaCopyFunction", "ReconcileFunction")
+PARAMETER_OVERRIDES = {"ProgressEvents": "true"}
+MODEL = "pixverse-v6-text-to-video"
+MiB = 1024 * 1024
+# Cut half-way (8.5 MiB, after the first 8 MiB part went up) by an origin without ranges: the copier
+# restarts from byte 0, which aborts the first multipart upload, then completes a second one.
+MULTIPART_SIZE = 17 * MiB
+
+# What the drive must have made each function do: a path that silently stopped happening would
+# otherwise leave its grant unchecked (a read grant is never reported unused).
+EXERCISED = {
+    "SubmitFunction": {
+        ("dynamodb", "PutItem"),
+        ("dynamodb", "GetItem"),
+        ("dynamodb", "UpdateItem"),
+        ("dynamodb", "DeleteItem"),
+        ("dynamodb", "Query"),
+        ("secretsmanager", "GetSecretValue"),
+    },
+    "WebhookFunction": {
+        ("dynamodb", "UpdateItem"),
+        ("sqs", "SendMessage"),
+        ("sns", "Publish"),
+        ("secretsmanager", "GetSecretValue"),
+    },
+    "MediaCopyFunction": {
+        ("dynamodb", "GetItem"),
+        ("dynamodb", "UpdateItem"),
+        ("s3", "PutObject"),
+        ("s3", "CreateMultipartUpload"),
+        ("s3", "UploadPart"),
+        ("s3", "CompleteMultipartUpload"),
+        ("s3", "CopyObject"),
+        ("s3", "AbortMultipartUpload"),
+        ("sns", "Publish"),
+    },
+    "ReconcileFunction": {
+        ("dynamodb", "Query"),
+        ("dynamodb", "UpdateItem"),
+        ("sqs", "SendMessage"),
+        ("secretsmanager", "GetSecretValue"),
+    },
+}
+
+# Read grants no recorded call needs, and why they are still needed.
+READS_USED_OUTSIDE_THE_CALL_LOG = {
+    # GET /jobs/{job_id} presigns download URLs: no API call, but S3 authorizes each download
+    # against the signing role (the drive downloads one to show the URL works).
+    ("SubmitFunction", "s3:GetObject"),
+}
+
+
+@dataclass
+class RecordedRun:
+    calls: Counter[iam.Call]
+    faulted: Counter[iam.Call]
+    requests: list[iam.Request]
+    stack: iam.PhysicalStack
+    parameters: dict[str, Any]
+
+
+# ---------------------------------------------------------------- the run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> RecordedRun:
+    if os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("PIXAZO_BASE_URL"):
+        pytest.skip("needs the local stack's own moto server and gateway simulator")
+    workdir = tmp_path_factory.mktemp("least-privilege")
+    call_log, recording = workdir / "calls.jsonl", workdir / "moto-recording.jsonl"
+    env = {
+        "LOCAL_AWS_CALL_LOG": str(call_log),
+        # moto server (started by the stack, inheriting this environment) records every request.
+        "MOTO_ENABLE_RECORDING": "true",
+        "MOTO_RECORDER_FILEPATH": str(recording),
+        "RECONCILE_AFTER_SECONDS": "2",
+        "LOCAL_RECONCILE_EVERY_SECONDS": "1",
+        "LOCAL_RETRY_DELAY_SECONDS": "1",
+    }
+    parameters = iam.template_parameters(TEMPLATE_PATH, PARAMETER_OVERRIDES)
+    process = StackProcess(env=env, parameter_overrides=PARAMETER_OVERRIDES, log_path=workdir / "local-stack.log")
+    process.start()
+    try:
+        assert process.ready is not None
+        client = LocalClient(process.ready)
+        try:
+            stack = iam.discover_physical(TEMPLATE_PATH, parameters, process.ready["aws"])
+            _drive(client)
+        finally:
+            client.close()
+    finally:
+        code = process.stop()
+    assert code == 0, f"local stack exited {code}; log: {workdir / 'local-stack.log'}"
+    # The stack has stopped, so both logs are complete.
+    calls, faulted = iam.load_call_log(call_log)
+    operations = {(c.service, c.operation) for c in calls}
+    requests = iam.load_moto_recording(recording, stack, operations)
+    return RecordedRun(calls, faulted, requests, stack, parameters)
+
+
+def _prompt(tag: str, directives: str = "") -> dict[str, Any]:
+    return {"model": MODEL, "input": {"prompt": f"least privilege {tag} {uuid.uuid4().hex[:8]} {directives}".strip()}}
+
+
+def _accepted(response: httpx.Response) -> str:
+    assert response.status_code in (200, 202), response.text
+    job_id: str = response.json()["job_id"]
+    return job_id
+
+
+def _drive(client: LocalClient) -> None:
+    """Every path of every function, at least once."""
+    submitted: dict[str, str] = {}
+    # POST /jobs with an Idempotency-Key, sync mode: progress events from the webhook.
+    key = f"lp-{uuid.uuid4().hex}"
+    sync_body = {**_prompt("sync"), "webhook_mode": "sync"}
+    submitted["sync"] = _accepted(client.submit(sync_body, headers={"Idempotency-Key": key}))
+    # The same key and body: the same job, nothing new sent; another body: 409.
+    assert _accepted(client.submit(sync_body, headers={"Idempotency-Key": key})) == submitted["sync"]
+    assert client.submit(_prompt("other"), headers={"Idempotency-Key": key}).status_code == 409
+    # A second sync job: the progress event needs a PROCESSING callback, which a stalled simulator
+    # tick could skip for one job.
+    submitted["sync2"] = _accepted(client.submit({**_prompt("sync2"), "webhook_mode": "sync"}))
+    # Without a key; duplicate callbacks; a small (PutObject) copy.
+    submitted["small"] = _accepted(client.submit(_prompt("small", "[sim:dup=3]")))
+    submitted["multipart"] = _accepted(
+        client.submit(_prompt("multipart", f"[sim:cut=1] [sim:no-ranges] [sim:size={MULTIPART_SIZE}]"))
+    )
+    # The callback never comes: the reconciler polls the gateway and enqueues the copy.
+    submitted["lost"] = _accepted(client.submit(_prompt("lost", "[sim:no-callback]")))
+    submitted["failed"] = _accepted(client.submit(_prompt("failed", "[sim:fail]")))
+    submitted["refused_media"] = _accepted(client.submit(_prompt("gone", "[sim:media-status=410]")))
+    assert client.submit({"model": MODEL, "input": {}}).status_code == 400
+    # The gateway refuses the next submit (402): the job ends SUBMIT_FAILED and its key is freed.
+    assert client.gateway is not None
+    client.gateway.post("/_sim/faults", json={"submit_status": 402, "count": 1}).raise_for_status()
+    refused = client.submit(_prompt("refused"), headers={"Idempotency-Key": f"lp-{uuid.uuid4().hex}"})
+    assert refused.status_code == 402, refused.text
+
+    jobs = {name: client.wait_for(job_id, timeout=60) for name, job_id in submitted.items()}
+    expected = {
+        "sync": "DELIVERED",
+        "sync2": "DELIVERED",
+        "small": "DELIVERED",
+        "multipart": "DELIVERED",
+        "lost": "DELIVERED",
+        "failed": "FAILED",
+        "refused_media": "DELIVERY_FAILED",
+    }
+    assert {name: job["status"] for name, job in jobs.items()} == expected, jobs
+
+    # GET /jobs/{job_id} of a delivered job: presigned URLs, which must work.
+    delivered = client.get_job(submitted["small"])
+    download = httpx.get(delivered["outputs"][0]["download_url"], timeout=30)
+    assert download.status_code == 200, download.text[:200]
+    assert client.api.get("/jobs/job_00000000000000000000000000000000").status_code == 404
+    # GET /jobs, plain and status-filtered (the by_owner index).
+    assert client.api.get("/jobs", params={"limit": 3}).status_code == 200
+    assert client.api.get("/jobs", params={"status": "DELIVERED", "limit": 3}).status_code == 200
+    # A callback with a wrong signature is refused before anything is written.
+    bad = client.api.post(f"/webhooks/pixazo/{submitted['small']}", params={"sig": "00" * 32}, json={})
+    assert bad.status_code == 401, bad.text
+
+
+@pytest.fixture(scope="module")
+def sam_template() -> dict[str, Any]:
+    return iam.load_sam_template(TEMPLATE_PATH)
+
+
+def _roles(
+    run: RecordedRun, sam_template: dict[str, Any], parameters: dict[str, Any] | None = None
+) -> dict[str, iam.Role]:
+    return iam.expand_roles(
+        iam.translate(sam_template),
+        FUNCTIONS,
+        template_path=TEMPLATE_PATH,
+        parameters=run.parameters if parameters is None else parameters,
+        physical=run.stack.resources,
+    )
+
+
+@pytest.fixture(scope="module")
+def roles(run: RecordedRun, sam_template: dict[str, Any]) -> dict[str, iam.Role]:
+    return _roles(run, sam_template)
+
+
+# ---------------------------------------------------------------- the proof
+
+
+def test_drive_exercises_every_path_of_every_function(run: RecordedRun) -> None:
+    print("\nrecorded AWS calls (function, operation, count):\n" + iam.calls_table(run.calls))
+    made = {f: {(c.service, c.operation) for c in run.calls if c.function == f} for f in FUNCTIONS}
+
+    missing = {f: sorted(EXERCISED[f] - made[f]) for f in FUNCTIONS if EXERCISED[f] - made[f]}
+
+    assert missing == {}, "the drive no longer reaches these calls, so their grants go unchecked"
+    assert {c.function for c in run.calls} <= set(FUNCTIONS), "calls attributed to an unknown function"
+    assert not run.faulted, "this stack injects no faults"
+
+
+def test_every_recorded_operation_has_an_iam_mapping(run: RecordedRun) -> None:
+    unmapped = sorted({(c.service, c.operation) for c in run.calls} - set(iam.ACTIONS_BY_OPERATION))
+
+    assert unmapped == [], "add these to ACTIONS_BY_OPERATION in tests/iam_support.py"
+
+
+def test_every_call_of_every_function_is_allowed_by_its_role(run: RecordedRun, roles: dict[str, iam.Role]) -> None:
+    problems = iam.calls_not_allowed(roles, run.calls)
+
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_request_goes_to_a_resource_its_function_may_touch(run: RecordedRun, roles: dict[str, iam.Role]) -> None:
+    print(
+        "\nrequests by resource:\n"
+        + "\n".join(
+            f"{r.service} {r.operation} {r.target} x{n}" for r, n in sorted(Counter(run.requests).items(), key=str)
+        )
+    )
+    problems = iam.requests_not_attributable(roles, run.calls, run.requests)
+
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_write_a_role_grants_is_used_by_its_function(run: RecordedRun, roles: dict[str, iam.Role]) -> None:
+    problems = iam.unused_write_grants(roles, run.calls)
+
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_read_a_role_grants_is_used_or_explained(run: RecordedRun, roles: dict[str, iam.Role]) -> None:
+    unused = iam.unused_read_grants(roles, run.calls)
+
+    unexplained = sorted(
+        (f, action)
+        for f, actions in unused.items()
+        for action in actions
+        if (f, action) not in READS_USED_OUTSIDE_THE_CALL_LOG
+    )
+    assert unexplained == [], "read grants that no recorded call needed and no allowance explains"
+
+
+# ---------------------------------------------------------------- the checker catches what it must
+# Each test checks the same recorded run against an altered copy of template.yaml and compares the
+# findings with those for template.yaml itself: what is new is what the alteration caused.
+
+Check = Callable[[dict[str, iam.Role]], list[str]]
+
+
+def _altered(
+    sam_template: dict[str, Any], function: str, change: Callable[[list[dict[str, Any]]], None]
+) -> dict[str, Any]:
+    template = copy.deepcopy(sam_template)
+    change(template["Resources"][function]["Properties"]["Policies"][0]["Statement"])
+    return template
+
+
+def _without_action(action: str) -> Callable[[list[dict[str, Any]]], None]:
+    def remove(statements: list[dict[str, Any]]) -> None:
+        before = len(statements)
+        statements[:] = [s for s in statements if s.get("Action") != action]
+        assert len(statements) == before - 1, f"no statement of exactly {action} to remove"
+
+    return remove
+
+
+def _new_findings(check: Check, roles: dict[str, iam.Role], altered_roles: dict[str, iam.Role]) -> list[str]:
+    baseline = check(roles)
+    findings = [p for p in check(altered_roles) if p not in baseline]
+    print("\n" + "\n".join(findings))
+    return findings
+
+
+def test_checker_reports_the_call_a_removed_statement_was_needed_for(
+    run: RecordedRun, sam_template: dict[str, Any], roles: dict[str, iam.Role]
+) -> None:
+    # Given template.yaml without the webhook's sqs:SendMessage statement
+    altered = _roles(run, _altered(sam_template, "WebhookFunction", _without_action("sqs:SendMessage")))
+    sends = run.calls[iam.Call("WebhookFunction", "sqs", "SendMessage")]
+
+    # When the same recorded calls are checked against it
+    findings = _new_findings(lambda r: iam.calls_not_allowed(r, run.calls), roles, altered)
+
+    # Then exactly that call is reported
+    assert findings == [
+        f"WebhookFunction called sqs SendMessage ({'once' if sends == 1 else f'{sends} times'}), which needs "
+        "sqs:SendMessage: its role does not allow it (inline grants: dynamodb:UpdateItem, "
+        "secretsmanager:GetSecretValue, sns:Publish)"
+    ]
+
+
+def test_checker_reports_the_requests_a_removed_statement_was_needed_for(
+    run: RecordedRun, sam_template: dict[str, Any], roles: dict[str, iam.Role]
+) -> None:
+    altered = _roles(run, _altered(sam_template, "WebhookFunction", _without_action("sqs:SendMessage")))
+    queue_arn = run.stack.resources["CopyQueue"].attributes["Arn"]
+
+    findings = _new_findings(lambda r: iam.requests_not_attributable(r, run.calls, run.requests), roles, altered)
+
+    # The reconciler may send to the queue, so no single request is refused; the counts are not.
+    assert len(findings) == 1, findings
+    assert findings[0].startswith("sqs SendMessage: WebhookFunction made "), findings
+    assert f"{queue_arn} x" in findings[0], findings
+
+
+def test_checker_reports_an_unused_write_grant(
+    run: RecordedRun, sam_template: dict[str, Any], roles: dict[str, iam.Role]
+) -> None:
+    # Given a reconciler that may also delete jobs, which it never does
+    extra = {"Effect": "Allow", "Action": "dynamodb:DeleteItem", "Resource": {"Fn::GetAtt": ["JobsTable", "Arn"]}}
+    altered = _roles(run, _altered(sam_template, "ReconcileFunction", lambda statements: statements.append(extra)))
+
+    findings = _new_findings(lambda r: iam.unused_write_grants(r, run.calls), roles, altered)
+
+    table_arn = run.stack.resources["JobsTable"].attributes["Arn"]
+    assert findings == [
+        f"ReconcileFunction's role grants dynamodb:DeleteItem (a write) on {table_arn}, "
+        "which the function never used during the run"
+    ]
+
+
+def test_checker_reports_a_query_on_an_index_the_role_does_not_grant(
+    run: RecordedRun, sam_template: dict[str, Any], roles: dict[str, iam.Role]
+) -> None:
+    # Given a submit function allowed the reconciler's index instead of its own
+    def swap_index(statements: list[dict[str, Any]]) -> None:
+        (query,) = [s for s in statements if s.get("Action") == "dynamodb:Query"]
+        query["Resource"] = {"Fn::Sub": "${JobsTable.Arn}/index/unfinished_by_age"}
+
+    altered = _roles(run, _altered(sam_template, "SubmitFunction", swap_index))
+
+    by_action = _new_findings(lambda r: iam.calls_not_allowed(r, run.calls), roles, altered)
+    by_resource = _new_findings(lambda r: iam.requests_not_attributable(r, run.calls, run.requests), roles, altered)
+
+    # Action level nothing changed; the resource-level check names the by_owner Queries
+    assert by_action == []
+    by_owner = run.stack.resources["JobsTable"].attributes["Arn"] + "/index/by_owner"
+    assert any(p.startswith(f"dynamodb Query on {by_owner} (") and "SubmitFunction" in p for p in by_resource), (
+        by_resource
+    )
+
+
+def test_conditional_grant_follows_the_parameters_the_stack_ran_with(
+    run: RecordedRun, sam_template: dict[str, Any], roles: dict[str, iam.Role]
+) -> None:
+    # Given the template's default ProgressEvents=false, which leaves the webhook's sns:Publish out
+    defaults = _roles(run, sam_template, iam.template_parameters(TEMPLATE_PATH, {}))
+
+    findings = _new_findings(lambda r: iam.calls_not_allowed(r, run.calls), roles, defaults)
+
+    assert defaults["WebhookFunction"].excluded == ["sns:Publish (condition PublishProgress is false)"]
+    assert len(findings) == 1, findings
+    assert findings[0].startswith("WebhookFunction called sns Publish ("), findings
+    assert "which needs sns:Publish: its role does not allow it" in findings[0], findings
