@@ -291,8 +291,12 @@ def _without_action(action: str) -> Callable[[list[dict[str, Any]]], None]:
 
 
 def _new_findings(check: Check, roles: dict[str, iam.Role], altered_roles: dict[str, iam.Role]) -> list[str]:
-    baseline = check(roles)
-    findings = [p for p in check(altered_roles) if p not in baseline]
+    # Compared without the list of grants a message ends with: that list is what the alteration changes.
+    def key(problem: str) -> str:
+        return problem.split(" (inline grants: ", 1)[0]
+
+    baseline = {key(p) for p in check(roles)}
+    findings = [p for p in check(altered_roles) if key(p) not in baseline]
     print("\n" + "\n".join(findings))
     return findings
 
