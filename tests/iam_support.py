@@ -45,6 +45,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import boto3
 from pixverse_local.provision import bucket_name
+from pixverse_local.stack import DEFAULT_STACK_NAME
 from pixverse_local.template import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
@@ -306,7 +307,7 @@ def _statement(
 
 # ---------------------------------------------------------------- the local stack's resources
 
-STACK_NAME = "pixverse-local"  # pixverse_local.stack.DEFAULT_STACK_NAME; the harness uses the default
+STACK_NAME = DEFAULT_STACK_NAME  # StackProcess starts the stack with the default name
 
 
 def template_parameters(template_path: Path, overrides: Mapping[str, str]) -> dict[str, Any]:
