@@ -92,6 +92,17 @@ def _webhook_logs(stack: StackProcess, job_id: str, message: str) -> list[dict[s
     return found
 
 
+def _logged_counts(stack: StackProcess, job_id: str, expected: dict[str, int], wait: float = 5.0) -> dict[str, int]:
+    """How many lines of each message the stack logged for ``job_id``, waiting up to ``wait`` s for
+    ``expected``: the stack's stderr reaches its log file through a pipe, a little after the answers."""
+    deadline = time.monotonic() + wait
+    while True:
+        counts = {message: len(_webhook_logs(stack, job_id, message)) for message in expected}
+        if counts == expected or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)
+
+
 def _open_connection(http: httpx.Client) -> None:
     """Connect before the race, so the 20 callbacks go out at once on open keep-alive connections.
 
@@ -129,9 +140,8 @@ def test_twenty_concurrent_completed_callbacks_make_one_transition_enqueue_objec
     assert sorted(r.json()["applied"] for r in responses) == [False] * 19 + [True]
     final = client.wait_for(job["job_id"])
     assert final["status"] == "DELIVERED"
-    assert len(_webhook_logs(stack, job["job_id"], "callback applied")) == 1
-    assert len(_webhook_logs(stack, job["job_id"], "copy requested")) == 1
-    assert len(_webhook_logs(stack, job["job_id"], "callback changed nothing")) == 19
+    expected = {"callback applied": 1, "copy requested": 1, "callback changed nothing": 19}
+    assert _logged_counts(stack, job["job_id"], expected) == expected
     assert client.simulated_request(job["request_id"])["media_gets"] == 1
     assert len(_objects(client, job["job_id"])) == 1
     events = inbox.for_job(job["job_id"], wait=2.0)
