@@ -1,7 +1,7 @@
 """Peak memory of a streaming media copy: how much the copying process's RSS grows while
 MediaCopier moves a large file (default 1 GiB) from an HTTP origin into S3.
 
-* origin: this script in ``--serve-origin`` mode, in its own process: deterministic bytes
+* origin: ``bench/benchlib.py --serve-origin``, in its own process: deterministic bytes
   (``pixverse_local.simulator_media``) generated block by block, never held whole, with Range
   support;
 * S3: moto server in its own process (as the local stack starts it); it keeps the object in
@@ -11,142 +11,34 @@ MediaCopier moves a large file (default 1 GiB) from an HTTP origin into S3.
   copy has loaded every lazily imported module; the figure is peak minus the RSS just before.
 
 Run: ``.venv/bin/python bench/copy_memory.py`` (``--size 16MiB`` for a quick look). Exits 1 when
-the growth exceeds ``--max-growth-mib`` (64) or the copy's SHA-256 is not the origin's.
+the growth exceeds ``--max-growth-mib`` (64) or the copy's SHA-256 is not the origin's. The same
+measurement, side by side with the obvious alternatives and at several sizes, is
+``bench/copy_bench.py`` (part of ``make bench``); the pieces both use are in ``bench/benchlib.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
-import re
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-MiB = 1024 * 1024
-MEDIA_ID = "bench"
-_SIZE_RE = re.compile(r"^(\d+)\s*(b|kib|mib|gib)?$", re.IGNORECASE)
-_UNITS = {"b": 1, "kib": 1024, "mib": MiB, "gib": 1024 * MiB}
+from benchlib import (
+    MEDIA_ID,
+    MiB,
+    RssSampler,
+    hwm_bytes,
+    origin_process,
+    parse_size,
+    reset_peak,
+    rss_bytes,
+    serve_origin,
+)
 
-
-def parse_size(text: str) -> int:
-    match = _SIZE_RE.match(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1GiB, 16MiB, 1048576)")
-    return int(match.group(1)) * _UNITS[(match.group(2) or "b").lower()]
-
-
-# ------------------------------------------------------------------ origin (own process)
-class _Origin(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class _OriginHandler(BaseHTTPRequestHandler):
-    """``GET /media/<bytes>.mp4``: that many deterministic bytes, Range honoured."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def do_GET(self) -> None:
-        from pixverse_local.simulator_media import iter_media_chunks
-
-        match = re.fullmatch(r"/media/(\d+)\.mp4", self.path)
-        if match is None:
-            self.send_error(404)
-            return
-        size = int(match.group(1))
-        start, end = 0, size
-        ranged = self.headers.get("Range", "")
-        if ranged.startswith("bytes=") and ranged.endswith("-") and ranged[6:-1].isdigit():
-            start = min(int(ranged[6:-1]), size)
-        self.send_response(206 if start else 200)
-        self.send_header("Content-Type", "video/mp4")
-        self.send_header("Content-Length", str(end - start))
-        self.send_header("Accept-Ranges", "bytes")
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            for chunk in iter_media_chunks(MEDIA_ID, 0, size, start, end):
-                self.wfile.write(chunk)
-
-
-def serve_origin() -> None:
-    server = _Origin(("127.0.0.1", 0), _OriginHandler)
-    print(f"origin: {server.server_address[1]}", flush=True)
-    server.serve_forever()
-
-
-@contextlib.contextmanager
-def origin_process() -> Iterator[str]:
-    """The origin in a child process; yields its ``host:port``."""
-    process = subprocess.Popen([sys.executable, __file__, "--serve-origin"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if not line.startswith("origin: "):
-            raise RuntimeError(f"origin did not start: {line!r}")
-        yield f"127.0.0.1:{int(line.split()[1])}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-# ------------------------------------------------------------------ measurement
-def _status_kib(field: str) -> int | None:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
-
-
-def rss_bytes() -> int:
-    kib = _status_kib("VmRSS")
-    if kib is None:
-        raise RuntimeError("no VmRSS in /proc/self/status: this benchmark needs Linux")
-    return kib * 1024
-
-
-def reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    hwm, rss = _status_kib("VmHWM"), _status_kib("VmRSS")
-    return hwm is not None and rss is not None and hwm <= rss + 1024
-
-
-class RssSampler:
-    """The largest RSS seen, sampled every ``interval`` seconds on a thread."""
-
-    def __init__(self, interval: float = 0.002) -> None:
-        self.interval = interval
-        self.peak = rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, rss_bytes())
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_bytes())
+__all__ = ["MEDIA_ID", "main", "parse_size", "run"]
 
 
 # ------------------------------------------------------------------ the run
@@ -205,7 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     deadline=deadline,
                 )
                 elapsed = time.monotonic() - started
-            hwm = (_status_kib("VmHWM") or 0) * 1024 if hwm_reset else 0
+            hwm = hwm_bytes() if hwm_reset else 0
             peak = max(sampler.peak, hwm)
             expected = media_sha256(MEDIA_ID, 0, args.size)
     finally:

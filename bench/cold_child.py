@@ -1,0 +1,138 @@
+"""One cold start, in this fresh interpreter (started by bench/cold_start.py with the function's
+environment and a Lambda-like import path). Nothing is imported before the clock starts but
+``time``; the result goes to a file, so whatever the function logs on stdout does not matter.
+
+    python -S bench/cold_child.py app   <function dir> <invocations.json> <out.json>
+    python -S bench/cold_child.py floor <function dir> <invocations.json> <out.json> <services> <httpx 0|1> [code]
+
+``app``: import ``functions/<dir>/app.py`` (or ``<dir>/app.py`` for an absolute ``dir``) as Lambda
+would (``init``), then invoke its handler with the first event (``first``) and the others (``warm``).
+``floor``: import boto3 (and httpx where the function calls out) and create the clients the
+function creates, nothing else; with ``code``, also run it (a diagnostic floor: the Powertools
+pieces the function uses, say).
+"""
+
+import time
+
+_STARTED = time.perf_counter()
+
+import importlib.util  # noqa: E402 - after the clock starts, on purpose
+import os  # noqa: E402
+import sys  # noqa: E402
+
+
+class _Context:
+    """The fields of Lambda's context object that Powertools and the handlers read."""
+
+    def __init__(self, name: str, memory: str, timeout: float) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = int(memory)
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "bench"
+        self.identity = None
+        self.client_context = None
+        self._deadline = time.monotonic() + timeout
+        self.aws_request_id = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class _AwsClock:
+    """Wall time spent inside AWS calls (botocore's before-call to after-call), so that the first
+    invocation's extra time can be split into AWS calls (secret reads, first connections) and
+    the rest. Registered on the default session before the function creates its clients."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def before(self, context: dict[str, float], **_: object) -> None:
+        context["bench_started"] = time.perf_counter()
+
+    def after(self, context: dict[str, float], **_: object) -> None:
+        started = context.get("bench_started")
+        if started is not None:
+            self.seconds += time.perf_counter() - started
+
+
+def _app(function_dir: str, invocations_path: str) -> dict[str, object]:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The function imports boto3 first thing anyway; the hooks cost microseconds.
+    import boto3
+
+    clock = _AwsClock()
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    boto3.DEFAULT_SESSION.events.register("before-call", clock.before)
+    boto3.DEFAULT_SESSION.events.register("after-call", clock.after)
+    directory = function_dir if os.path.isabs(function_dir) else os.path.join(root, "functions", function_dir)
+    spec = importlib.util.spec_from_file_location("app", os.path.join(directory, "app.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    init = time.perf_counter() - _STARTED
+
+    import json
+
+    with open(invocations_path) as source:
+        events = json.load(source)
+    heavy = sorted(name for name in ("httpx", "pydantic") if name in sys.modules)
+    durations = []
+    aws = []
+    answers = []
+    for number, event in enumerate(events):
+        context = _Context(function_dir, os.environ.get("BENCH_MEMORY_MB", "256"), 60.0)
+        context.aws_request_id = f"bench-{number}"
+        clock.seconds = 0.0
+        started = time.perf_counter()
+        answer = module.handler(event, context)
+        durations.append(time.perf_counter() - started)
+        aws.append(clock.seconds)
+        answers.append(_summary(answer))
+    return {"init_s": init, "invocations_s": durations, "aws_s": aws, "answers": answers, "heavy_modules": heavy}
+
+
+def _summary(answer: object) -> object:
+    """What tells that an invocation did its real work (status code, failures, counts)."""
+    if isinstance(answer, dict):
+        if "statusCode" in answer:
+            return answer["statusCode"]
+        if "batchItemFailures" in answer:
+            return {"failures": len(answer["batchItemFailures"])}
+        return {k: v for k, v in answer.items() if k in ("examined", "actions")}
+    return repr(answer)[:100]
+
+
+def _floor(services: str, with_httpx: bool, code: str) -> dict[str, object]:
+    import boto3
+
+    clients = [boto3.client(service) for service in services.split(",") if service]
+    if with_httpx:
+        import httpx
+
+        clients.append(httpx.Client(timeout=httpx.Timeout(10.0)))
+    if code:
+        exec(code, {})  # noqa: S102 - the benchmark's own statements
+    init = time.perf_counter() - _STARTED
+    return {"init_s": init, "invocations_s": [], "answers": [], "clients": len(clients)}
+
+
+def main() -> int:
+    mode, function_dir, invocations_path, out_path = sys.argv[1:5]
+    if mode == "app":
+        result = _app(function_dir, invocations_path)
+    else:
+        result = _floor(sys.argv[5], sys.argv[6] == "1", sys.argv[7] if len(sys.argv) > 7 else "")
+    import json
+
+    result["modules"] = len(sys.modules)
+    with open(out_path, "w") as out:
+        json.dump(result, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,336 @@
+"""``bench/results.md``: the readable tables of ``bench/results.json`` (see ``run.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _spread(figure: dict[str, Any], digits: int = 2, scale: float = 1.0) -> str:
+    if not figure or not figure.get("n"):
+        return "-"
+    median, low, high = (figure[k] * scale for k in ("median", "min", "max"))
+    if figure["n"] == 1:
+        return f"{median:.{digits}f}"
+    return f"{median:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def _met(verdict: dict[str, Any] | None) -> str:
+    if not verdict:
+        return "-"
+    return "met" if verdict.get("met") else "**missed**"
+
+
+def _header(name: str, section: dict[str, Any]) -> list[str]:
+    machine = section["machine"]
+    return [
+        f"Command: `{section['command']}` ({section['seconds']} s, {section['ran_at']}). "
+        f"Machine: {machine['cpus']} CPUs ({machine['cpu'] or machine['machine']}), {machine['memory_gib']} GiB, "
+        f"Python {machine['python']}, load average {machine['load_average']} before, "
+        f"{section.get('load_average_after')} after.",
+        "",
+    ]
+
+
+def _copy(section: dict[str, Any]) -> list[str]:
+    result = section["result"]
+    lines = ["## 1. Media copy into S3 (moto server), ours against the obvious alternatives", ""]
+    lines += _header("copy", section)
+    lines += [
+        "Each run is a fresh process; medians (min-max) over the repeats; ratios are ours ÷ peer of the "
+        "medians. Peak RSS growth: the copying process's peak RSS minus its RSS just before the copy "
+        "(after a warm-up copy). Disk: bytes the process wrote to storage (/proc/self/io).",
+        "",
+    ]
+    for key, description in result["description"].items():
+        lines.append(f"- `{key}`: {description}")
+    lines.append("")
+    for size, entry in result["by_size_mib"].items():
+        lines.append(f"### {size} MiB")
+        lines.append("")
+        rows = []
+        for variant, figures in entry["variants"].items():
+            wall_ratio = "1" if variant == "ours" else entry.get("wall_ratio_vs_peer", {}).get(variant, "-")
+            rows.append(
+                [
+                    f"`{variant}`",
+                    _spread(figures["wall_s"]),
+                    wall_ratio,
+                    _spread(figures["cpu_s"]),
+                    _spread(figures["peak_rss_growth_mib"], 1),
+                    _spread(figures["disk_write_mib"], 0),
+                    figures["mib_per_s"],
+                    ", ".join(f"{op} {s:.2f}" for op, s in figures.get("s3_s", {}).items()),
+                ]
+            )
+        lines += _table(
+            [
+                "variant",
+                "wall s",
+                "ours ÷ this (wall)",
+                "CPU s",
+                "peak RSS growth MiB",
+                "disk MiB",
+                "MiB/s",
+                "S3 time by operation, s (parts summed over threads)",
+            ],
+            rows,
+        )
+        if "ours_copyobject_s" in entry:
+            lines.append(
+                f"Fastest peer: `{entry['fastest_peer']}`; ours ÷ fastest = **{entry['wall_ratio_vs_fastest_peer']}**. "
+                f"Of our time, the final CopyObject (the object copied onto itself so that S3 hashes it and it "
+                f"carries the `sha256` metadata, which no peer does) took {entry['ours_copyobject_s']} s; without "
+                f"it ours ÷ fastest would be {entry['wall_ratio_vs_fastest_peer_without_copyobject']}."
+            )
+            lines.append("")
+    targets = result.get("targets") or {}
+    if targets:
+        lines.append(f"Targets at {targets['largest_size_mib']} MiB:")
+        lines.append("")
+        growth, flat = targets["peak_growth_at_largest"], targets["peak_growth_flat"]
+        wall = targets["wall_vs_fastest_peer"]
+        lines += _table(
+            ["target", "measured", "verdict"],
+            [
+                ["peak RSS growth <= 64 MiB", f"{growth['value_mib']} MiB", _met(growth)],
+                [
+                    "flat across sizes (spread <= 16 MiB)",
+                    " / ".join(f"{v} MiB" for v in flat["values_mib"]),
+                    _met(flat),
+                ],
+                ["no disk", f"{targets['no_disk']['max_write_mib']} MiB written", _met(targets["no_disk"])],
+                [
+                    "wall <= 1.1x the fastest peer",
+                    f"{wall['ratio']}x `{wall['fastest_peer']}`",
+                    _met(wall),
+                ],
+                ["bytes exact (sha256, size)", "", _met(targets["integrity"])],
+            ],
+        )
+    return lines
+
+
+def _cold(section: dict[str, Any]) -> list[str]:
+    result = section["result"]
+    lines = ["## 2. Cold start, each function against its floor", ""]
+    lines += _header("cold", section)
+    lines += [
+        f"Import path: {result['import_path']}.",
+        "",
+        f"Definition: {result['definition']}. Medians (min-max) over fresh interpreters, in ms.",
+        "",
+    ]
+    rows = []
+    for function, f in result["by_function"].items():
+        rows.append(
+            [
+                function,
+                _spread(f["init_ms"], 1),
+                _spread(f["first_call_extra_ms"], 1),
+                _spread(f["cold_ms"], 1),
+                _spread(f["floor_ms"], 1),
+                f"**{f['cold_ratio']}**",
+                _met(result["targets"].get(function)),
+                f"{f['init_ratio']} / {f['cold_ratio_of_minimums']}",
+                f"{f['cold_with_aws_ratio']} (+{f['first_call_extra_aws_ms']['median']:.1f} ms)",
+                ", ".join(f["heavy_modules"]) or "neither",
+            ]
+        )
+    lines += _table(
+        [
+            "function",
+            "init",
+            "first-call extra",
+            "cold",
+            "floor",
+            "cold ÷ floor",
+            "<= 1.2x",
+            "init ÷ floor / cold ÷ floor of minimums",
+            "with first-call AWS time",
+            "httpx / pydantic",
+        ],
+        rows,
+    )
+    parts = [(fn, f["over_floor"]) for fn, f in result["by_function"].items() if "over_floor" in f]
+    if parts:
+        lines += [
+            "Where the time over the floor goes (ms; import parts are differences of minimums over the runs, "
+            "first-call parts medians; diagnostic floors: the floor plus the Powertools pieces the function "
+            "imports and creates, plus for submit its resolver's pydantic validation):",
+            "",
+        ]
+        lines += _table(
+            [
+                "function",
+                "Powertools",
+                "resolver validation (pydantic)",
+                "own init",
+                "own first call",
+                "first call in AWS",
+            ],
+            [
+                [
+                    fn,
+                    p["powertools_ms"],
+                    p.get("resolver_validation_ms", "-"),
+                    p["own_init_ms"],
+                    p["first_call_extra_ms"],
+                    p["first_call_extra_aws_ms"],
+                ]
+                for fn, p in parts
+            ],
+        )
+    webhook = result["targets"].get("webhook_imports_neither_httpx_nor_pydantic")
+    if webhook:
+        lines += [f"Webhook imports neither httpx nor pydantic: {_met(webhook)} (imported: {webhook['imported']}).", ""]
+    return lines
+
+
+def _cost(section: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    lines = ["## 3. Cost per delivered job", ""]
+    lines += _header("cost", section)
+    lines += [
+        f"{r['delivered']} of {r['jobs']} jobs delivered through the local stack in {r['elapsed_s']} s "
+        f"(one event per job: {r['one_event_per_job']}). Terminal webhook mode, one 1 MiB media file per job, "
+        "RECONCILE_AFTER_SECONDS=3600 so the reconciler finds nothing to do during the count.",
+        "",
+    ]
+    aws = r["aws_calls"]
+    rows = [
+        [
+            service,
+            figures["per_job"],
+            aws["minimum"]["by_service"].get(service, 0),
+            ", ".join(f"{op} {n}" for op, n in figures["operations_per_job"].items()),
+        ]
+        for service, figures in aws["by_service"].items()
+    ]
+    rows.append(["**all**", f"**{aws['per_job']}**", f"**{aws['minimum']['per_job']}**", ""])
+    lines += _table(["AWS service", "calls per job", "minimum", "by function and operation"], rows)
+    gateway = r["gateway_calls"]
+    lines += _table(
+        ["gateway", "per job", "minimum"],
+        [
+            *[[kind, n, gateway["minimum"]["by_kind"].get(kind, 0)] for kind, n in gateway["by_kind"].items()],
+            ["**all**", f"**{gateway['per_job']}**", f"**{gateway['minimum']['per_job']}**"],
+            ["callbacks received (gateway -> us)", gateway["callbacks_received_per_job"], 1],
+        ],
+    )
+    targets = r["targets"]
+    lines += [
+        f"Targets (<= minimum + 2): AWS calls {targets['aws_calls_per_job']['value']} <= "
+        f"{targets['aws_calls_per_job']['limit']}: {_met(targets['aws_calls_per_job'])}; gateway calls "
+        f"{targets['gateway_calls_per_job']['value']} <= {targets['gateway_calls_per_job']['limit']}: "
+        f"{_met(targets['gateway_calls_per_job'])}.",
+        "",
+        "Not per job: secret reads "
+        + ", ".join(f"{k} x{v}" for k, v in aws["per_container_not_per_job"].items())
+        + " for containers "
+        + ", ".join(f"{k} {v}" for k, v in aws["containers"].items())
+        + "; reconciler runs during the count: "
+        + (", ".join(f"{k} x{v}" for k, v in aws["reconciler_runs_not_per_job"].items()) or "none")
+        + ".",
+        "",
+        "The minimum, and why:",
+        "",
+    ]
+    lines += [f"- {reason}" for reason in r["minimum_reasons"]]
+    lines.append("")
+    wru = r["dynamodb_write_units"]
+    lines += [
+        f"DynamoDB write request units per job: **{wru['per_job']}** ({wru['table_per_job']} table, "
+        f"{wru['indexes_per_job']} GSIs: "
+        + ", ".join(f"{k} {v}" for k, v in wru["by_index_per_job"].items())
+        + f") over {wru['writes_per_job']} writes; ${wru['usd_per_1000_jobs']} per 1,000 jobs on demand. "
+        f"Method: {wru['method']}.",
+        "",
+    ]
+    lam = r["lambda"]
+    lines += _table(
+        ["function", "memory MB", "invocations per job", "median ms", "mean billed ms", "USD per 1,000 jobs"],
+        [
+            [fn, f["memory_mb"], f["invocations_per_job"], f["median_ms"], f["mean_billed_ms"], f["usd_per_1000_jobs"]]
+            for fn, f in lam["by_function"].items()
+        ]
+        + [["**all**", "", "", "", "", f"**{lam['usd_per_1000_jobs']}**"]],
+    )
+    lines += [f"Lambda estimate: {lam['assumptions']}.", ""]
+    return lines
+
+
+def _webhook(section: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    lines = ["## 4. Webhook handling in one process", ""]
+    lines += _header("webhook", section)
+    rows = []
+    for variant, f in r["by_variant"].items():
+        rows.append(
+            [
+                "ours (functions/webhook)" if variant == "ours" else "bare boto3 handler, same AWS calls",
+                _spread(f["callbacks_per_s"], 0),
+                _spread(f["ms_per_callback"], 2),
+                _spread(f["aws_share"], 3),
+                _spread(f["ms_outside_aws_per_callback"], 2),
+                _spread(f["cpu_ms_per_callback"], 2),
+                ", ".join(f"{op} {n}" for op, n in f["aws_calls_per_callback"].items()),
+            ]
+        )
+    lines += _table(
+        [
+            "handler",
+            "callbacks/s",
+            "ms per callback",
+            "share in AWS calls",
+            "ms outside AWS calls",
+            "CPU ms per callback",
+            "AWS calls per callback",
+        ],
+        rows,
+    )
+    lines += [
+        f"Ours ÷ bare (rate): {r['ratio_ours_to_bare_rate']}; ours - bare: {r['ours_extra_ms_per_callback']} ms per "
+        "callback. One callback at a time, as one Lambda container serves them. AWS calls = botocore's before-call "
+        "to after-call (signing, sending, waiting on moto, parsing); moto runs on the same two cores.",
+        "",
+    ]
+    profile = r["profile_ours"]
+    lines += [
+        f"cProfile of ours (one pass; {profile['profiled_s']} s profiled, `_make_api_call` cumulative share "
+        f"{profile['aws_calls_cumulative_share']}), own time by package:",
+        "",
+    ]
+    lines += _table(["package", "share"], [[k, v] for k, v in profile["share_by_package"].items()])
+    lines += ["Largest own times outside the AWS SDK:", ""]
+    lines += [f"- {entry}" for entry in profile["top_outside_aws_sdk"]]
+    lines.append("")
+    return lines
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The whole report."""
+    benchmarks = results["benchmarks"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated {results['generated_at']} by `make bench` (`.venv/bin/python bench/run.py`); "
+        "raw figures in `bench/results.json`. The machine is shared and noisy: every figure is a median of "
+        "several runs, taken side by side with its peers in the same run, and compared as a ratio.",
+        "",
+        "## Targets",
+        "",
+    ]
+    lines += _table(
+        ["target", "verdict"], [[name, "met" if met else "**missed**"] for name, met in results["targets"].items()]
+    )
+    renderers = {"copy": _copy, "cold": _cold, "cost": _cost, "webhook": _webhook}
+    for name, section in benchmarks.items():
+        lines += renderers[name](section)
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,148 @@
+"""``make bench``: the benchmarks of issue 7, side by side with their peers, written to
+``bench/results.json`` (machine, every run, medians, ratios, targets) and ``bench/results.md``.
+
+    .venv/bin/python bench/run.py                                   # everything (make bench)
+    .venv/bin/python bench/run.py --only copy --sizes 64,256 --repeats 3
+    .venv/bin/python bench/run.py --only cold,webhook --repeats 5
+    .venv/bin/python bench/run.py --only cost --jobs 100
+
+Benchmarks: ``copy`` (media copy against three obvious alternatives, each run in a fresh process),
+``cold`` (cold start of each function against the boto3 floor), ``cost`` (AWS and gateway calls,
+DynamoDB write units and Lambda cost per delivered job) and ``webhook`` (callbacks per second, and
+where the time goes). A partial run replaces only its own sections of an existing results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchlib import BENCH_DIR, machine_info
+from report import render_markdown
+
+BENCHMARKS = ("copy", "cold", "cost", "webhook")
+DEFAULT_REPEATS = {"copy": 3, "cold": 7, "webhook": 3}
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _run(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    repeats = args.repeats or DEFAULT_REPEATS.get(name, 3)
+    if name == "copy":
+        from copy_bench import run_copy
+
+        sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+        variants = [v for v in args.copy_variants.split(",") if v.strip()]
+        return run_copy(sizes, repeats, variants=variants, log=_log)
+    if name == "cold":
+        from cold_start import run_cold
+
+        functions = [f for f in args.cold_functions.split(",") if f.strip()]
+        return run_cold(
+            repeats,
+            functions=functions,
+            diagnostics=not args.no_cold_diagnostics,
+            import_path=args.cold_import_path,
+            log=_log,
+        )
+    if name == "cost":
+        from cost_per_job import run_cost
+
+        return run_cost(args.jobs, log=_log)
+    if name == "webhook":
+        from webhook_throughput import run_webhook
+
+        return run_webhook(args.callbacks, repeats, log=_log)
+    raise ValueError(name)
+
+
+def targets_of(benchmarks: dict[str, Any]) -> dict[str, bool]:
+    """Every target, flattened: ``<benchmark>.<target>`` -> met."""
+    flat: dict[str, bool] = {}
+    for name, section in benchmarks.items():
+        for target, verdict in (section.get("result", {}).get("targets") or {}).items():
+            if isinstance(verdict, dict) and "met" in verdict:
+                flat[f"{name}.{target}"] = bool(verdict["met"])
+    return flat
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}")
+    parser.add_argument("--repeats", type=int, default=0, help="runs per figure (default: copy 3, cold 7, webhook 3)")
+    parser.add_argument("--sizes", default="64,256,1024", help="copy sizes in MiB (default 64,256,1024)")
+    parser.add_argument("--jobs", type=int, default=100, help="jobs for the cost count (default 100)")
+    parser.add_argument("--callbacks", type=int, default=300, help="callbacks per webhook run (default 300)")
+    parser.add_argument("--copy-variants", default="ours,memory,tempfile,fileobj", help="copy variants to run")
+    parser.add_argument(
+        "--cold-functions",
+        default="SubmitFunction,WebhookFunction,MediaCopyFunction,ReconcileFunction",
+        help="functions whose cold start is measured",
+    )
+    parser.add_argument("--no-cold-diagnostics", action="store_true", help="skip the Powertools / validation floors")
+    parser.add_argument(
+        "--cold-import-path",
+        choices=("lambda", "venv"),
+        default="lambda",
+        help="lambda: the layer's pinned packages only, installed once into .venv/bench-lambda (default); "
+        "venv: the development venv (no install; its extra packages pad the floor)",
+    )
+    parser.add_argument("--out-dir", type=Path, default=BENCH_DIR, help="where results.json and results.md go")
+    parser.add_argument("--fresh", action="store_true", help="drop sections of an earlier results.json")
+    args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = args.out_dir / "results.json", args.out_dir / "results.md"
+    results: dict[str, Any] = {}
+    if json_path.is_file() and not args.fresh:
+        results = json.loads(json_path.read_text())
+    benchmarks: dict[str, Any] = results.get("benchmarks", {})
+    command = " ".join(["python bench/run.py", *map(shlex.quote, argv if argv is not None else sys.argv[1:])])
+    started = time.monotonic()
+    for name in chosen:
+        _log(f"== {name}")
+        began = time.monotonic()
+        machine = machine_info()
+        result = _run(name, args)
+        benchmarks[name] = {
+            "ran_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": command,
+            "seconds": round(time.monotonic() - began, 1),
+            "machine": machine,
+            "load_average_after": machine_info()["load_average"],
+            "result": result,
+        }
+        _log(f"== {name}: {benchmarks[name]['seconds']} s")
+    results = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "last_command": command,
+        "last_run_seconds": round(time.monotonic() - started, 1),
+        "machine": machine_info(),
+        "benchmarks": {name: benchmarks[name] for name in BENCHMARKS if name in benchmarks},
+    }
+    results["targets"] = targets_of(results["benchmarks"])
+    json_path.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    md_path.write_text(render_markdown(results))
+    _log(f"wrote {json_path} and {md_path} in {results['last_run_seconds']} s")
+    missed = [name for name, met in results["targets"].items() if not met]
+    _log("targets missed: " + (", ".join(missed) if missed else "none"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
