@@ -13,7 +13,13 @@ What it does, in the doc's terms:
 
 Test hooks: directives in the prompt (``[sim:fail]``, ``[sim:error]``, ``[sim:dup=N]``,
 ``[sim:no-callback]``, ``[sim:size=BYTES]``, ``[sim:media=N]``, ``[sim:cut=N]``) and a control API under
-``/_sim/`` (request records, injected submit faults, counters, reset), answered to loopback clients only.
+``/_sim/`` (request records, injected faults, counters, reset), answered to loopback clients only.
+
+Injected faults (``POST /_sim/faults``) answer the next ``count`` requests of one kind with an error
+status, optionally after a delay: ``{"submit_status": CODE}`` for model submits, ``{"poll_status":
+CODE}`` for ``GET /v2/requests/status/{id}`` and ``{"media_get_status": CODE}`` for media GETs (any
+request's). Status 202 (submit) or 200 (poll) with ``delay_seconds`` answers normally but late, which
+is a timeout for a caller that does not wait that long.
 
 Media delivery hooks (directives too): ``[sim:media-url=URL]`` puts ``URL`` in the output instead of the
 simulator's own media; ``[sim:redirect=URL]`` answers every media GET with a 302 to ``URL``;
@@ -302,6 +308,20 @@ _FAULT_BODIES: Final[Mapping[int, Mapping[str, str]]] = {
     500: {"error": "Internal Server Error", "message": "An unexpected error occurred."},
 }
 FAULT_STATUSES: Final = frozenset({202, *_FAULT_BODIES})
+# Which requests a fault answers, by its key in POST /_sim/faults; the statuses each may take. A
+# "success" status (202 submit, 200 poll) with a delay answers normally, only late.
+FAULT_TARGETS: Final[Mapping[str, frozenset[int]]] = {
+    "submit_status": FAULT_STATUSES,
+    "poll_status": frozenset({200, 400, 401, 403, 429, 500, 502, 503, 504}),
+    "media_get_status": frozenset({408, 429, 500, 502, 503, 504}),
+}
+_GATEWAY_ERROR_BODIES: Final[Mapping[int, Mapping[str, str]]] = {
+    **_FAULT_BODIES,
+    408: {"error": "Request Timeout", "message": "The server timed out waiting for the request."},
+    502: {"error": "Bad Gateway", "message": "The upstream service answered badly."},
+    503: {"error": "Service Unavailable", "message": "The service is temporarily unavailable."},
+    504: {"error": "Gateway Timeout", "message": "The upstream service did not answer in time."},
+}
 
 _SUBMIT_PATH_RE: Final = re.compile(r"^/([^/]+)/v1/([^/]+)-request$")
 _STATUS_PATH_RE: Final = re.compile(r"^/v2/requests/status/([^/]+)$")
@@ -344,14 +364,20 @@ class _Fault:
     remaining: int
     retry_after: int | None
     delay_seconds: float
+    target: str = "submit_status"  # a key of FAULT_TARGETS: which requests it answers
 
     def describe(self) -> dict[str, Any]:
         return {
-            "submit_status": self.status,
+            self.target: self.status,
             "remaining": self.remaining,
             "retry_after": self.retry_after,
             "delay_seconds": self.delay_seconds,
         }
+
+    @property
+    def answers_normally(self) -> bool:
+        """A delay-only fault: the request is served as usual, only late."""
+        return self.status in (200, 202)
 
 
 @dataclass
@@ -389,6 +415,7 @@ class _MediaPlan:
     cut: bool = False
     content_type: str = MEDIA_TYPE
     ranges: bool = True
+    fault: _Fault | None = None  # an injected media fault answers instead of the bytes
 
 
 _STAT_NAMES: Final = (
@@ -397,7 +424,15 @@ _STAT_NAMES: Final = (
     "status_polls",
     "media_gets",
     "callbacks_attempted",
+    "submit_faults",
+    "poll_faults",
+    "media_faults",
 )
+_FAULT_STATS: Final[Mapping[str, str]] = {
+    "submit_status": "submit_faults",
+    "poll_status": "poll_faults",
+    "media_get_status": "media_faults",
+}
 
 
 class _BadRequest(Exception):
@@ -576,15 +611,20 @@ class GatewaySimulator:
 
     # -- submit --
 
-    def _take_fault(self) -> _Fault | None:
+    def _take_fault(self, target: str = "submit_status") -> _Fault | None:
+        """The next injected fault for ``target`` requests (a key of FAULT_TARGETS), counted, or None."""
         with self._lock:
-            if not self._faults:
-                return None
-            fault = self._faults[0]
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                self._faults.popleft()
-            return _Fault(fault.status, 1, fault.retry_after, fault.delay_seconds)
+            return self._take_fault_locked(target)
+
+    def _take_fault_locked(self, target: str) -> _Fault | None:
+        fault = next((queued for queued in self._faults if queued.target == target), None)
+        if fault is None:
+            return None
+        fault.remaining -= 1
+        if fault.remaining <= 0:
+            self._faults.remove(fault)
+        self._stats[_FAULT_STATS[target]] += 1
+        return _Fault(fault.status, 1, fault.retry_after, fault.delay_seconds, target)
 
     def _check_key(self, supplied: str | None) -> bool:
         return supplied is not None and hmac.compare_digest(supplied.encode(), self._api_key)
@@ -869,8 +909,14 @@ class GatewaySimulator:
             if record is None or record.status != "COMPLETED" or n >= record.directives.media_count:
                 return None
             directives = record.directives
+            fault = None if head else self._take_fault_locked("media_get_status")
             if not head:
-                record.media_requests.append({"n": n, "hop": hop, "range": byte_range, "at": _utc_now()})
+                entry: dict[str, Any] = {"n": n, "hop": hop, "range": byte_range, "at": _utc_now()}
+                if fault is not None:
+                    entry["fault"] = fault.status
+                record.media_requests.append(entry)
+            if fault is not None:
+                return _MediaPlan(fault=fault)
             if directives.redirect is not None:
                 return _MediaPlan(redirect=directives.redirect)
             if hop < directives.hops:
@@ -891,19 +937,24 @@ class GatewaySimulator:
             )
 
     def _add_fault(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        status = spec.get("submit_status")
+        targets = [name for name in FAULT_TARGETS if name in spec]
+        if len(targets) > 1:
+            raise _BadRequest(f"faults: give one of {', '.join(FAULT_TARGETS)}, not several")
+        target = targets[0] if targets else "submit_status"
+        allowed = FAULT_TARGETS[target]
+        status = spec.get(target)
         count = spec.get("count", 1)
         retry_after = spec.get("retry_after")
         delay = spec.get("delay_seconds", 0)
-        if type(status) is not int or status not in FAULT_STATUSES:
-            raise _BadRequest(f"submit_status: must be one of {sorted(FAULT_STATUSES)}")
+        if type(status) is not int or status not in allowed:
+            raise _BadRequest(f"{target}: must be one of {sorted(allowed)}")
         if type(count) is not int or count < 1:
             raise _BadRequest("count: must be an integer >= 1")
         if retry_after is not None and (type(retry_after) is not int or retry_after < 0):
             raise _BadRequest("retry_after: must be an integer >= 0")
         if type(delay) not in (int, float) or not 0 <= delay <= 300:
             raise _BadRequest("delay_seconds: must be a number between 0 and 300")
-        fault = _Fault(status, count, retry_after, float(delay))
+        fault = _Fault(status, count, retry_after, float(delay), target)
         with self._lock:
             self._faults.append(fault)
             return {"faults": [queued.describe() for queued in self._faults]}
@@ -1104,13 +1155,19 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.delay_seconds:
             self._sim._stop_event.wait(fault.delay_seconds)
         headers = {}
-        if fault.status == 429 and fault.retry_after is not None:
+        if fault.status in (429, 503) and fault.retry_after is not None:
             headers["Retry-After"] = str(fault.retry_after)
-        self._send_json(fault.status, _FAULT_BODIES[fault.status], headers)
+        self._send_json(fault.status, _GATEWAY_ERROR_BODIES[fault.status], headers)
 
     def _get_status(self, request_id: str) -> None:
         sim = self._sim
         sim._bump("status_polls")
+        fault = sim._take_fault("poll_status")
+        if fault is not None:
+            if not fault.answers_normally:
+                self._answer_fault(fault)
+                return
+            sim._stop_event.wait(fault.delay_seconds)
         if not sim._check_key(self.headers.get(API_KEY_HEADER)):
             self._send_json(401, _FAULT_BODIES[401])
             return
@@ -1141,6 +1198,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Location", plan.redirect)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        if plan.fault is not None:
+            self._answer_fault(plan.fault)
             return
         if plan.status is not None:
             self._send_error_body(plan.status, "Media Error", f"media answered {plan.status} on request")
