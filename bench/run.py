@@ -29,7 +29,7 @@ from benchlib import BENCH_DIR, machine_info
 from report import render_markdown
 
 BENCHMARKS = ("copy", "cold", "cost", "webhook")
-DEFAULT_REPEATS = {"copy": 3, "cold": 7, "webhook": 3}
+DEFAULT_REPEATS = {"copy": 5, "cold": 7, "webhook": 3}
 
 
 def _log(line: str) -> None:
@@ -79,7 +79,7 @@ def targets_of(benchmarks: dict[str, Any]) -> dict[str, bool]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}")
-    parser.add_argument("--repeats", type=int, default=0, help="runs per figure (default: copy 3, cold 7, webhook 3)")
+    parser.add_argument("--repeats", type=int, default=0, help="runs per figure (default: copy 5, cold 7, webhook 3)")
     parser.add_argument("--sizes", default="64,256,1024", help="copy sizes in MiB (default 64,256,1024)")
     parser.add_argument("--jobs", type=int, default=100, help="jobs for the cost count (default 100)")
     parser.add_argument("--callbacks", type=int, default=300, help="callbacks per webhook run (default 300)")
