@@ -16,6 +16,7 @@ help:
 	@echo "make delete - sam delete (the table and bucket are retained; see README, Cleanup)"
 	@echo "make openapi - regenerate functions/submit/openapi.json from the code"
 	@echo "make bench  - the benchmarks, written to bench/results.json and bench/results.md"
+	@echo "make reliability - the reliability suite at full size (300+ jobs, faults, bad input); figures in reliability/results.json"
 
 setup: $(STAMP)
 
@@ -60,6 +61,10 @@ delete: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+.PHONY: reliability
+reliability: $(STAMP)
+	RELIABILITY_SCALE=full RELIABILITY_COMMAND="make reliability" $(BIN)/python -m pytest tests/reliability -m reliability -q
 
 openapi: $(STAMP)
 	$(BIN)/python scripts/openapi.py
