@@ -15,6 +15,11 @@ from pixverse_jobs.store import JobStore
 OWNER = "arn:aws:iam::123456789012:user/lister"
 
 
+def _job_id(owner: str, n: int) -> str:
+    """A real-looking job id (job_ + 32 hex digits): page tokens hold only ids the API hands out."""
+    return f"job_{int(owner == OWNER):02x}{n:030x}"
+
+
 @pytest.fixture
 def service() -> Iterator[JobService]:
     with mock_aws():
@@ -25,7 +30,7 @@ def service() -> Iterator[JobService]:
             for owner in (OWNER, "someone-else"):
                 store.create(
                     {
-                        "job_id": f"job_{owner[-4:]}_{n:02d}",
+                        "job_id": _job_id(owner, n),
                         "owner": owner,
                         "model": "pixverse",
                         "status": "FAILED" if n % 3 == 0 else "QUEUED",
@@ -49,7 +54,7 @@ def _all_pages(service: JobService, params: dict[str, str]) -> list[list[str]]:
 def test_status_filter_fills_each_page_and_resumes_after_it(service: JobService) -> None:
     pages = _all_pages(service, {"status": "FAILED", "limit": "3"})
 
-    expected = [f"job_ster_{n:02d}" for n in range(27, -1, -3)]
+    expected = [_job_id(OWNER, n) for n in range(27, -1, -3)]
     assert [job for page in pages for job in page] == expected
     assert [len(page) for page in pages[:-1]] == [3] * (len(pages) - 1)
 
@@ -57,4 +62,4 @@ def test_status_filter_fills_each_page_and_resumes_after_it(service: JobService)
 def test_unfiltered_pages_list_every_job_once_newest_first(service: JobService) -> None:
     pages = _all_pages(service, {"limit": "7"})
 
-    assert [job for page in pages for job in page] == [f"job_ster_{n:02d}" for n in range(29, -1, -1)]
+    assert [job for page in pages for job in page] == [_job_id(OWNER, n) for n in range(29, -1, -1)]

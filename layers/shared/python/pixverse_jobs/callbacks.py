@@ -94,7 +94,7 @@ def parse_callback(body: bytes | str) -> Callback:
         raise CallbackRejected(f"callback body exceeds {MAX_CALLBACK_BYTES} bytes", status_code=413)
     try:
         data = json.loads(raw)
-    except ValueError as exc:  # also UnicodeDecodeError
+    except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError; RecursionError: absurd nesting
         raise CallbackRejected("callback body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise CallbackRejected("callback body must be a JSON object")

@@ -114,6 +114,14 @@ def _body_rejection(event: dict[str, Any], max_bytes: int) -> RequestRejected | 
     content_type = headers.get("content-type", "application/json").strip().lower()
     if not content_type.startswith("application/json"):
         return RequestRejected("Content-Type must be application/json")
+    # Parsed once here so that what the resolver's own parser would turn into a 500 (bytes that
+    # are not UTF-8, nesting deep enough to exhaust the recursion limit) is a clear 400 instead.
+    try:
+        json.loads(body)
+    except RecursionError:
+        return RequestRejected("request body is nested too deeply")
+    except ValueError as exc:  # also UnicodeDecodeError
+        return RequestRejected(f"request body is not valid JSON: {exc.args[0] if exc.args else exc}")
     return None
 
 

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import math
 import re
 import time
 import uuid
@@ -84,10 +85,50 @@ def parse_submit_request(body: Any) -> SubmitRequest:
         errors.append(FieldError("metadata", "must be a JSON object"))
     elif len(json.dumps(metadata, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
         errors.append(FieldError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON"))
+    for name in ("input", "metadata"):
+        errors.extend(_unstorable(body.get(name), name))
     if errors:
         raise RequestRejected("request is invalid", errors)
     assert isinstance(model_id, str) and isinstance(params, dict) and isinstance(metadata, dict)
     return SubmitRequest(model=model_id, input=params, webhook_mode=mode, metadata=metadata)
+
+
+# DynamoDB numbers: at most 38 significant digits, magnitude from 1e-130 to below 1e126.
+_DYNAMO_MAX_DIGITS = 38
+_DYNAMO_MAX_MAGNITUDE = 9.9999999999999999999999999999999999999e125
+_DYNAMO_MIN_MAGNITUDE = 1e-130
+
+
+def _unstorable(value: Any, path: str) -> list[FieldError]:
+    """Values JSON allows but the job record cannot hold: NaN / Infinity, numbers outside
+    DynamoDB's range or precision, and strings with lone surrogates (not encodable as UTF-8)."""
+    if isinstance(value, dict):
+        found: list[FieldError] = []
+        for key, item in value.items():
+            found.extend(_unstorable(key, f"{path} (a key)") if isinstance(key, str) else [])
+            found.extend(_unstorable(item, f"{path}.{key}"))
+        return found
+    if isinstance(value, list):
+        return [error for n, item in enumerate(value) for error in _unstorable(item, f"{path}[{n}]")]
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return [FieldError(path, "must be valid Unicode text (it holds a lone surrogate escape)")]
+        return []
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, int):
+        # An integer is stored with all its digits: more than 38 would be rounded, which DynamoDB refuses.
+        if len(str(abs(value))) > _DYNAMO_MAX_DIGITS:
+            return [FieldError(path, f"must be an integer of at most {_DYNAMO_MAX_DIGITS} digits")]
+        return []
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value) or abs(value) > _DYNAMO_MAX_MAGNITUDE:
+            return [FieldError(path, "must be a finite number below 1e126")]
+        if value and abs(value) < _DYNAMO_MIN_MAGNITUDE:
+            return [FieldError(path, "is too small a number (DynamoDB stores down to 1e-130)")]
+    return []
 
 
 def new_job_id() -> str:
@@ -276,7 +317,8 @@ def parse_list_query(params: Mapping[str, str], *, owner: str) -> ListQuery:
     if status is not None and status not in JobStatus.__members__:
         errors.append(FieldError("status", f"must be one of {', '.join(JobStatus)}, got {status!r}"))
     raw_limit = params.get("limit") or str(DEFAULT_PAGE_SIZE)
-    limit = int(raw_limit) if raw_limit.isdigit() else 0
+    # ASCII digits only: str.isdigit() also accepts other scripts' digits and superscripts.
+    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else 0
     if not 1 <= limit <= MAX_PAGE_SIZE:
         errors.append(FieldError("limit", f"must be a whole number from 1 to {MAX_PAGE_SIZE}, got {raw_limit!r}"))
     start_key = None
@@ -306,7 +348,18 @@ def decode_page_token(token: str) -> dict[str, Any] | None:
         return None
     if not all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in data.values()):
         return None
+    # The token is the index position we handed out: anything else (a crafted key DynamoDB would
+    # refuse, e.g. over its 2048-byte key limit) is not ours.
+    if not JOB_ID_PATTERN.fullmatch(data["job_id"]["S"]) or not TIMESTAMP_PATTERN.fullmatch(data["created_at"]["S"]):
+        return None
+    if len(data["owner"]["S"].encode()) > MAX_OWNER_BYTES:
+        return None
     return data
+
+
+JOB_ID_PATTERN = re.compile(r"job_[0-9a-f]{32}")
+TIMESTAMP_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+MAX_OWNER_BYTES = 1024
 
 
 def caller_of(request_context: Mapping[str, Any]) -> str | None:
