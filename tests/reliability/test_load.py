@@ -49,7 +49,7 @@ DUPLICATES = 3
 MEDIA_BYTES = 16 * 1024
 SETTLE_SECONDS = 3.0
 CALL_LOG = "load-aws-calls.jsonl"
-MAX_COPY_SPREAD_SECONDS = 3.0
+MAX_COPY_SPREAD_SECONDS = 5.0  # answers, not sends: the webhook under load adds its own time
 
 
 @pytest.fixture(scope="module")
