@@ -282,17 +282,6 @@ def _object_keys(client: LocalClient) -> set[str]:
     return keys
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG (layers/shared/python/pixverse_jobs/delivery.py, DeliveryService._publish_once): the outbox "
-        "check is check-then-act. Two deliveries of a DELIVERED job whose event_published_at is not yet set "
-        "(the message's retry and the reconciler's re-drive after a crash between DELIVERED and publish, or a "
-        "re-drive racing an in-flight copy) both read the job before either sets the flag, and both publish: "
-        "2-4 SNS messages with the same event id instead of one."
-    ),
-)
 def test_concurrent_redelivery_of_an_unannounced_delivered_job_publishes_one_event(
     load_run: LoadRun, load_stack: tuple[StackProcess, LocalClient]
 ) -> None:

@@ -381,3 +381,34 @@ def test_jwt_caller_owns_its_job_and_another_sub_gets_404(env: dict[str, Any], l
     get["routeKey"] = "GET /jobs/{job_id}"
     assert module.handler(_as_jwt_caller(get, "user-123"), lambda_context)["statusCode"] == 200
     assert module.handler(_as_jwt_caller(get, "user-456"), lambda_context)["statusCode"] == 404
+
+
+def test_request_id_write_is_retried_after_the_gateway_accepted(
+    env: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a table that refuses the first two writes of the accepted request_id
+    seen: list[httpx.Request] = []
+    module = load_function("SubmitFunction")
+    _accepting_gateway(module, seen)
+    monkeypatch.setattr(jobs_module, "ACCEPTANCE_RETRY_DELAY_SECONDS", 0.0)
+    store = module.service._store
+    real_advance = store.advance
+    failures = {"left": 2}
+
+    def advance(job_id: str, target: Any, **kwargs: Any) -> Any:
+        if kwargs.get("request_id") and failures["left"]:
+            failures["left"] -= 1
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+        return real_advance(job_id, target, **kwargs)
+
+    monkeypatch.setattr(store, "advance", advance)
+
+    # When the job is submitted
+    response = module.handler(load_event("submit_job"), lambda_context)
+
+    # Then the paid request's id is stored and the caller gets the queued job
+    assert response["statusCode"] == 202
+    job = json.loads(response["body"])
+    assert job["request_id"] == "pixverse-v6-text-to-video_9"
+    assert job["status"] == "QUEUED"
+    assert len(seen) == 1

@@ -7,11 +7,13 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from lambda_support import create_jobs_table, load_event, load_function
 from moto import mock_aws
 from pixverse_jobs.delivery import DeliveryService
@@ -415,3 +417,69 @@ def test_media_copy_handler_passes_receive_count_and_a_deadline(
     assert attempt == 3
     # FakeLambdaContext has 30 s left: stop a tenth of it early, leaving time to clean up.
     assert deadline is not None and started + 26 < deadline < started + 28
+
+
+class SlowPublisher(EventPublisher):
+    """Publishes after a pause, so two deliveries overlap inside their publish."""
+
+    def __init__(self, aws: dict[str, Any]) -> None:
+        super().__init__(aws["topic"], aws["sns"])
+        self.published: list[str] = []
+
+    def publish(self, event: dict[str, Any]) -> None:
+        time.sleep(0.2)
+        self.published.append(event["id"])
+        super().publish(event)
+
+
+def test_concurrent_redeliveries_of_an_unannounced_job_publish_once(aws: dict[str, Any]) -> None:
+    # Given a DELIVERED job whose event is not out yet (its copier crashed before publishing)
+    publisher = SlowPublisher(aws)
+    service, store = _service(aws, _media_server(b""), publisher)
+    _completed_job(store, "job_race", [], status=JobStatus.DELIVERED)
+
+    # When the message's retry and a reconciler re-drive deliver it at the same moment
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(lambda _: service.deliver("job_race"), range(2)))
+
+    # Then exactly one of them publishes, and the outbox flag is set
+    assert sorted(o.published for o in outcomes) == [False, True]
+    assert publisher.published == [event_id("job_race", JOB_DELIVERED)]
+    job = store.get("job_race")
+    assert job is not None and job.get("event_published_at")
+
+
+def test_failed_delivered_write_gives_the_lease_back_and_the_retry_does_not_copy_again(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a copy whose DELIVERED write fails once (the objects are already in S3)
+    body = _payload(1024)
+    gets = {"n": 0}
+
+    def origin(request: httpx.Request) -> httpx.Response:
+        gets["n"] += 1
+        return _media_server(body)(request)
+
+    service, store = _service(aws, origin)
+    _completed_job(store, "job_w", ["https://pub-1.r2.dev/a.mp4"])
+    real_advance = store.advance
+
+    def advance_failing_delivered(job_id: str, target: JobStatus, **kwargs: Any) -> Any:
+        if target is JobStatus.DELIVERED and not getattr(advance_failing_delivered, "failed", False):
+            advance_failing_delivered.failed = True  # type: ignore[attr-defined]
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+        return real_advance(job_id, target, **kwargs)
+
+    monkeypatch.setattr(store, "advance", advance_failing_delivered)
+
+    # When the first attempt fails on that write
+    with pytest.raises(TransientDeliveryError, match="recording the delivery failed"):
+        service.deliver("job_w", attempt=1)
+
+    # Then the lease is back and the copied object is recorded
+    job = store.get("job_w")
+    assert job is not None and job["status"] == "COPYING" and "copy_lease_until" not in job
+    # and the message's retry ends the job at once, without downloading again
+    outcome = service.deliver("job_w", attempt=2)
+    assert outcome.status is JobStatus.DELIVERED and outcome.published
+    assert gets["n"] == 1

@@ -29,6 +29,7 @@ DynamoDB / SNS being down); redriving them is safe, because ``deliver`` is idemp
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,10 @@ from pixverse_jobs.store import Job, JobStore
 from pixverse_jobs.views import job_view
 
 LEASE_ATTRIBUTE = "copy_lease_until"
+# Who publishes a job's final event: the write that ends the job takes it; any other delivery
+# must take it with a conditional write first. Long enough for one SNS publish and its retries.
+PUBLISH_LEASE_ATTRIBUTE = "publish_lease_until"
+PUBLISH_LEASE_SECONDS = 120
 COPIED_ATTRIBUTE = "copied_outputs"
 DELIVERY_FAILED_CODE = "delivery_failed"
 
@@ -92,9 +97,10 @@ class DeliveryService:
         status = JobStatus(job["status"])
         model = str(job.get("model") or "") or None
         copied_bytes, copy_seconds = 0, 0.0
+        holds_publication = False
         if status in (JobStatus.COMPLETED, JobStatus.COPYING):
             started = time.monotonic()
-            job = self._copy(job, attempt=attempt, deadline=deadline)
+            job, holds_publication = self._copy(job, attempt=attempt, deadline=deadline)
             status = JobStatus(job["status"])
             if status is JobStatus.DELIVERED:
                 copy_seconds = time.monotonic() - started
@@ -102,7 +108,7 @@ class DeliveryService:
         if status is JobStatus.DELIVERED or status in FAILURES:
             return DeliveryOutcome(
                 status=status,
-                published=self._publish_once(job),
+                published=self._publish_once(job, holds_publication=holds_publication),
                 model=model,
                 copied_bytes=copied_bytes,
                 copy_seconds=copy_seconds,
@@ -114,7 +120,9 @@ class DeliveryService:
         ext = extension_for(str(job.get("media_type") or ""), url)
         return f"{self._prefix}/{job['model']}/{job['job_id']}/{index}.{ext}"
 
-    def _copy(self, job: Job, *, attempt: int, deadline: float | None) -> Job:
+    def _copy(self, job: Job, *, attempt: int, deadline: float | None) -> tuple[Job, bool]:
+        """Copy and end the job; the job after it, and whether this call ended it (and so holds
+        its publication: the ending write takes the publish lease with it, at no extra cost)."""
         job_id = job["job_id"]
         now = epoch_seconds()
         claim = self._store.advance(
@@ -126,20 +134,20 @@ class DeliveryService:
         )
         if not claim.applied:
             logger.info("copy already in hand elsewhere", extra={"job_id": job_id, "status": claim.job["status"]})
-            return claim.job
+            return claim.job, False
         job = claim.job
         try:
             outputs = self._copy_media(job, deadline)
         except PermanentDeliveryError as exc:
             logger.warning("media copy failed permanently", extra={"job_id": job_id, "reason": str(exc)})
-            return self._fail(job_id, str(exc))
+            return self._fail(job_id, str(exc)), True
         except TransientDeliveryError as exc:
             if attempt >= self._max_attempts:
                 logger.error(
                     "media copy failed on the last attempt",
                     extra={"job_id": job_id, "attempt": attempt, "reason": str(exc)},
                 )
-                return self._fail(job_id, f"media copy failed after {attempt} attempts: {exc}")
+                return self._fail(job_id, f"media copy failed after {attempt} attempts: {exc}"), True
             logger.warning(
                 "media copy failed; the message will be retried",
                 extra={"job_id": job_id, "attempt": attempt, "max_attempts": self._max_attempts, "reason": str(exc)},
@@ -150,16 +158,37 @@ class DeliveryService:
             if attempt >= self._max_attempts:
                 # A bug must not leave the job COPYING forever once no retry follows.
                 logger.exception("media copy failed unexpectedly on the last attempt", extra={"job_id": job_id})
-                return self._fail(job_id, f"media copy failed after {attempt} attempts: internal error")
+                return self._fail(job_id, f"media copy failed after {attempt} attempts: internal error"), True
             self._release_lease(job_id)
             raise
-        return self._store.advance(
-            job_id,
-            JobStatus.DELIVERED,
-            attributes={"outputs": outputs, "delivered_at": utc_now_iso()},
-            remove=[LEASE_ATTRIBUTE, COPIED_ATTRIBUTE],
-            from_statuses=[JobStatus.COPYING],
-        ).job
+        try:
+            delivered = self._store.advance(
+                job_id,
+                JobStatus.DELIVERED,
+                attributes={
+                    "outputs": outputs,
+                    "delivered_at": utc_now_iso(),
+                    PUBLISH_LEASE_ATTRIBUTE: epoch_seconds() + PUBLISH_LEASE_SECONDS,
+                },
+                remove=[LEASE_ATTRIBUTE, COPIED_ATTRIBUTE],
+                from_statuses=[JobStatus.COPYING],
+            )
+        except Exception as exc:
+            # The objects are in S3 but the job does not say so: keep what was copied and give the
+            # lease back, so the message's retry finishes at once instead of finding the job "in
+            # hand elsewhere" for the lease's 15 minutes.
+            logger.warning("DELIVERED write failed; the message will be retried", extra={"job_id": job_id})
+            with contextlib.suppress(Exception):
+                self._store.annotate(
+                    job_id,
+                    attributes={COPIED_ATTRIBUTE: outputs},
+                    remove=[LEASE_ATTRIBUTE],
+                    condition="#st = :copying",
+                    names={"#st": "status"},
+                    values={":copying": str(JobStatus.COPYING)},
+                )
+            raise TransientDeliveryError(f"recording the delivery failed: {type(exc).__name__}") from exc
+        return delivered.job, delivered.applied
 
     def _copy_media(self, job: Job, deadline: float | None) -> list[dict[str, Any]]:
         """Copy every media URL not copied by an earlier attempt; the outputs, in URL order."""
@@ -206,7 +235,10 @@ class DeliveryService:
         return self._store.advance(
             job_id,
             JobStatus.DELIVERY_FAILED,
-            attributes={"error": {"code": DELIVERY_FAILED_CODE, "message": message}},
+            attributes={
+                "error": {"code": DELIVERY_FAILED_CODE, "message": message},
+                PUBLISH_LEASE_ATTRIBUTE: epoch_seconds() + PUBLISH_LEASE_SECONDS,
+            },
             remove=[LEASE_ATTRIBUTE, COPIED_ATTRIBUTE],
         ).job
 
@@ -220,15 +252,36 @@ class DeliveryService:
             values={":copying": str(JobStatus.COPYING)},
         )
 
-    def _publish_once(self, job: Job) -> bool:
+    def _publish_once(self, job: Job, *, holds_publication: bool = False) -> bool:
+        """Publish the job's final event unless it is out already or another delivery is
+        publishing it. The publish lease makes the check and the publish one decision: without
+        it, a message retry and a reconciler re-drive reading the job at the same moment would
+        both publish. A publisher that dies after publishing leaves the lease to expire, and the
+        next delivery re-publishes the same event (same id): at least once, never lost."""
         if job.get("event_published_at"):
+            return False
+        job_id = job["job_id"]
+        if not holds_publication and not self._store.annotate(
+            job_id,
+            attributes={PUBLISH_LEASE_ATTRIBUTE: epoch_seconds() + PUBLISH_LEASE_SECONDS},
+            condition=f"attribute_not_exists(event_published_at) AND "
+            f"(attribute_not_exists({PUBLISH_LEASE_ATTRIBUTE}) OR {PUBLISH_LEASE_ATTRIBUTE} < :now)",
+            values={":now": epoch_seconds()},
+        ):
+            logger.info("event already published or being published", extra={"job_id": job_id})
             return False
         event_type = JOB_DELIVERED if job["status"] == JobStatus.DELIVERED else JOB_FAILED
         event = build_event(event_type, job_view(job), source=self._source)
         # The occurrence is the terminal transition, not this publish: a re-publish after a
         # crash then sends the very same document.
         event["time"] = str(job.get("delivered_at") or job.get("updated_at") or event["time"])
-        self._publisher.publish(event)
+        try:
+            self._publisher.publish(event)
+        except Exception:
+            # Let the message's retry publish at once rather than after the lease.
+            with contextlib.suppress(Exception):
+                self._store.annotate(job_id, remove=[PUBLISH_LEASE_ATTRIBUTE])
+            raise
         self._store.mark_event_published(job["job_id"], event["id"])
         logger.info("event published", extra={"job_id": job["job_id"], "type": event_type, "event_id": event["id"]})
         return True

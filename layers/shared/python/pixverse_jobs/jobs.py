@@ -36,6 +36,8 @@ from pixverse_jobs.store import UNFINISHED, Job, JobStore
 MAX_METADATA_BYTES = 2048
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]{1,255}")
 IDEMPOTENT_WAIT_SECONDS = 5.0
+ACCEPTANCE_WRITE_ATTEMPTS = 4
+ACCEPTANCE_RETRY_DELAY_SECONDS = 0.1
 # A key held this long by a request whose job record never appeared belongs to a request that
 # died between the two writes (the API's timeout is 29 s), before it could call the gateway.
 STALE_CLAIM_SECONDS = 60
@@ -253,13 +255,31 @@ class JobService:
             self._store.advance(job_id, JobStatus.SUBMIT_FAILED, attributes={"error": error}, remove=[UNFINISHED])
             raise JobSubmitFailed(job_id, str(JobStatus.SUBMIT_FAILED), exc) from exc
         logger.append_keys(request_id=accepted.request_id)
-        transition = self._store.advance(
-            job_id, JobStatus.QUEUED, request_id=accepted.request_id, from_statuses=[JobStatus.SUBMITTING]
-        )
-        if not transition.applied:
-            # A callback outran us and already moved the job: keep its status, add the id.
-            transition = self._store.set_request_id(job_id, accepted.request_id)
-        return transition.job
+        return self._record_acceptance(job_id, accepted.request_id)
+
+    def _record_acceptance(self, job_id: str, request_id: str) -> Job:
+        """Store the request_id of a request the gateway accepted (and will bill): the one write
+        that must not be lost, so it is retried here beyond the SDK's own retries. If every
+        attempt fails, the id is in the error log, and the gateway's callback stores it."""
+        for attempt in range(1, ACCEPTANCE_WRITE_ATTEMPTS + 1):
+            try:
+                transition = self._store.advance(
+                    job_id, JobStatus.QUEUED, request_id=request_id, from_statuses=[JobStatus.SUBMITTING]
+                )
+                if not transition.applied:
+                    # A callback outran us and already moved the job: keep its status, add the id.
+                    transition = self._store.set_request_id(job_id, request_id)
+                return transition.job
+            except Exception:
+                if attempt == ACCEPTANCE_WRITE_ATTEMPTS:
+                    logger.exception(
+                        "the gateway accepted the job but its request_id could not be stored",
+                        extra={"job_id": job_id, "request_id": request_id},
+                    )
+                    raise
+                logger.warning("storing the request_id failed; retrying", extra={"attempt": attempt})
+                time.sleep(ACCEPTANCE_RETRY_DELAY_SECONDS * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     def list_jobs(self, query: ListQuery, *, owner: str) -> tuple[list[Job], str | None]:
         """A page of the caller's jobs, newest first, and the token of the next page.

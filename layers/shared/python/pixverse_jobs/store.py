@@ -410,7 +410,9 @@ class JobStore:
             self._client.update_item(
                 TableName=self._table,
                 Key=self._key(job_id),
-                UpdateExpression=f"SET event_id = :eid, event_published_at = :now REMOVE {UNFINISHED}",
+                UpdateExpression=(
+                    f"SET event_id = :eid, event_published_at = :now REMOVE {UNFINISHED}, publish_lease_until"
+                ),
                 ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(event_published_at)",
                 ExpressionAttributeValues=_to_item({":eid": event_id, ":now": utc_now_iso()}),
             )
