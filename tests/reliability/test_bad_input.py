@@ -181,8 +181,7 @@ def _raw_submit(header_line: bytes) -> Callable[[Targets], Request]:
 
 # ------------------------------------------------------------------------------------------ bugs
 # ------------------------------------------------------------------------------------------ corpus
-def _corpus(full: bool) -> list[Case]:
-    """Every case; the small form leaves out the one that costs the SDK's retries (about 25 s)."""
+def _corpus() -> list[Case]:
     cases: list[Case] = []
 
     def add(route: str, name: str, build: Callable[[Targets], Request], bug: str | None = None) -> None:
@@ -492,7 +491,7 @@ def _corpus(full: bool) -> list[Case]:
     return cases
 
 
-CORPUS = _corpus(full=SCALE.name == "full")
+CORPUS = _corpus()
 
 
 # ------------------------------------------------------------------------------------------ fixtures

@@ -110,16 +110,19 @@ class FaultRun:
     def final_job_ids(self) -> list[str]:
         return [s.job_id for s in self.submissions if s.job_id]
 
-    def undelivered(self) -> list[str]:
-        """Submissions that did not end with a verified delivery, and accepted requests not delivered."""
-        lost = [f"submission {s.index}: no job ({s.error})" for s in self.submissions if not s.job_id]
-        lost += mixed_up_submissions(self.submissions, self.jobs)
-        lost += sorted(self.check.problems)
+    def undelivered(self) -> dict[str, str]:
+        """What was lost, one entry per job (or submission without one): submissions that did not end
+        with a verified delivery of their own, and requests the gateway accepted whose job was not
+        delivered."""
+        lost = {f"submission {s.index}": f"no job ({s.error})" for s in self.submissions if not s.job_id}
+        lost.update({problem: problem for problem in mixed_up_submissions(self.submissions, self.jobs)})
+        for problem in self.check.problems:
+            lost.setdefault(problem.split(":", 1)[0], problem)
         for record in self.records.values():
-            job_id = webhook_job_id(record)
-            status = self.jobs.get(str(job_id), {}).get("status")
+            job_id = str(webhook_job_id(record))
+            status = self.jobs.get(job_id, {}).get("status")
             if status != "DELIVERED":
-                lost.append(f"gateway request {record['request_id']} (job {job_id}) accepted, job {status}")
+                lost.setdefault(job_id, f"gateway request {record['request_id']} (job {job_id}) accepted, job {status}")
         return lost
 
 
@@ -292,7 +295,7 @@ def fault_run(
 
 
 def test_no_job_is_lost(fault_run: FaultRun) -> None:
-    lost = fault_run.undelivered()
+    lost = list(fault_run.undelivered().values())
 
     assert not lost, (
         f"jobs lost: {len(lost)} of {fault_run.figures['jobs']} submissions "
