@@ -271,6 +271,9 @@ def _header_value(value: Any) -> str:
 
 # ------------------------------------------------------------------------------------------ server
 class _RequestHandler(BaseHTTPRequestHandler):
+    # Answer at once on kept-alive connections (as API Gateway does): with Nagle's algorithm each
+    # response waited ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server: _ApiServer
 

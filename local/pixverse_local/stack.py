@@ -49,6 +49,7 @@ from botocore.config import Config
 
 from pixverse_local.api import LocalHttpApi
 from pixverse_local.awshooks import FunctionClientHooks, acting_as
+from pixverse_local.fidelity import event_per_resolver
 from pixverse_local.poller import DEFAULT_RETRY_DELAY_SECONDS, DEFAULT_WORKERS, SqsPoller
 from pixverse_local.provision import BUCKET, QUEUE, TABLE, TOPIC, provision
 from pixverse_local.scheduler import DEFAULT_INTERVAL_SECONDS, Scheduler
@@ -108,7 +109,8 @@ class MotoServer:
 
     def start(self, timeout: float = 30.0) -> str:
         """Start the process and wait until it answers HTTP; return its URL."""
-        command = [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        # moto server with DynamoDB's per-item write serialization restored (see fidelity.py).
+        command = [sys.executable, "-m", "pixverse_local.fidelity", "-H", self.host, "-p", str(self.port)]
         # Its own session: a terminal's Ctrl-C reaches only us, and we stop it after the pollers that
         # use it; the parent-death signal keeps it from outliving a killed parent (Linux).
         self._process = subprocess.Popen(
@@ -436,6 +438,8 @@ class LocalStack:
 
         self.environment = function_environment(application.functions, self._overrides(media_host))
         self._apply_environ(self.environment)
+        # One event per container, as in Lambda (see fidelity.py), before any handler is imported.
+        event_per_resolver()
         hooks = FunctionClientHooks.from_env(self._env)
         if hooks is not None:
             # Before the first function import: its clients must be created with the hooks.

@@ -32,9 +32,6 @@ SCALE_ENV = "RELIABILITY_SCALE"
 RESULTS_ENV = "RELIABILITY_RESULTS"
 COMMAND_ENV = "RELIABILITY_COMMAND"
 FULL_RESULTS_PATH = ROOT / "reliability" / "results.json"
-# First on the PYTHONPATH of the suite's stacks: restores two AWS guarantees the local stack lacks
-# under concurrency (atomic DynamoDB writes, one event per invocation); see its sitecustomize.
-STACK_FIDELITY = Path(__file__).resolve().parent / "stack_fidelity"
 
 IMAGE_URL = "https://images.example.com/reliability/still.png"
 # Every model, with the smallest valid input besides the prompt (the simulator never fetches image_url).
@@ -168,9 +165,9 @@ class ResultsBook:
 def local_stack(
     log_path: Path, env: Mapping[str, str], parameters: Mapping[str, str] | None = None
 ) -> Iterator[tuple[StackProcess, LocalClient]]:
-    """``python -m pixverse_local`` of its own, with ``env`` and template ``parameters`` and the
-    STACK_FIDELITY patches; asserts that it stops cleanly."""
-    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(STACK_FIDELITY), os.environ.get("PYTHONPATH")]))}
+    """``python -m pixverse_local`` of its own, with ``env`` and template ``parameters`` (the local
+    stack restores DynamoDB's atomic writes and one event per invocation, see pixverse_local.fidelity);
+    asserts that it stops cleanly."""
     process = StackProcess(
         log_path=log_path, env=dict(env), parameter_overrides=dict(parameters or {}), start_timeout=90
     )

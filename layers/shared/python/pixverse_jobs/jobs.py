@@ -107,6 +107,9 @@ def _unstorable(value: Any, path: str) -> list[FieldError]:
     if isinstance(value, dict):
         found: list[FieldError] = []
         for key, item in value.items():
+            if key == "":
+                found.append(FieldError(path, "must not have an empty key (DynamoDB map keys are not empty)"))
+                continue
             found.extend(_unstorable(key, f"{path} (a key)") if isinstance(key, str) else [])
             found.extend(_unstorable(item, f"{path}.{key}"))
         return found
@@ -309,6 +312,9 @@ class JobService:
 
     def get(self, job_id: str, *, owner: str) -> Job:
         """The caller's job; another caller's job is indistinguishable from a missing one."""
+        if not JOB_ID_PATTERN.fullmatch(job_id):
+            # Not an id this API hands out (and maybe over DynamoDB's key limit): not found, no read.
+            raise JobNotFound(job_id[:80])
         job = self._store.get(job_id)
         if job is None or job.get("owner") != owner:
             raise JobNotFound(job_id)
