@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pixverse_jobs.delivery import LEASE_ATTRIBUTE
 from pixverse_jobs.events import JOB_DELIVERED
+from pixverse_jobs.store import COPY_LEASE
 from pixverse_local.harness import TERMINAL, LocalClient, StackProcess
 from reliability_support import (
     DeliveryCheck,
@@ -150,7 +150,7 @@ def _expire_stalled_leases(client: LocalClient, jobs: dict[str, dict[str, Any]],
             continue
         key = {"job_id": {"S": job_id}}
         item = client.dynamodb.get_item(TableName=client.ready["table"], Key=key, ConsistentRead=True)["Item"]
-        lease = item.get(LEASE_ATTRIBUTE, {}).get("N")
+        lease = item.get(COPY_LEASE, {}).get("N")
         if lease is None or int(lease) <= time.time():
             continue
         client.dynamodb.update_item(
@@ -158,7 +158,7 @@ def _expire_stalled_leases(client: LocalClient, jobs: dict[str, dict[str, Any]],
             Key=key,
             UpdateExpression="SET #lease = :past",
             ConditionExpression="#lease = :held AND #status = :copying",
-            ExpressionAttributeNames={"#lease": LEASE_ATTRIBUTE, "#status": "status"},
+            ExpressionAttributeNames={"#lease": COPY_LEASE, "#status": "status"},
             ExpressionAttributeValues={
                 ":past": {"N": str(int(time.time()) - 1)},
                 ":held": {"N": lease},

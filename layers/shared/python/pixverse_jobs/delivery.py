@@ -40,13 +40,11 @@ from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, EventPublisher, buil
 from pixverse_jobs.media import MediaCopier, extension_for
 from pixverse_jobs.observability import logger
 from pixverse_jobs.states import FAILURES, JobStatus
-from pixverse_jobs.store import Job, JobStore
+from pixverse_jobs.store import COPY_LEASE, PUBLISH_LEASE, Job, JobStore
 from pixverse_jobs.views import job_view
 
-LEASE_ATTRIBUTE = "copy_lease_until"
 # Who publishes a job's final event: the write that ends the job takes it; any other delivery
 # must take it with a conditional write first. Long enough for one SNS publish and its retries.
-PUBLISH_LEASE_ATTRIBUTE = "publish_lease_until"
 PUBLISH_LEASE_SECONDS = 120
 COPIED_ATTRIBUTE = "copied_outputs"
 DELIVERY_FAILED_CODE = "delivery_failed"
@@ -128,8 +126,8 @@ class DeliveryService:
         claim = self._store.advance(
             job_id,
             JobStatus.COPYING,
-            attributes={LEASE_ATTRIBUTE: now + self._lease_seconds},
-            extra_condition=f"attribute_not_exists({LEASE_ATTRIBUTE}) OR {LEASE_ATTRIBUTE} < :lease_now",
+            attributes={COPY_LEASE: now + self._lease_seconds},
+            extra_condition=f"attribute_not_exists({COPY_LEASE}) OR {COPY_LEASE} < :lease_now",
             extra_values={":lease_now": now},
         )
         if not claim.applied:
@@ -168,9 +166,9 @@ class DeliveryService:
                 attributes={
                     "outputs": outputs,
                     "delivered_at": utc_now_iso(),
-                    PUBLISH_LEASE_ATTRIBUTE: epoch_seconds() + PUBLISH_LEASE_SECONDS,
+                    PUBLISH_LEASE: epoch_seconds() + PUBLISH_LEASE_SECONDS,
                 },
-                remove=[LEASE_ATTRIBUTE, COPIED_ATTRIBUTE],
+                remove=[COPY_LEASE, COPIED_ATTRIBUTE],
                 from_statuses=[JobStatus.COPYING],
             )
         except Exception as exc:
@@ -182,7 +180,7 @@ class DeliveryService:
                 self._store.annotate(
                     job_id,
                     attributes={COPIED_ATTRIBUTE: outputs},
-                    remove=[LEASE_ATTRIBUTE],
+                    remove=[COPY_LEASE],
                     condition="#st = :copying",
                     names={"#st": "status"},
                     values={":copying": str(JobStatus.COPYING)},
@@ -237,16 +235,16 @@ class DeliveryService:
             JobStatus.DELIVERY_FAILED,
             attributes={
                 "error": {"code": DELIVERY_FAILED_CODE, "message": message},
-                PUBLISH_LEASE_ATTRIBUTE: epoch_seconds() + PUBLISH_LEASE_SECONDS,
+                PUBLISH_LEASE: epoch_seconds() + PUBLISH_LEASE_SECONDS,
             },
-            remove=[LEASE_ATTRIBUTE, COPIED_ATTRIBUTE],
+            remove=[COPY_LEASE, COPIED_ATTRIBUTE],
         ).job
 
     def _release_lease(self, job_id: str) -> None:
         # Give the lease back so the message's retry can copy at once.
         self._store.annotate(
             job_id,
-            remove=[LEASE_ATTRIBUTE],
+            remove=[COPY_LEASE],
             condition="#st = :copying",
             names={"#st": "status"},
             values={":copying": str(JobStatus.COPYING)},
@@ -263,24 +261,24 @@ class DeliveryService:
         job_id = job["job_id"]
         if not holds_publication and not self._store.annotate(
             job_id,
-            attributes={PUBLISH_LEASE_ATTRIBUTE: epoch_seconds() + PUBLISH_LEASE_SECONDS},
+            attributes={PUBLISH_LEASE: epoch_seconds() + PUBLISH_LEASE_SECONDS},
             condition=f"attribute_not_exists(event_published_at) AND "
-            f"(attribute_not_exists({PUBLISH_LEASE_ATTRIBUTE}) OR {PUBLISH_LEASE_ATTRIBUTE} < :now)",
+            f"(attribute_not_exists({PUBLISH_LEASE}) OR {PUBLISH_LEASE} < :now)",
             values={":now": epoch_seconds()},
         ):
             logger.info("event already published or being published", extra={"job_id": job_id})
             return False
         event_type = JOB_DELIVERED if job["status"] == JobStatus.DELIVERED else JOB_FAILED
-        event = build_event(event_type, job_view(job), source=self._source)
         # The occurrence is the terminal transition, not this publish: a re-publish after a
         # crash then sends the very same document.
-        event["time"] = str(job.get("delivered_at") or job.get("updated_at") or event["time"])
+        occurred = job.get("delivered_at") or job.get("updated_at")
+        event = build_event(event_type, job_view(job), source=self._source, time=str(occurred) if occurred else None)
         try:
             self._publisher.publish(event)
         except Exception:
             # Let the message's retry publish at once rather than after the lease.
             with contextlib.suppress(Exception):
-                self._store.annotate(job_id, remove=[PUBLISH_LEASE_ATTRIBUTE])
+                self._store.annotate(job_id, remove=[PUBLISH_LEASE])
             raise
         self._store.mark_event_published(job["job_id"], event["id"])
         logger.info("event published", extra={"job_id": job["job_id"], "type": event_type, "event_id": event["id"]})

@@ -27,15 +27,16 @@ def event_id(job_id: str, event_type: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{job_id}/{event_type}"))
 
 
-def build_event(event_type: str, job: dict[str, Any], *, source: str) -> dict[str, Any]:
-    """The CloudEvents document for a job (``job`` as ``views.job_view`` shows it)."""
+def build_event(event_type: str, job: dict[str, Any], *, source: str, time: str | None = None) -> dict[str, Any]:
+    """The CloudEvents document for a job (``job`` as ``views.job_view`` shows it); ``time`` is
+    when it happened (default: now)."""
     return {
         "specversion": "1.0",
         "id": event_id(job["job_id"], event_type),
         "source": source,
         "type": event_type,
         "subject": job["job_id"],
-        "time": utc_now_iso(),
+        "time": time or utc_now_iso(),
         "datacontenttype": "application/json",
         "data": job,
     }

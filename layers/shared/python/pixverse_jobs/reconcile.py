@@ -30,16 +30,14 @@ from enum import StrEnum
 from typing import Any
 
 from pixverse_jobs.callbacks import CallbackProcessor, parse_callback
-from pixverse_jobs.clock import epoch_seconds
+from pixverse_jobs.clock import epoch_seconds, from_iso, to_iso
 from pixverse_jobs.config import ReconcileSettings
 from pixverse_jobs.errors import CallbackRejected, GatewayError, GatewayRateLimited
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.observability import logger
 from pixverse_jobs.queue import CopyQueue
 from pixverse_jobs.states import FAILURES, NEEDS_DELIVERY, JobStatus
-from pixverse_jobs.store import Job, JobStore
-
-LEASE_ATTRIBUTE = "copy_lease_until"
+from pixverse_jobs.store import COPY_LEASE, Job, JobStore
 
 
 class Action(StrEnum):
@@ -73,14 +71,6 @@ class RunReport:
         return sum(self.actions.get(str(a), 0) for a in moved)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _parse_iso(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 class Reconciler:
     def __init__(
         self,
@@ -104,7 +94,7 @@ class Reconciler:
         """One pass over the unfinished jobs older than RECONCILE_AFTER_SECONDS, oldest first.
         Stops early when ``time_left()`` (seconds) runs low, leaving the rest to the next run."""
         now = self._now()
-        cutoff = _iso(now - timedelta(seconds=self._settings.after_seconds))
+        cutoff = to_iso(now - timedelta(seconds=self._settings.after_seconds))
         report = RunReport()
         self._rate_limited.clear()
         lock = threading.Lock()
@@ -149,7 +139,7 @@ class Reconciler:
         """Bring one unfinished job forward; returns what was done."""
         job_id = str(job["job_id"])
         status = JobStatus(job["status"])
-        age = (now - _parse_iso(str(job["created_at"]))).total_seconds()
+        age = (now - from_iso(str(job["created_at"]))).total_seconds()
         if status is JobStatus.SUBMITTING and not job.get("request_id"):
             return self._resolve_submitting(job, age)
         if status in (JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.PROCESSING):
@@ -157,12 +147,14 @@ class Reconciler:
             if action in (Action.POLLED_OUTCOME, Action.SKIPPED):
                 return action
             if age > self._settings.max_age_seconds:
-                return self._time_out(job_id, JobStatus.ERROR, [JobStatus.SUBMITTING, *_WAITING])
+                return self._time_out(
+                    job_id, JobStatus.ERROR, [JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.PROCESSING]
+                )
             return action
         if status in (JobStatus.COMPLETED, JobStatus.COPYING):
             if age > self._settings.max_age_seconds:
                 return self._time_out(job_id, JobStatus.DELIVERY_FAILED, [JobStatus.COMPLETED, JobStatus.COPYING])
-            lease = job.get(LEASE_ATTRIBUTE)
+            lease = job.get(COPY_LEASE)
             if status is JobStatus.COPYING and lease is not None and int(lease) > epoch_seconds():
                 return Action.SKIPPED  # a copier holds it right now
             return self._request_delivery(job_id)
@@ -238,6 +230,3 @@ class Reconciler:
     def _request_delivery(self, job_id: str) -> Action:
         self._queue.request_delivery(job_id)
         return Action.DELIVERY_REQUESTED
-
-
-_WAITING = (JobStatus.QUEUED, JobStatus.PROCESSING)

@@ -78,6 +78,9 @@ OWNER_INDEX = "by_owner"
 # its creation until its final event is published (or its submit failed in front of the caller).
 UNFINISHED_INDEX = "unfinished_by_age"
 UNFINISHED = "unfinished"
+# Leases on a job record: the copier's hold on a copy, and a delivery's hold on publishing its event.
+COPY_LEASE = "copy_lease_until"
+PUBLISH_LEASE = "publish_lease_until"
 
 
 def _idempotency_record_id(owner: str, key: str) -> str:
@@ -411,7 +414,7 @@ class JobStore:
                 TableName=self._table,
                 Key=self._key(job_id),
                 UpdateExpression=(
-                    f"SET event_id = :eid, event_published_at = :now REMOVE {UNFINISHED}, publish_lease_until"
+                    f"SET event_id = :eid, event_published_at = :now REMOVE {UNFINISHED}, {PUBLISH_LEASE}"
                 ),
                 ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(event_published_at)",
                 ExpressionAttributeValues=_to_item({":eid": event_id, ":now": utc_now_iso()}),
