@@ -20,7 +20,7 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): requirements-dev.txt layers/shared/requirements.txt functions/submit/requirements.txt pyproject.toml
+$(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt

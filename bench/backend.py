@@ -3,8 +3,8 @@ stack's runtime in between: moto server (its own process) holding the resources 
 defines, the gateway simulator (this process), a media origin (its own process), and for each
 function the environment template.yaml gives it, pointed at those.
 
-Also a Lambda-like import path: the layer's pinned requirements (plus pydantic for the submit
-function, as its build ships it) installed once into ``.venv/bench-lambda/`` with pip, so a
+Also a Lambda-like import path: the layer's pinned requirements (the functions ship nothing
+else) installed once into ``.venv/bench-lambda/`` with pip, so a
 cold start imports what Lambda would, not the development extras of .venv (rich and click pulled
 in by httpx's CLI, awscrt, pyOpenSSL) that would pad the floor as much as the function."""
 
@@ -42,25 +42,18 @@ FUNCTIONS = {
     "ReconcileFunction": ("reconcile", ("secretsmanager", "dynamodb", "sqs"), True),
 }
 LAMBDA_SITE = ROOT / ".venv" / "bench-lambda"
-_REQUIREMENTS = {
-    "layer": ROOT / "layers" / "shared" / "requirements.txt",
-    "submit": ROOT / "functions" / "submit" / "requirements.txt",
-}
+_REQUIREMENTS = {"layer": ROOT / "layers" / "shared" / "requirements.txt"}
 
 
 @dataclass(frozen=True)
 class LambdaSite:
-    """Import paths like Lambda's: the layer's packages, and the submit function's own."""
+    """Import paths like Lambda's: the function's directory, the layer's code and packages."""
 
     layer: Path | None
-    submit: Path | None
     note: str
 
     def pythonpath(self, function_dir: str) -> list[str]:
-        paths = [str(ROOT / "functions" / function_dir)]
-        if function_dir == "submit" and self.submit is not None:
-            paths.append(str(self.submit))
-        paths.append(str(ROOT / "layers" / "shared" / "python"))
+        paths = [str(ROOT / "functions" / function_dir), str(ROOT / "layers" / "shared" / "python")]
         if self.layer is not None:
             paths.append(str(self.layer))
         return paths
@@ -80,7 +73,7 @@ def lambda_site(*, install: bool = True) -> LambdaSite:
         stamp = target / ".bench-stamp"
         if not (stamp.is_file() and stamp.read_text() == digest):
             if not install:
-                return LambdaSite(None, None, "development venv (Lambda-like packages not installed)")
+                return LambdaSite(None, "development venv (Lambda-like packages not installed)")
             LOG.info("installing %s requirements into %s (once)", name, target)
             result = subprocess.run(
                 [
@@ -103,13 +96,12 @@ def lambda_site(*, install: bool = True) -> LambdaSite:
                 check=False,
             )
             if result.returncode != 0:
-                return LambdaSite(None, None, f"development venv (pip failed: {result.stderr.strip()[-300:]})")
+                return LambdaSite(None, f"development venv (pip failed: {result.stderr.strip()[-300:]})")
             stamp.write_text(digest)
         paths[name] = target
     return LambdaSite(
         paths["layer"],
-        paths["submit"],
-        "layers/shared/requirements.txt (+ functions/submit/requirements.txt for submit) installed with pip "
+        "layers/shared/requirements.txt installed with pip "
         f"into {LAMBDA_SITE.relative_to(ROOT)}, run with python -S (no development packages)",
     )
 

@@ -45,27 +45,18 @@ from backend import (
 from benchlib import BENCH_DIR, ROOT, median, ratio, spread
 
 TARGET_RATIO = 1.2
-# Diagnostic floors: the floor plus the Powertools pieces each function imports and creates (and,
-# for the submit function, its resolver's pydantic validation). They tell the function's own cost
-# apart from the libraries it is built on; the target is against the plain floor.
+# Diagnostic floors: the floor plus the Powertools pieces each function imports and creates. They
+# tell the function's own cost apart from the libraries it is built on; the target is against the
+# plain floor.
 _LOGGER_METRICS = "from aws_lambda_powertools import Logger, Metrics\nLogger()\nMetrics()\n"
-_RESOLVER = (
-    "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver\n"
-    "from aws_lambda_powertools.utilities.parameters import SecretsProvider\n"
-)
+_RESOLVER = "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver\n"
 POWERTOOLS = {
     "SubmitFunction": _LOGGER_METRICS + _RESOLVER + "APIGatewayHttpResolver()\n",
     "WebhookFunction": _LOGGER_METRICS + _RESOLVER + "APIGatewayHttpResolver()\n",
     "MediaCopyFunction": _LOGGER_METRICS
     + "from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType\n"
     + "BatchProcessor(event_type=EventType.SQS)\n",
-    "ReconcileFunction": _LOGGER_METRICS + "from aws_lambda_powertools.utilities.parameters import SecretsProvider\n",
-}
-VALIDATION = {
-    "SubmitFunction": POWERTOOLS["SubmitFunction"]
-    + "import pydantic\n"
-    + "from aws_lambda_powertools.event_handler.openapi.params import Body\n"
-    + "APIGatewayHttpResolver(enable_validation=True)\n",
+    "ReconcileFunction": _LOGGER_METRICS,
 }
 WARM_INVOCATIONS = 4
 
@@ -168,7 +159,7 @@ def _run_child(
     command = [sys.executable, *(["-S"] if site.isolated else []), str(BENCH_DIR / "cold_child.py")]
     command += ["app" if mode == "app" else "floor", app_dir or directory, str(invocations), str(out)]
     if mode != "app":
-        code = {"powertools": POWERTOOLS, "validation": VALIDATION}.get(mode, {}).get(function, "")
+        code = POWERTOOLS.get(function, "") if mode == "powertools" else ""
         command += [",".join(services), "1" if calls_out else "0", code]
     result = subprocess.run(
         command,
@@ -200,7 +191,7 @@ def run_cold(
     """Every function and its floor ``repeats`` times, interleaved; medians, ratios, targets.
     ``app_dirs`` / ``layer_dir`` measure another version of a function or of the layer's package
     (a what-if, or the code before a change) in place of functions/<dir> / layers/shared/python."""
-    site = lambda_site() if import_path == "lambda" else LambdaSite(None, None, "development venv (asked for)")
+    site = lambda_site() if import_path == "lambda" else LambdaSite(None, "development venv (asked for)")
     log(f"cold start import path: {site.note}")
     runs: list[dict[str, Any]] = []
     with backend(processing_seconds=3600) as be, tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
@@ -213,7 +204,7 @@ def run_cold(
                 # Floors first on even repeats, the function first on odd ones.
                 modes = ["floor"]
                 if diagnostics:
-                    modes += ["powertools", *(["validation"] if function in VALIDATION else [])]
+                    modes.append("powertools")
                 modes = [*modes, "app"] if repeat % 2 == 0 else ["app", *modes]
                 for mode in modes:
                     events, retire = build_invocations(function, be, jobs, 1 + warm) if mode == "app" else ([], [])
@@ -308,11 +299,6 @@ def summarise(
             below = powertools["min"]
             parts = {"powertools_ms": round(powertools["min"] - figures["floor_ms"]["min"], 1)}
             figures["floor_powertools_ms"] = powertools
-            validation = init_ms("validation")
-            if validation["n"]:
-                figures["floor_powertools_validation_ms"] = validation
-                parts["resolver_validation_ms"] = round(validation["min"] - powertools["min"], 1)
-                below = validation["min"]
             parts["own_init_ms"] = round(figures["init_ms"]["min"] - below, 1)
             parts["first_call_extra_ms"] = round(figures["first_call_extra_ms"]["median"], 1)
             parts["first_call_extra_aws_ms"] = round(figures["first_call_extra_aws_ms"]["median"], 1)

@@ -163,14 +163,13 @@ def _cold(section: dict[str, Any]) -> list[str]:
         lines += [
             "Where the time over the floor goes (ms; import parts are differences of minimums over the runs, "
             "first-call parts medians; diagnostic floors: the floor plus the Powertools pieces the function "
-            "imports and creates, plus for submit its resolver's pydantic validation):",
+            "imports and creates):",
             "",
         ]
         lines += _table(
             [
                 "function",
                 "Powertools",
-                "resolver validation (pydantic)",
                 "own init",
                 "own first call",
                 "first call in AWS",
@@ -179,7 +178,6 @@ def _cold(section: dict[str, Any]) -> list[str]:
                 [
                     fn,
                     p["powertools_ms"],
-                    p.get("resolver_validation_ms", "-"),
                     p["own_init_ms"],
                     p["first_call_extra_ms"],
                     p["first_call_extra_aws_ms"],

@@ -1,8 +1,8 @@
 """Write the contract documents, generated from the code:
 
-* functions/submit/openapi.json, the HTTP API's OpenAPI document: the Powertools resolvers of the
-  submit and webhook functions (routes, parameters, request and response models) plus one input
-  schema per model from the catalog;
+* functions/submit/openapi.json, the HTTP API's OpenAPI document: the documentation resolver of
+  the submit routes (scripts/api_contract.py: routes, parameters, request and response models),
+  the webhook function's resolver, plus one input schema per model from the catalog;
 * events/pixverse-job-event.schema.json, the JSON Schema of the CloudEvents the stack publishes
   (its ``data`` is the job as the API's Job model describes it).
 
@@ -51,16 +51,28 @@ def _load(function_dir: str) -> ModuleType:
     return module
 
 
+def _contract() -> ModuleType:
+    """scripts/api_contract.py (the submit routes' shapes, for the documents only)."""
+    module = sys.modules.get("api_contract")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("api_contract", ROOT / "scripts" / "api_contract.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["api_contract"] = module  # pydantic resolves the models' annotations through it
+        spec.loader.exec_module(module)
+    return module
+
+
 def build_document() -> dict[str, Any]:
     for name, value in PLACEHOLDER_ENV.items():
         os.environ.setdefault(name, value)
     sys.path.insert(0, str(ROOT / "layers" / "shared" / "python"))
     from pixverse_jobs.catalog import MODELS
 
-    submit = _load("submit")
+    contract = _contract()
     webhook = _load("webhook")
     document: dict[str, Any] = json.loads(
-        submit.app.get_openapi_json_schema(
+        contract.doc_resolver().get_openapi_json_schema(
             title="pixverse-jobs",
             version="1.0.0",
             summary="PixVerse video generation jobs through the Pixazo gateway",
@@ -115,12 +127,7 @@ def build_event_schema() -> dict[str, Any]:
     build_document()  # sets up the environment and import paths
     from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, JOB_PROGRESS
 
-    sys.path.insert(0, str(ROOT / "functions" / "submit"))
-    try:
-        import schemas as submit_schemas
-    finally:
-        sys.path.remove(str(ROOT / "functions" / "submit"))
-    job = submit_schemas.JobView.model_json_schema(ref_template="#/$defs/{model}")
+    job = _contract().JobView.model_json_schema(ref_template="#/$defs/{model}")
     definitions = job.pop("$defs", {})
     definitions["Job"] = job
     return {

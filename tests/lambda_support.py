@@ -85,7 +85,7 @@ def load_function(logical_id: str) -> ModuleType:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique] = module
-    # As in Lambda, the function's own modules (e.g. submit's schemas) import from its directory.
+    # As in Lambda, the function's own modules import from its directory.
     code_dir = str(path.parent)
     before = set(sys.modules)
     sys.path.insert(0, code_dir)

@@ -64,6 +64,21 @@ def test_document_has_every_template_route_and_no_other(committed: dict[str, Any
     assert documented == template_routes
 
 
+def _routes(resolver: Any) -> set[tuple[str, str]]:
+    return {(route.method, route.path) for route in resolver._static_routes + resolver._dynamic_routes}
+
+
+def test_documented_routes_are_the_submit_functions_routes() -> None:
+    """openapi.json describes scripts/api_contract.py's documentation resolver: its routes must be
+    the ones the submit function answers, or the document would promise a route nobody serves."""
+    generator = _generator()
+    generator.build_document()  # sets up the environment and import paths
+    function = generator._load("submit")
+
+    assert _routes(generator._contract().doc_resolver()) == _routes(function.app)
+    assert _routes(function.app) == {("POST", "/jobs"), ("GET", "/jobs/<job_id>"), ("GET", "/jobs")}
+
+
 def test_document_never_promises_a_422(committed: dict[str, Any]) -> None:
     statuses = {code for ops in committed["paths"].values() for op in ops.values() for code in op["responses"]}
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import ClientError
 from moto import mock_aws
+from pixverse_jobs.errors import SecretReadFailed
 from pixverse_jobs.secrets import SecretReader
 from pixverse_jobs.signing import SignatureVerifier, sign
 
@@ -126,10 +127,10 @@ def test_previous_version_lookup_failure_other_than_not_found_propagates(sm: Any
     # A throttled or denied lookup must not turn into a 401: the gateway's retry should succeed.
     def throttled(params: dict[str, Any], **_: Any) -> None:
         if params.get("VersionStage") == "AWSPREVIOUS":
-            raise RuntimeError("ThrottlingException")
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "GetSecretValue")
 
     sm.meta.events.register("before-parameter-build.secrets-manager.GetSecretValue", throttled)
-    with pytest.raises(GetParameterError):
+    with pytest.raises(SecretReadFailed, match="ThrottlingException"):
         _verifier(sm, Clock()).verify(JOB, sign(JOB, NEWEST))
 
 
@@ -139,3 +140,37 @@ def test_secret_reader_keeps_current_and_previous_in_separate_caches(sm: Any) ->
     assert reader.get("signing") == NEW
     assert reader.get_previous("signing") == OLD
     assert reader.get("signing") == NEW
+
+
+def test_secret_reader_caches_each_version_for_max_age_then_reads_again(sm: Any) -> None:
+    clock = Clock()
+    calls = Calls(sm)
+    reader = SecretReader(sm, max_age=300, clock=clock)
+
+    assert [reader.get("signing") for _ in range(3)] == [OLD] * 3
+    assert reader.get_previous("signing") is None  # never rotated: that answer is cached too
+    assert reader.get_previous("signing") is None
+    assert calls.take() == ["AWSCURRENT", "AWSPREVIOUS"]
+
+    sm.put_secret_value(SecretId="signing", SecretString=NEW)
+    clock.now += 299
+    assert (reader.get("signing"), reader.get_previous("signing")) == (OLD, None)
+    assert calls.take() == []
+    clock.now += 2
+    assert (reader.get("signing"), reader.get_previous("signing")) == (NEW, OLD)
+    assert calls.take() == ["AWSCURRENT", "AWSPREVIOUS"]
+    assert reader.get("signing", force_fetch=True) == NEW
+    assert calls.take() == ["AWSCURRENT"]
+
+
+def test_secret_reader_failure_names_the_secret_and_never_a_value(sm: Any) -> None:
+    with pytest.raises(SecretReadFailed, match=r"missing.*ResourceNotFoundException"):
+        SecretReader(sm).get("missing")
+
+    def denied(params: dict[str, Any], **_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": OLD}}, "GetSecretValue")
+
+    sm.meta.events.register("before-parameter-build.secrets-manager.GetSecretValue", denied)
+    with pytest.raises(SecretReadFailed) as failure:
+        SecretReader(sm).get("signing")
+    assert "AccessDeniedException" in str(failure.value) and OLD not in str(failure.value)

@@ -14,6 +14,11 @@ class ConfigurationError(PixverseJobsError):
     """A setting is missing or invalid; raised at start, names the setting."""
 
 
+class SecretReadFailed(PixverseJobsError):
+    """Secrets Manager did not answer with the secret (throttled, denied, unreachable). Names the
+    secret and the error code, never a value."""
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One bad field of a request: a dotted path (``input.duration``) and why it is bad."""

@@ -1,4 +1,6 @@
-"""The webhook's cold start: importing its handler pulls in neither httpx nor pydantic.
+"""Cold starts: importing the webhook's handler pulls in neither httpx nor pydantic, and the
+submit function's pulls in no pydantic (the catalog validates; scripts/api_contract.py, which
+needs pydantic, only builds the documents).
 
 Checked in a fresh interpreter, since this test process has long imported both."""
 
@@ -17,18 +19,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 _PROBE = """
 import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("app", "functions/webhook/app.py")
+spec = importlib.util.spec_from_file_location("app", f"functions/{sys.argv[1]}/app.py")
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 print(json.dumps({
     "heavy": sorted(name for name in ("httpx", "pydantic") if name in sys.modules),
     "layer": sorted(name for name in sys.modules if name.startswith("pixverse_jobs.")),
-    "sns_client": module.sns is not None,
+    "sns_client": getattr(module, "sns", None) is not None,
 }))
 """
 
 
 def _import_webhook(**extra_env: str) -> dict[str, Any]:
+    return _import_function("webhook", **extra_env)
+
+
+def _import_function(directory: str, **extra_env: str) -> dict[str, Any]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT / "layers" / "shared" / "python"),
@@ -41,7 +47,13 @@ def _import_webhook(**extra_env: str) -> dict[str, Any]:
         **extra_env,
     }
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", _PROBE, directory],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     loaded: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
@@ -61,3 +73,15 @@ def test_webhook_handler_imports_neither_httpx_nor_pydantic(progress_events: str
 def test_webhook_creates_an_sns_client_only_when_progress_events_are_on() -> None:
     assert _import_webhook(PROGRESS_EVENTS="false")["sns_client"] is False
     assert _import_webhook(PROGRESS_EVENTS="true", EVENTS_TOPIC_ARN="arn:aws:sns:us-east-1:1:t")["sns_client"] is True
+
+
+def test_submit_handler_imports_no_pydantic() -> None:
+    loaded = _import_function(
+        "submit",
+        PIXAZO_BASE_URL="https://gateway.pixazo.ai",
+        PIXAZO_API_KEY_SECRET="arn:aws:secretsmanager:us-east-1:123456789012:secret:key-AbCdEf",
+        MEDIA_BUCKET="media",
+    )
+
+    assert loaded["heavy"] == ["httpx"]
+    assert "pixverse_jobs.catalog" in loaded["layer"]

@@ -1,0 +1,209 @@
+"""The submit API's contract, for its documents only: the request and response shapes
+(pydantic) and a documentation-only Powertools resolver holding the submit function's routes,
+parameters and answers. scripts/openapi.py builds functions/submit/openapi.json and the event
+schema from it.
+
+Nothing here runs in Lambda. The submit function (functions/submit/app.py) routes with a plain
+resolver and validates with the catalog (``pixverse_jobs.catalog``), which reports every bad field
+at once; pydantic would only have checked the same envelope a second time, for 40 ms of every
+cold start. tests/unit/test_openapi.py keeps the two honest: the routes here are the function's
+routes and template.yaml's, the doc examples fit the per-model schemas, and inputs the catalog
+refuses fail them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pixverse_jobs.catalog import MODELS
+from pixverse_jobs.jobs import MAX_METADATA_BYTES
+from pixverse_jobs.states import JobStatus
+from pydantic import BaseModel, ConfigDict, Field
+
+ModelId = Literal[
+    "pixverse-v6-text-to-video",
+    "pixverse-v6-image-to-video",
+    "pixverse-c1-text-to-video",
+    "pixverse-c1-image-to-video",
+    "pixverse",
+    "pixverse-i2v",
+]
+assert set(ModelId.__args__) == set(MODELS), "ModelId must list the catalog's models"  # type: ignore[attr-defined]
+
+Status = Literal[
+    "SUBMITTING",
+    "QUEUED",
+    "PROCESSING",
+    "COMPLETED",
+    "COPYING",
+    "DELIVERED",
+    "SUBMIT_FAILED",
+    "FAILED",
+    "ERROR",
+    "DELIVERY_FAILED",
+]
+assert set(Status.__args__) == set(JobStatus), "Status must list every JobStatus"  # type: ignore[attr-defined]
+
+
+class SubmitJobBody(BaseModel):
+    """POST /jobs body."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", title="SubmitJobRequest")
+
+    model: ModelId = Field(description="The gateway's model id.")
+    input: dict[str, Any] = Field(
+        description="The model's parameters, forwarded to the gateway exactly as given "
+        "(see components.schemas.<model>Input for each model's parameters)."
+    )
+    webhook_mode: Literal["terminal", "sync"] | None = Field(
+        default=None, description="terminal: one callback at the end; sync: a callback per status change."
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"Your own data, echoed in the job and its events (at most {MAX_METADATA_BYTES} bytes as JSON).",
+    )
+
+
+class JobOutput(BaseModel):
+    bucket: str
+    key: str
+    s3_uri: str
+    size: int
+    media_type: str
+    sha256: str
+    download_url: str | None = Field(default=None, description="Presigned GET URL (GET /jobs/{job_id} only).")
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobView(BaseModel):
+    """A job as GET /jobs/{job_id} returns it."""
+
+    model_config = ConfigDict(title="Job")
+
+    job_id: str
+    request_id: str | None
+    model: ModelId
+    status: Status
+    input: dict[str, Any]
+    metadata: dict[str, Any]
+    webhook_mode: Literal["terminal", "sync"] | None
+    outputs: list[JobOutput]
+    error: JobError | None
+    created_at: str
+    updated_at: str | None
+    completed_at: str | None
+    delivered_at: str | None
+
+
+class JobPage(BaseModel):
+    """GET /jobs: the caller's jobs, newest first."""
+
+    jobs: list[JobView]
+    next_token: str | None = Field(description="Pass back as next_token for the next page; null on the last page.")
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(
+        description="validation_error, not_found, idempotency_conflict, payload_too_large, insufficient_balance, "
+        "rate_limited, gateway_error, gateway_auth_error, gateway_unavailable, internal"
+    )
+    message: str
+    details: list[ErrorDetail]
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(title="Error")
+
+    error: ErrorBody
+
+
+# ------------------------------------------------------------------ the routes, as documented
+ERRORS = {
+    400: "validation_error: every bad field named, with the allowed values or range",
+    402: "insufficient_balance: the gateway's wallet is empty",
+    404: "not_found: no such job for this caller",
+    409: "idempotency_conflict: the Idempotency-Key was used with another body, or is in progress",
+    413: "payload_too_large",
+    429: "rate_limited: the gateway's rate limit; retry after Retry-After seconds",
+    502: "gateway_error / gateway_auth_error",
+    503: "gateway_unavailable",
+}
+
+
+def _ok(status: int, description: str, model: type[Any]) -> dict[int, OpenAPIResponse]:
+    return {status: {"description": description, "content": {"application/json": {"model": model}}}}
+
+
+def _errors(*statuses: int) -> dict[int, OpenAPIResponse]:
+    return {
+        status: {"description": ERRORS[status], "content": {"application/json": {"model": ErrorResponse}}}
+        for status in statuses
+    }
+
+
+def _documentation_only() -> Response[str]:
+    raise NotImplementedError("documentation only: functions/submit/app.py answers this route")
+
+
+def doc_resolver() -> APIGatewayHttpResolver:
+    """A resolver with the submit function's routes, typed for the OpenAPI document."""
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    @app.post(
+        "/jobs",
+        summary="Submit a video generation job",
+        description="Validates the request against the model's documented parameters, records the job, and "
+        "submits it to the gateway with a signed webhook URL. Answers 202 with the job (status QUEUED).",
+        response_description="The job, accepted by the gateway",
+        responses={**_ok(202, "The job", JobView), **_errors(400, 402, 409, 413, 429, 502, 503)},
+        tags=["jobs"],
+    )
+    def submit_job(
+        body: Annotated[SubmitJobBody, Body(embed=False)],
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                description="Same key and body: the same job, nothing new sent to the gateway; another body: 409. "
+                "Kept 24 hours."
+            ),
+        ] = None,
+    ) -> Response[str]:
+        return _documentation_only()
+
+    @app.get(
+        "/jobs/<job_id>",
+        summary="Get a job",
+        description="The caller's job; once DELIVERED, each output carries a short-lived presigned download_url.",
+        responses={**_ok(200, "The job", JobView), **_errors(404)},
+        tags=["jobs"],
+    )
+    def get_job(job_id: Annotated[str, Path(description="The job id POST /jobs returned.")]) -> Response[str]:
+        return _documentation_only()
+
+    @app.get(
+        "/jobs",
+        summary="List the caller's jobs",
+        description="Newest first, through the by_owner index. With status, a page may hold fewer than limit jobs "
+        "while next_token is still set.",
+        responses={**_ok(200, "A page of jobs", JobPage), **_errors(400)},
+        tags=["jobs"],
+    )
+    def list_jobs(
+        status: Annotated[Status | None, Query(description="Only jobs in this status.")] = None,
+        limit: Annotated[str | None, Query(description="Page size, 1 to 100 (default 20).")] = None,
+        next_token: Annotated[str | None, Query(description="The next_token of the previous page.")] = None,
+    ) -> Response[str]:
+        return _documentation_only()
+
+    return app
