@@ -52,7 +52,7 @@ _LOGGER_METRICS = "from aws_lambda_powertools import Logger, Metrics\nLogger()\n
 _RESOLVER = "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver\n"
 POWERTOOLS = {
     "SubmitFunction": _LOGGER_METRICS + _RESOLVER + "APIGatewayHttpResolver()\n",
-    "WebhookFunction": _LOGGER_METRICS + _RESOLVER + "APIGatewayHttpResolver()\n",
+    "WebhookFunction": _LOGGER_METRICS,
     "MediaCopyFunction": _LOGGER_METRICS
     + "from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType\n"
     + "BatchProcessor(event_type=EventType.SQS)\n",

@@ -1,14 +1,13 @@
-"""The submit API's contract, for its documents only: the request and response shapes
-(pydantic) and a documentation-only Powertools resolver holding the submit function's routes,
-parameters and answers. scripts/openapi.py builds functions/submit/openapi.json and the event
-schema from it.
+"""The HTTP API's contract, for its documents only: the request and response shapes (pydantic)
+and a documentation-only Powertools resolver holding every route, with its parameters and
+answers. scripts/openapi.py builds functions/submit/openapi.json and the event schema from it.
 
 Nothing here runs in Lambda. The submit function (functions/submit/app.py) routes with a plain
 resolver and validates with the catalog (``pixverse_jobs.catalog``), which reports every bad field
 at once; pydantic would only have checked the same envelope a second time, for 40 ms of every
-cold start. tests/unit/test_openapi.py keeps the two honest: the routes here are the function's
-routes and template.yaml's, the doc examples fit the per-model schemas, and inputs the catalog
-refuses fail them."""
+cold start. The webhook function answers its one route without a resolver. tests/unit/
+test_openapi.py keeps the document honest: its routes are the submit function's and template.yaml's,
+the doc examples fit the per-model schemas, and inputs the catalog refuses fail them."""
 
 from __future__ import annotations
 
@@ -17,9 +16,10 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from pixverse_jobs.callbacks import MAX_CALLBACK_BYTES
 from pixverse_jobs.catalog import MODELS
 from pixverse_jobs.jobs import MAX_METADATA_BYTES
-from pixverse_jobs.states import JobStatus
+from pixverse_jobs.states import GATEWAY_STATUSES, JobStatus
 from pydantic import BaseModel, ConfigDict, Field
 
 ModelId = Literal[
@@ -108,6 +108,36 @@ class JobPage(BaseModel):
     next_token: str | None = Field(description="Pass back as next_token for the next page; null on the last page.")
 
 
+GatewayStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "ERROR"]
+assert set(GatewayStatus.__args__) == set(GATEWAY_STATUSES), "GatewayStatus must list the gateway's statuses"  # type: ignore[attr-defined]
+
+
+class CallbackOutput(BaseModel):
+    media_url: list[str] = Field(description="The finished media, copied into the bucket.")
+    media_type: str | None = None
+
+
+class GatewayCallback(BaseModel):
+    """The gateway's callback: the shape of its GET /v2/requests/status/{request_id} answer."""
+
+    model_config = ConfigDict(extra="allow", title="GatewayCallback")
+
+    request_id: str = Field(description="Must be the job's request_id, or the callback is refused (409).")
+    status: GatewayStatus
+    model_id: str | None = None
+    error: str | None = None
+    output: CallbackOutput | None = Field(default=None, description="Required with COMPLETED.")
+    created_at: str | None = None
+    updated_at: str | None = None
+    completed_at: str | None = None
+
+
+class CallbackAnswer(BaseModel):
+    job_id: str
+    status: Status = Field(description="The job's status after this callback.")
+    applied: bool = Field(description="false: a duplicate, late or out-of-order callback that changed nothing.")
+
+
 class ErrorDetail(BaseModel):
     field: str
     message: str
@@ -131,6 +161,7 @@ class ErrorResponse(BaseModel):
 # ------------------------------------------------------------------ the routes, as documented
 ERRORS = {
     400: "validation_error: every bad field named, with the allowed values or range",
+    401: "callback_rejected: the sig is missing or wrong",
     402: "insufficient_balance: the gateway's wallet is empty",
     404: "not_found: no such job for this caller",
     409: "idempotency_conflict: the Idempotency-Key was used with another body, or is in progress",
@@ -203,6 +234,26 @@ def doc_resolver() -> APIGatewayHttpResolver:
         status: Annotated[Status | None, Query(description="Only jobs in this status.")] = None,
         limit: Annotated[str | None, Query(description="Page size, 1 to 100 (default 20).")] = None,
         next_token: Annotated[str | None, Query(description="The next_token of the previous page.")] = None,
+    ) -> Response[str]:
+        return _documentation_only()
+
+    @app.post(
+        "/webhooks/pixazo/<job_id>",
+        summary="Receive a gateway callback",
+        description="The signed URL each job is submitted with. Verifies sig before reading the body, then "
+        "applies the callback with one conditional write: duplicates, late and out-of-order callbacks change "
+        f"nothing and answer 200. Bodies over {MAX_CALLBACK_BYTES} bytes answer 413; a callback whose request_id "
+        "is another job's answers 409. Error codes: callback_rejected, payload_too_large.",
+        responses={
+            **_ok(200, "The callback was received (applied or not)", CallbackAnswer),
+            **_errors(400, 401, 409, 413),
+        },
+        tags=["webhook"],
+    )
+    def receive_callback(
+        job_id: Annotated[str, Path(description="The job the URL was signed for.")],
+        sig: Annotated[str, Query(description="HMAC-SHA256 of job_id under the stack's signing secret, hex.")],
+        body: Annotated[GatewayCallback, Body(embed=False)],
     ) -> Response[str]:
         return _documentation_only()
 

@@ -1,8 +1,8 @@
 """Write the contract documents, generated from the code:
 
-* functions/submit/openapi.json, the HTTP API's OpenAPI document: the documentation resolver of
-  the submit routes (scripts/api_contract.py: routes, parameters, request and response models),
-  the webhook function's resolver, plus one input schema per model from the catalog;
+* functions/submit/openapi.json, the HTTP API's OpenAPI document: the documentation resolver
+  (scripts/api_contract.py: every route, its parameters, request and response models) plus one
+  input schema per model from the catalog;
 * events/pixverse-job-event.schema.json, the JSON Schema of the CloudEvents the stack publishes
   (its ``data`` is the job as the API's Job model describes it).
 
@@ -70,7 +70,6 @@ def build_document() -> dict[str, Any]:
     from pixverse_jobs.catalog import MODELS
 
     contract = _contract()
-    webhook = _load("webhook")
     document: dict[str, Any] = json.loads(
         contract.doc_resolver().get_openapi_json_schema(
             title="pixverse-jobs",
@@ -80,11 +79,7 @@ def build_document() -> dict[str, Any]:
             "(AuthMode iam) or a JWT (AuthMode jwt); the webhook route is protected by its signed URL.",
         )
     )
-    webhook_document = json.loads(webhook.app.get_openapi_json_schema(title="webhook", version="1.0.0"))
-    document["paths"].update(webhook_document["paths"])
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
-    for name, schema in (webhook_document.get("components") or {}).get("schemas", {}).items():
-        schemas.setdefault(name, schema)
     # The resolver documents a 422 for its own validation errors; this API answers them as 400.
     for operations in document["paths"].values():
         for operation in operations.values():

@@ -5,21 +5,23 @@ Verify, then act: a missing or wrong signature is a 401 before the body is read.
 transition to a gateway outcome, answered in milliseconds.
 
 Cold start: this module imports neither httpx nor pydantic (the webhook never calls out over
-HTTP), and it creates an SNS client only when progress events are enabled."""
+HTTP) nor the Powertools event handler (API Gateway routes one route here, so there is nothing to
+route; ``pixverse_jobs.proxy`` shapes the answers), and it creates an SNS client only when
+progress events are enabled."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixverse_jobs import config
 from pixverse_jobs.callbacks import CallbackProcessor, CallbackReceiver, ProgressEvents
+from pixverse_jobs.errors import CallbackRejected, JobNotFound
 from pixverse_jobs.events import EventPublisher
-from pixverse_jobs.http_errors import json_response, register_error_handlers
 from pixverse_jobs.observability import logger, metrics
+from pixverse_jobs.proxy import error_body, proxy_response
 from pixverse_jobs.queue import CopyQueue
 from pixverse_jobs.secrets import SecretReader
 from pixverse_jobs.signing import SignatureVerifier
@@ -44,17 +46,26 @@ receiver = CallbackReceiver(
     ),
 )
 
-app = APIGatewayHttpResolver()
-register_error_handlers(app)
 
-
-@app.post("/webhooks/pixazo/<job_id>")
-def receive_callback(job_id: str) -> Response[str]:
+def receive_callback(event: dict[str, Any]) -> dict[str, Any]:
+    """``POST /webhooks/pixazo/{job_id}``: the only route API Gateway sends here."""
+    job_id = str((event.get("pathParameters") or {}).get("job_id") or "")
+    if not job_id:
+        return proxy_response(404, error_body("not_found", "no such route"))
     logger.append_keys(job_id=job_id)
-    event = app.current_event
-    receiver.authenticate(job_id, event.get_query_string_value("sig"))
-    outcome = receiver.receive(job_id, event.body, base64_encoded=bool(event.is_base64_encoded))
-    return json_response(200, {"job_id": job_id, "status": str(outcome.status), "applied": outcome.applied})
+    try:
+        receiver.authenticate(job_id, (event.get("queryStringParameters") or {}).get("sig"))
+        outcome = receiver.receive(job_id, event.get("body"), base64_encoded=bool(event.get("isBase64Encoded")))
+    except CallbackRejected as exc:
+        code = "payload_too_large" if exc.status_code == 413 else "callback_rejected"
+        return proxy_response(exc.status_code, error_body(code, exc.message))
+    except JobNotFound as exc:
+        return proxy_response(404, error_body("not_found", f"job {exc.job_id} not found"))
+    except Exception:
+        # The gateway retries a 5xx; the sig is in the query string, which is never logged.
+        logger.exception("unhandled error")
+        return proxy_response(500, error_body("internal", "internal error"))
+    return proxy_response(200, {"job_id": job_id, "status": str(outcome.status), "applied": outcome.applied})
 
 
 # log_event=False explicitly, whatever POWERTOOLS_LOGGER_LOG_EVENT says: the event's query string
@@ -63,4 +74,4 @@ def receive_callback(job_id: str) -> Response[str]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return receive_callback(event)

@@ -1,6 +1,6 @@
-"""Cold starts: importing the webhook's handler pulls in neither httpx nor pydantic, and the
-submit function's pulls in no pydantic (the catalog validates; scripts/api_contract.py, which
-needs pydantic, only builds the documents).
+"""Cold starts: importing the webhook's handler pulls in neither httpx nor pydantic nor the
+Powertools event handler, and the submit function's pulls in no pydantic (the catalog validates;
+scripts/api_contract.py, which needs pydantic, only builds the documents).
 
 Checked in a fresh interpreter, since this test process has long imported both."""
 
@@ -26,6 +26,7 @@ print(json.dumps({
     "heavy": sorted(name for name in ("httpx", "pydantic") if name in sys.modules),
     "layer": sorted(name for name in sys.modules if name.startswith("pixverse_jobs.")),
     "sns_client": getattr(module, "sns", None) is not None,
+    "event_handler": "aws_lambda_powertools.event_handler" in sys.modules,
 }))
 """
 
@@ -66,6 +67,8 @@ def test_webhook_handler_imports_neither_httpx_nor_pydantic(progress_events: str
         PROGRESS_EVENTS=progress_events, EVENTS_TOPIC_ARN="arn:aws:sns:us-east-1:123456789012:events"
     )
     assert loaded["heavy"] == []
+    # Nor the Powertools event handler (every resolver, every event data class, asyncio): one route.
+    assert loaded["event_handler"] is False
     # The layer modules that would bring httpx in are not imported either.
     assert not {"pixverse_jobs.gateway", "pixverse_jobs.jobs", "pixverse_jobs.media"} & set(loaded["layer"])
 

@@ -321,6 +321,34 @@ def test_callback_for_unknown_job_is_404_and_creates_nothing(
     assert aws.store.get(JOB_ID) is None
 
 
+def test_event_without_a_job_id_is_404_and_costs_no_call(aws: Aws, webhook: ModuleType, lambda_context: Any) -> None:
+    # API Gateway only routes POST /webhooks/pixazo/{job_id} here; anything else is answered, not crashed on.
+    log = _CallLog(webhook)
+    event = _event(_body("COMPLETED"))
+    del event["pathParameters"]
+
+    status, body = _call(webhook, event, lambda_context)
+
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    assert log.take() == []
+
+
+def test_unexpected_error_is_a_500_in_the_api_error_format(aws: Aws, webhook: ModuleType, lambda_context: Any) -> None:
+    _seed(aws)
+    response = webhook.handler(_event(_body("COMPLETED"), sig="f" * 64), lambda_context)  # warm-up: a wrong sig
+    assert response["statusCode"] == 401
+
+    def broken(**_: Any) -> None:
+        raise RuntimeError("DynamoDB is on fire")
+
+    webhook.dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", broken)
+    response = webhook.handler(_event(_body("COMPLETED")), lambda_context)
+
+    assert response["statusCode"] == 500
+    assert response["headers"]["Content-Type"] == "application/json"
+    assert json.loads(response["body"]) == {"error": {"code": "internal", "message": "internal error", "details": []}}
+
+
 def test_base64_encoded_body_is_decoded(aws: Aws, webhook: ModuleType, lambda_context: Any) -> None:
     _seed(aws)
     status, body = _call(webhook, _event(_body("COMPLETED"), base64_body=True), lambda_context)

@@ -24,6 +24,7 @@ from pixverse_jobs.errors import (
     RequestRejected,
 )
 from pixverse_jobs.observability import logger
+from pixverse_jobs.proxy import error_body
 
 
 def error_response(
@@ -35,17 +36,10 @@ def error_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Response[str]:
-    error: dict[str, Any] = {
-        "code": code,
-        "message": message,
-        "details": [d.as_dict() for d in details or []],
-    }
-    if extra:
-        error.update(extra)
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=json.dumps({"error": error}),
+        body=json.dumps(error_body(code, message, details, extra)),
         headers=headers,
     )
 
