@@ -69,7 +69,7 @@ MINIMUM_REASONS = [
     "DynamoDB UpdateItem (COPYING + lease): a duplicate message cannot copy at the same time; it returns the "
     "record (ALL_OLD), so no read is needed",
     "S3 PutObject: the media (one part; larger files add CreateMultipartUpload, one UploadPart per 8 MiB, "
-    "CompleteMultipartUpload and the sha256-metadata CopyObject)",
+    "CompleteMultipartUpload and PutObjectTagging for the sha256 tag)",
     "DynamoDB UpdateItem (DELIVERED + outputs)",
     "SNS Publish: the one event",
     "DynamoDB UpdateItem (outbox flag event_published_at): a crash between publish and flag re-publishes the "

@@ -14,7 +14,9 @@ Three inputs, one verdict:
 
 ``ACTIONS_BY_OPERATION`` maps each API operation to the IAM action(s) it needs (the AWS Service
 Authorization Reference); an operation missing from it fails the check, so the mapping stays
-complete. The checks:
+complete. ``ACTIONS_BY_PARAMETER`` adds the actions a parameter of the call needs besides (PutObject
+with ``Tagging`` also needs s3:PutObjectTagging); the call log names each call's parameters and the
+recording shows them as headers. The checks:
 
 * ``calls_not_allowed``: every recorded call's actions are granted by the function's own inline
   statements. A call that only an AWS managed policy would allow is reported too: those policies
@@ -95,6 +97,8 @@ ACTIONS_BY_OPERATION: dict[tuple[str, str], tuple[Need, ...]] = {
     ("s3", "UploadPartCopy"): (Need("s3:PutObject"), Need("s3:GetObject", on="copy_source")),
     ("s3", "GetObject"): _needs("s3:GetObject"),
     ("s3", "HeadObject"): _needs("s3:GetObject"),
+    ("s3", "PutObjectTagging"): _needs("s3:PutObjectTagging"),
+    ("s3", "GetObjectTagging"): _needs("s3:GetObjectTagging"),
     ("s3", "DeleteObject"): _needs("s3:DeleteObject"),
     ("s3", "ListObjectsV2"): _needs("s3:ListBucket"),
     ("sqs", "SendMessage"): _needs("sqs:SendMessage"),
@@ -111,19 +115,38 @@ ACTIONS_BY_OPERATION: dict[tuple[str, str], tuple[Need, ...]] = {
 }
 
 
+# (IAM service prefix, API operation, API parameter) -> the actions IAM also checks when the call
+# carries that parameter (S3: tags set with an object need s3:PutObjectTagging besides s3:PutObject).
+ACTIONS_BY_PARAMETER: dict[tuple[str, str, str], tuple[Need, ...]] = {
+    ("s3", "PutObject", "Tagging"): _needs("s3:PutObjectTagging"),
+    ("s3", "CreateMultipartUpload", "Tagging"): _needs("s3:PutObjectTagging"),
+    ("s3", "CopyObject", "Tagging"): _needs("s3:PutObjectTagging"),
+}
+# The same parameters as the HTTP headers the recording shows (header names in lower case).
+_PARAMETER_HEADERS = {"x-amz-tagging": "Tagging"}
+
+
 class UnmappedOperation(AssertionError):
     """A recorded operation has no entry in ACTIONS_BY_OPERATION."""
 
 
-def needs_of(service: str, operation: str) -> tuple[Need, ...]:
-    """The IAM actions ``service`` ``operation`` needs; UnmappedOperation when not mapped."""
+def needs_of(service: str, operation: str, parameters: Iterable[str] = ()) -> tuple[Need, ...]:
+    """The IAM actions ``service`` ``operation`` needs, with ``parameters`` (the API parameter
+    names the call carried); UnmappedOperation when the operation is not mapped."""
     try:
-        return ACTIONS_BY_OPERATION[(service, operation)]
+        needs = ACTIONS_BY_OPERATION[(service, operation)]
     except KeyError:
         raise UnmappedOperation(
             f"{service} {operation} has no IAM mapping: add it to ACTIONS_BY_OPERATION in tests/iam_support.py "
             "(the actions the AWS Service Authorization Reference lists for it)"
         ) from None
+    extra = [n for p in sorted(parameters) for n in ACTIONS_BY_PARAMETER.get((service, operation, p), ())]
+    return needs + tuple(n for n in extra if n not in needs)
+
+
+def iam_parameters(service: str, operation: str, parameters: Iterable[str]) -> frozenset[str]:
+    """Those of ``parameters`` that change what ``service`` ``operation`` needs."""
+    return frozenset(p for p in parameters if (service, operation, p) in ACTIONS_BY_PARAMETER)
 
 
 _READ_PREFIXES = ("Get", "List", "Describe", "Receive", "Head")
@@ -386,6 +409,12 @@ class Call:
     function: str
     service: str
     operation: str
+    # The API parameters it carried that need actions of their own (ACTIONS_BY_PARAMETER).
+    parameters: frozenset[str] = frozenset()
+
+    def describe(self) -> str:
+        given = f" with {', '.join(sorted(self.parameters))}" if self.parameters else ""
+        return f"{self.service} {self.operation}{given}"
 
 
 def load_call_log(path: Path) -> tuple[Counter[Call], Counter[Call]]:
@@ -397,7 +426,9 @@ def load_call_log(path: Path) -> tuple[Counter[Call], Counter[Call]]:
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 entry = json.loads(line)
-                call = Call(entry["function"], entry["service"], entry["operation"])
+                service, operation = entry["service"], entry["operation"]
+                parameters = iam_parameters(service, operation, entry.get("parameters", ()))
+                call = Call(entry["function"], service, operation, parameters)
                 calls[call] += 1
                 if entry.get("fault"):
                     faulted[call] += 1
@@ -412,6 +443,7 @@ class Request:
     operation: str
     target: str
     copy_source: str | None = None
+    parameters: frozenset[str] = frozenset()  # as Call.parameters, read from the request's headers
 
     def resource_for(self, need: Need) -> str:
         resource = self.copy_source if need.on == "copy_source" else self.target
@@ -514,6 +546,8 @@ def _classify_s3(
     operation: str | None = None
     if method == "PUT" and copy_source:
         operation = "UploadPartCopy" if "uploadId" in query else "CopyObject"
+    elif method in ("PUT", "GET") and "tagging" in subresources:
+        operation = "PutObjectTagging" if method == "PUT" else "GetObjectTagging"
     elif method == "PUT" and {"partNumber", "uploadId"} <= subresources:
         operation = "UploadPart"
     elif method == "POST" and "uploads" in subresources:
@@ -532,7 +566,8 @@ def _classify_s3(
     if copy_source:
         source_path = unquote(copy_source).lstrip("/").split("?", 1)[0]
         source = f"arn:aws:s3:::{source_path}"
-    return Request("s3", operation, f"arn:aws:s3:::{bucket}/{unquote(key)}", source)
+    given = iam_parameters("s3", operation, (p for h, p in _PARAMETER_HEADERS.items() if h in headers))
+    return Request("s3", operation, f"arn:aws:s3:::{bucket}/{unquote(key)}", source, given)
 
 
 # ---------------------------------------------------------------- the checks
@@ -545,26 +580,26 @@ def _count(n: int) -> str:
 def calls_not_allowed(roles: Mapping[str, Role], calls: Mapping[Call, int]) -> list[str]:
     """Action level: each call whose actions the function's inline statements do not grant."""
     problems: list[str] = []
-    for call, n in sorted(calls.items(), key=lambda item: (item[0].function, item[0].service, item[0].operation)):
+    for call, n in sorted(calls.items(), key=lambda item: (item[0].function, item[0].describe())):
         role = roles.get(call.function)
         if role is None:
-            problems.append(f"{call.function} called {call.service} {call.operation} but has no role in the template")
+            problems.append(f"{call.function} called {call.describe()} but has no role in the template")
             continue
-        for need in needs_of(call.service, call.operation):
+        for need in needs_of(call.service, call.operation, call.parameters):
             if role.granted_inline(need.action):
                 continue
             managed = role.managed_granting(need.action)
             if managed:
                 users = "; ".join(MANAGED_POLICIES[arn].used_by for arn in managed)
                 problems.append(
-                    f"{call.function} called {call.service} {call.operation} ({_count(n)}), which needs "
+                    f"{call.function} called {call.describe()} ({_count(n)}), which needs "
                     f"{need.action}: only the managed policy {', '.join(a.rsplit('/', 1)[1] for a in managed)} "
                     f"allows it, and that is on the role for {users}, not for the function's code"
                 )
             else:
                 granted = sorted({a for s in role.inline for a in s.actions})
                 problems.append(
-                    f"{call.function} called {call.service} {call.operation} ({_count(n)}), which needs "
+                    f"{call.function} called {call.describe()} ({_count(n)}), which needs "
                     f"{need.action}: its role does not allow it (inline grants: {', '.join(granted) or 'none'})"
                 )
     return problems
@@ -574,7 +609,9 @@ def used_actions(calls: Iterable[Call]) -> dict[str, set[str]]:
     """function -> the IAM actions its recorded calls needed."""
     used: dict[str, set[str]] = {}
     for call in calls:
-        used.setdefault(call.function, set()).update(n.action for n in needs_of(call.service, call.operation))
+        used.setdefault(call.function, set()).update(
+            n.action for n in needs_of(call.service, call.operation, call.parameters)
+        )
     return used
 
 
@@ -608,7 +645,7 @@ def unused_read_grants(roles: Mapping[str, Role], calls: Iterable[Call]) -> dict
 
 
 def _allowed(role: Role, request: Request) -> bool:
-    needs = needs_of(request.service, request.operation)
+    needs = needs_of(request.service, request.operation, request.parameters)
     return all(role.granted_inline(n.action, request.resource_for(n)) for n in needs)
 
 
@@ -653,10 +690,11 @@ def requests_not_attributable(
 
 
 def _where(request: Request) -> str:
-    return request.target + (f" (copy of {request.copy_source})" if request.copy_source else "")
+    given = f" with {', '.join(sorted(request.parameters))}" if request.parameters else ""
+    return request.target + given + (f" (copy of {request.copy_source})" if request.copy_source else "")
 
 
 def calls_table(calls: Mapping[Call, int]) -> str:
     """The recorded calls as ``function  service Operation  count`` lines."""
-    rows = sorted(calls.items(), key=lambda item: (item[0].function, item[0].service, item[0].operation))
-    return "\n".join(f"{c.function:<18} {c.service + ' ' + c.operation:<40} {n:>4}" for c, n in rows)
+    rows = sorted(calls.items(), key=lambda item: (item[0].function, item[0].describe()))
+    return "\n".join(f"{c.function:<18} {c.describe():<40} {n:>4}" for c, n in rows)

@@ -8,9 +8,11 @@ from its own worker threads (e.g. multipart part uploads) are attributed too.
 
 Environment (read by the local stack):
 
-* ``LOCAL_AWS_CALL_LOG=PATH``: append one JSON line ``{"function", "service", "operation"}``
-  per call (service = the IAM prefix, e.g. ``dynamodb``, ``s3``), with ``"fault": true`` when
-  the call was failed on purpose.
+* ``LOCAL_AWS_CALL_LOG=PATH``: append one JSON line ``{"function", "service", "operation",
+  "parameters"}`` per call (service = the IAM prefix, e.g. ``dynamodb``, ``s3``; parameters = the
+  names, never the values, of the API parameters the call was given: some decide the IAM actions
+  it needs, e.g. PutObject with ``Tagging``), with ``"fault": true`` when the call was failed on
+  purpose.
 * ``LOCAL_AWS_FAULTS=service.Operation=P,...``: fail that operation with probability P (0-1)
   as if the SDK had given up: a ClientError (``ThrottlingException`` for DynamoDB,
   ``ServiceUnavailable`` otherwise) raised to the function. ``LOCAL_AWS_FAULT_SEED`` makes the
@@ -25,7 +27,7 @@ import json
 import random
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,8 @@ current_function: contextvars.ContextVar[str | None] = contextvars.ContextVar("c
 
 # IAM action prefixes where the endpoint prefix differs.
 _IAM_PREFIX = {"email": "ses", "monitoring": "cloudwatch", "events": "events"}
+# Where a call's parameter names wait (in botocore's per-call context) for its before-call record.
+_PARAMETERS = "local_aws_call_parameters"
 
 
 @contextlib.contextmanager
@@ -53,8 +57,15 @@ class CallRecorder:
         self._path = path
         self._lock = threading.Lock()
 
-    def record(self, function: str, service: str, operation: str, *, fault: bool = False) -> None:
-        entry: dict[str, Any] = {"function": function, "service": service, "operation": operation}
+    def record(
+        self, function: str, service: str, operation: str, parameters: Sequence[str] = (), *, fault: bool = False
+    ) -> None:
+        entry: dict[str, Any] = {
+            "function": function,
+            "service": service,
+            "operation": operation,
+            "parameters": sorted(parameters),
+        }
         if fault:
             entry["fault"] = True
         line = json.dumps(entry)
@@ -106,6 +117,11 @@ def _fault_response(service: str) -> tuple[AWSResponse, dict[str, Any]]:
     return AWSResponse("http://fault.local", status, HTTPHeaders(), None), parsed
 
 
+def _note_parameters(params: Mapping[str, Any], context: dict[str, Any], **_: Any) -> None:
+    """Keep the names of the parameters the caller gave (before botocore adds its own) for the record."""
+    context[_PARAMETERS] = list(params)
+
+
 class FunctionClientHooks:
     """Installs the hooks on boto3's default session, which the functions' clients come from."""
 
@@ -137,18 +153,19 @@ class FunctionClientHooks:
                 super().__init__(*args, **kwargs)
                 function = current_function.get()
                 if function is not None:
+                    self.meta.events.register("provide-client-params", _note_parameters)  # type: ignore[attr-defined]
                     self.meta.events.register("before-call", hooks._before_call_for(function))  # type: ignore[attr-defined]
 
         base_classes.insert(0, AttributedClient)
 
     def _before_call_for(self, function: str) -> Any:
-        def before_call(model: Any, **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        def before_call(model: Any, context: Mapping[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
             service_model = model.service_model
             prefix = service_model.signing_name or service_model.endpoint_prefix
             service = _IAM_PREFIX.get(prefix, prefix)
             fault = self.faults is not None and self.faults.should_fail(service, model.name)
             if self.recorder is not None:
-                self.recorder.record(function, service, model.name, fault=fault)
+                self.recorder.record(function, service, model.name, context.get(_PARAMETERS, ()), fault=fault)
             return _fault_response(service) if fault else None
 
         return before_call

@@ -53,6 +53,11 @@ def _open_uploads(client: LocalClient, job_id: str) -> list[Any]:
     return list(uploads.get("Uploads", []))
 
 
+def _tags(client: LocalClient, output: dict[str, Any]) -> dict[str, str]:
+    tagging = client.s3.get_object_tagging(Bucket=output["bucket"], Key=output["key"])
+    return {t["Key"]: t["Value"] for t in tagging["TagSet"]}
+
+
 def _assert_delivery_failed(client: LocalClient, inbox: EventInbox, job_id: str, reason: str) -> dict[str, Any]:
     job = client.wait_for(job_id, timeout=60)
     assert job["status"] == "DELIVERY_FAILED", job
@@ -84,8 +89,10 @@ def test_download_cut_half_way_is_resumed_and_the_object_has_the_served_sha256(
     output = job["outputs"][0]
     assert client.object_sha256(output["bucket"], output["key"]) == (size, served["sha256"])
     assert output["sha256"] == served["sha256"] and output["size"] == size
+    # A multipart object: the file's sha256 is its tag (its metadata was fixed before the hash was known).
+    assert _tags(client, output) == {"sha256": served["sha256"]}
     head = client.s3.head_object(Bucket=output["bucket"], Key=output["key"])
-    assert head["Metadata"]["sha256"] == served["sha256"]
+    assert "sha256" not in head["Metadata"]
     assert head["Metadata"]["job_id"] == job_id and head["Metadata"]["request_id"] == job["request_id"]
     assert head["ContentType"] == "video/mp4"
     assert [e["type"] for e in _events_for(inbox, job_id)] == [JOB_DELIVERED]
@@ -120,6 +127,9 @@ def test_job_with_two_media_urls_delivers_two_objects_listed_in_job_and_event(
     for output, item in zip(job["outputs"], served, strict=True):
         assert client.object_sha256(output["bucket"], output["key"]) == (200000, item["sha256"])
         assert output["sha256"] == item["sha256"]
+        # Single-part objects: the sha256 tag and the sha256 metadata.
+        assert _tags(client, output) == {"sha256": item["sha256"]}
+        assert client.s3.head_object(Bucket=output["bucket"], Key=output["key"])["Metadata"]["sha256"] == item["sha256"]
     events = _events_for(inbox, job_id)
     assert [e["type"] for e in events] == [JOB_DELIVERED]
     assert [o["s3_uri"] for o in events[0]["data"]["outputs"]] == [o["s3_uri"] for o in job["outputs"]]

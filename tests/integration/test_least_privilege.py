@@ -56,7 +56,7 @@ EXERCISED = {
         ("s3", "CreateMultipartUpload"),
         ("s3", "UploadPart"),
         ("s3", "CompleteMultipartUpload"),
-        ("s3", "CopyObject"),
+        ("s3", "PutObjectTagging"),
         ("s3", "AbortMultipartUpload"),
         ("sns", "Publish"),
     },
@@ -290,6 +290,14 @@ def _without_action(action: str) -> Callable[[list[dict[str, Any]]], None]:
     return remove
 
 
+def _without_listed_action(action: str) -> Callable[[list[dict[str, Any]]], None]:
+    def remove(statements: list[dict[str, Any]]) -> None:
+        (statement,) = [s for s in statements if isinstance(s.get("Action"), list) and action in s["Action"]]
+        statement["Action"] = [a for a in statement["Action"] if a != action]
+
+    return remove
+
+
 def _new_findings(check: Check, roles: dict[str, iam.Role], altered_roles: dict[str, iam.Role]) -> list[str]:
     # Compared without the list of grants a message ends with: that list is what the alteration changes.
     def key(problem: str) -> str:
@@ -382,3 +390,28 @@ def test_conditional_grant_follows_the_parameters_the_stack_ran_with(
     assert len(findings) == 1, findings
     assert findings[0].startswith("WebhookFunction called sns Publish ("), findings
     assert "which needs sns:Publish: its role does not allow it" in findings[0], findings
+
+
+def test_checker_reports_the_tagging_calls_a_removed_put_object_tagging_grant_was_needed_for(
+    run: RecordedRun, sam_template: dict[str, Any], roles: dict[str, iam.Role]
+) -> None:
+    # Given template.yaml with s3:PutObjectTagging taken out of the copier's S3 statement
+    altered = _roles(run, _altered(sam_template, "MediaCopyFunction", _without_listed_action("s3:PutObjectTagging")))
+    bucket_objects = f"{run.stack.resources['MediaBucket'].attributes['Arn']}/"
+
+    # When the same recorded calls and requests are checked against it
+    by_action = _new_findings(lambda r: iam.calls_not_allowed(r, run.calls), roles, altered)
+    by_resource = _new_findings(lambda r: iam.requests_not_attributable(r, run.calls, run.requests), roles, altered)
+
+    # Then both the tagged PutObjects (single-part copies) and the PutObjectTaggings (multipart) are
+    # reported, at both levels: the recording's x-amz-tagging header marks the PutObjects as tagged
+    assert sorted(p.split(" (", 1)[0] for p in by_action) == [
+        "MediaCopyFunction called s3 PutObject with Tagging",
+        "MediaCopyFunction called s3 PutObjectTagging",
+    ], by_action
+    assert all("which needs s3:PutObjectTagging: its role does not allow it" in p for p in by_action), by_action
+    assert {p.split(" on ", 1)[0] for p in by_resource if "no role of the functions" in p} == {
+        "s3 PutObject",
+        "s3 PutObjectTagging",
+    }, by_resource
+    assert all(bucket_objects in p for p in by_resource), by_resource

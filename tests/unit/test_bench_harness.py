@@ -78,6 +78,9 @@ def test_copy_figures_come_from_exact_copies_with_bounded_memory(smoke: dict[str
     assert ours["peak_rss_growth_mib"]["median"] <= 64
     assert ours["disk_write_mib"]["max"] < 1
     assert copy["by_size_mib"]["16"]["wall_ratio_vs_fastest_peer"] > 0
+    # 16 MiB is multipart: tagged by one PutObjectTagging, never copied onto itself.
+    assert "CopyObject" not in ours["s3_s"] and ours["s3_s"]["PutObjectTagging"] > 0
+    assert copy["by_size_mib"]["16"]["ours_tagging_s"] > 0
 
 
 def test_cold_start_runs_take_the_happy_path_against_a_measured_floor(smoke: dict[str, Any]) -> None:

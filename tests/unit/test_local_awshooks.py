@@ -34,7 +34,31 @@ def test_calls_are_logged_for_the_function_that_created_the_client(
         stack_sqs.receive_message(QueueUrl=url)
 
     entries = [json.loads(line) for line in log.read_text().splitlines()]
-    assert entries == [{"function": "WebhookFunction", "service": "sqs", "operation": "SendMessage"}]
+    assert entries == [
+        {
+            "function": "WebhookFunction",
+            "service": "sqs",
+            "operation": "SendMessage",
+            "parameters": ["MessageBody", "QueueUrl"],
+        }
+    ]
+
+
+def test_call_log_names_the_parameters_given_never_their_values(tmp_path: Path, session: boto3.session.Session) -> None:
+    # PutObject with Tagging needs s3:PutObjectTagging too: the least-privilege test reads it here.
+    log = tmp_path / "calls.jsonl"
+    hooks = FunctionClientHooks.from_env({"LOCAL_AWS_CALL_LOG": str(log)})
+    assert hooks is not None
+    hooks.install(session)
+    with mock_aws():
+        session.client("s3").create_bucket(Bucket="media")
+        with acting_as("MediaCopyFunction"):
+            s3 = session.client("s3")
+        s3.put_object(Bucket="media", Key="k", Body=b"secret body", Tagging="sha256=abc123")
+
+    text = log.read_text()
+    assert json.loads(text)["parameters"] == ["Body", "Bucket", "Key", "Tagging"]
+    assert "abc123" not in text and "secret body" not in text
 
 
 def test_injected_fault_raises_client_error_and_is_logged(tmp_path: Path, session: boto3.session.Session) -> None:
@@ -55,6 +79,7 @@ def test_injected_fault_raises_client_error_and_is_logged(tmp_path: Path, sessio
         "function": "MediaCopyFunction",
         "service": "sns",
         "operation": "Publish",
+        "parameters": ["Message", "TopicArn"],
         "fault": True,
     }
 

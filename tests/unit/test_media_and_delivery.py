@@ -83,6 +83,10 @@ def _copier(aws: dict[str, Any], handler: Callable[[httpx.Request], httpx.Respon
     )
 
 
+def _tags(aws: dict[str, Any], key: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in aws["s3"].get_object_tagging(Bucket="media", Key=key)["TagSet"]}
+
+
 def _events(aws: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     while True:
@@ -103,17 +107,20 @@ def test_small_file_is_copied_with_one_put(aws: dict[str, Any]) -> None:
     assert obj["Body"].read() == body
     assert copied.sha256 == hashlib.sha256(body).hexdigest()
     assert obj["Metadata"]["sha256"] == copied.sha256
+    assert _tags(aws, "k/0.mp4") == {"sha256": copied.sha256}
     assert obj["ContentType"] == "video/mp4"
 
 
-def test_large_file_is_copied_multipart_with_right_sha256(aws: dict[str, Any]) -> None:
+def test_large_file_is_copied_multipart_with_right_sha256_as_a_tag(aws: dict[str, Any]) -> None:
     body = _payload(12 * MiB + 123)
     copied = _copier(aws, _media_server(body)).copy(
-        "https://pub.r2.dev/a.mp4", bucket="media", key="k/0.mp4", media_type="video/mp4", metadata={}
+        "https://pub.r2.dev/a.mp4", bucket="media", key="k/0.mp4", media_type="video/mp4", metadata={"job_id": "j"}
     )
-    stored = aws["s3"].get_object(Bucket="media", Key="k/0.mp4")["Body"].read()
-    assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(body).hexdigest() == copied.sha256
+    obj = aws["s3"].get_object(Bucket="media", Key="k/0.mp4")
+    assert hashlib.sha256(obj["Body"].read()).hexdigest() == hashlib.sha256(body).hexdigest() == copied.sha256
     assert copied.size == len(body)
+    assert _tags(aws, "k/0.mp4") == {"sha256": copied.sha256}
+    assert obj["Metadata"] == {"job_id": "j"}  # fixed when the upload started, before the hash was known
 
 
 def test_cut_download_leaves_no_object_and_no_open_upload(aws: dict[str, Any]) -> None:
@@ -210,6 +217,7 @@ def test_deliver_copies_every_media_url_and_publishes_one_event(aws: dict[str, A
         "model": "pixverse",
         "sha256": hashlib.sha256(body).hexdigest(),
     }
+    assert _tags(aws, "videos/pixverse/j1/0.mp4") == {"sha256": hashlib.sha256(body).hexdigest()}
     events = _events(aws)
     assert len(events) == 1
     assert events[0]["type"] == JOB_DELIVERED
@@ -304,6 +312,39 @@ def test_transient_failure_before_the_last_attempt_raises_and_releases_the_lease
     assert service.deliver("j1", attempt=3).status is JobStatus.DELIVERED
     job = store.get("j1")
     assert job is not None and job["outputs"][0]["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_composite_checksum_mismatch_leaves_the_job_unannounced_and_the_retry_rewrites_the_object(
+    aws: dict[str, Any],
+) -> None:
+    # Given an S3 whose CompleteMultipartUpload answer, once, names a checksum the parts do not give
+    body = _payload(12 * MiB)
+    origin = FlakyOrigin({"/o.mp4": body})
+    service, store = _service_with(aws, origin, max_attempts=3)
+    _completed_job(store, "j1", ["https://a.r2.dev/o.mp4"])
+    corrupted: list[bool] = []
+
+    def corrupt(parsed: dict[str, Any], **_: Any) -> None:
+        if not corrupted:
+            corrupted.append(True)
+            parsed["ChecksumSHA256"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=-3"
+
+    aws["s3"].meta.events.register("after-call.s3.CompleteMultipartUpload", corrupt)
+    key = "videos/pixverse/j1/0.mp4"
+
+    # When the first attempt runs: the message is retried, the job names no object, the object is untagged
+    with pytest.raises(TransientDeliveryError, match="checksum of the completed multipart object differs"):
+        service.deliver("j1", attempt=1)
+    job = store.get("j1")
+    assert job is not None and job["status"] == "COPYING" and "copy_lease_until" not in job
+    assert "outputs" not in job and "copied_outputs" not in job
+    assert _tags(aws, key) == {} and _events(aws) == []
+
+    # Then the retry writes the key again and delivers it tagged
+    assert service.deliver("j1", attempt=2).status is JobStatus.DELIVERED
+    assert origin.gets == ["/o.mp4", "/o.mp4"]
+    assert _tags(aws, key) == {"sha256": hashlib.sha256(body).hexdigest()}
+    assert [e["type"] for e in _events(aws)] == [JOB_DELIVERED]
 
 
 def test_transient_failure_on_the_last_attempt_ends_delivery_failed_with_one_failed_event(aws: dict[str, Any]) -> None:

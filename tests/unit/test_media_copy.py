@@ -7,7 +7,7 @@ import base64
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -18,7 +18,7 @@ from botocore.config import Config
 from moto import mock_aws
 from moto.core.botocore_stubber import MockRawResponse
 from pixverse_jobs.errors import MediaAddressRefused, PermanentDeliveryError, TransientDeliveryError
-from pixverse_jobs.media import MediaCopier, RetryPolicy, accepted_content_type
+from pixverse_jobs.media import MediaCopier, RetryPolicy, accepted_content_type, composite_sha256
 from pixverse_local.simulator_media import media_bytes
 
 MiB = 1024 * 1024
@@ -148,42 +148,88 @@ def sha256_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
-# ------------------------------------------------------------------ happy paths and integrity
-def test_small_file_is_one_put_with_sha256_metadata_and_s3_checksum(s3: Any) -> None:
-    body = body_of(300_000)
+def tags(s3: Any, key: str = "v/0.mp4") -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=BUCKET, Key=key)["TagSet"]}
+
+
+def record_calls(s3: Any) -> list[str]:
     calls: list[str] = []
     s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+def record_parts(s3: Any) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    s3.meta.events.register("provide-client-params.s3.UploadPart", lambda params, **_: parts.append(dict(params)))
+    return parts
+
+
+def s3_composite(parts: list[dict[str, Any]]) -> str:
+    """What S3 answers CompleteMultipartUpload with for these parts, written out from its definition
+    (not with the code under test): base64(sha256(the parts' raw digests, in order))-<parts>."""
+    return composite_of([p["Body"] for p in sorted(parts, key=lambda p: int(p["PartNumber"]))])
+
+
+def composite_of(bodies: list[bytes]) -> str:
+    joined = b"".join(hashlib.sha256(body).digest() for body in bodies)
+    return f"{base64.b64encode(hashlib.sha256(joined).digest()).decode()}-{len(bodies)}"
+
+
+def complete_answers(s3: Any, checksum: Callable[[], str]) -> None:
+    """Make CompleteMultipartUpload's answer carry ``checksum()`` as S3's (moto leaves it out)."""
+
+    def answer(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["ChecksumSHA256"] = checksum()
+
+    s3.meta.events.register("after-call.s3.CompleteMultipartUpload", answer)
+
+
+# ------------------------------------------------------------------ happy paths and integrity
+def test_small_file_is_one_put_with_sha256_metadata_tag_and_s3_checksum(s3: Any) -> None:
+    body = body_of(300_000)
+    calls = record_calls(s3)
 
     made, _ = copier(s3, Origin(body))
     copied = copy(made)
-    assert calls == ["PutObject"]
+    assert calls == ["PutObject"]  # the tag goes inline: no second call
 
     head = s3.head_object(Bucket=BUCKET, Key="v/0.mp4", ChecksumMode="ENABLED")
     assert stored(s3) == body
     assert copied.sha256 == hashlib.sha256(body).hexdigest() == head["Metadata"]["sha256"]
+    assert tags(s3) == {"sha256": hashlib.sha256(body).hexdigest()}
     assert head["ChecksumSHA256"] == sha256_b64(body)
     assert head["ContentType"] == "video/mp4"
     assert head["Metadata"]["job_id"] == "j1"
 
 
-def test_large_file_is_multipart_with_part_checksums_and_verified_sha256(s3: Any) -> None:
+def test_large_file_is_multipart_with_part_checksums_and_sha256_tag(s3: Any) -> None:
     body = body_of(12 * MiB + 123)
-    parts: list[dict[str, Any]] = []
-    s3.meta.events.register("provide-client-params.s3.UploadPart", lambda params, **_: parts.append(dict(params)))
+    parts = record_parts(s3)
 
     made, _ = copier(s3, Origin(body))
     copied = copy(made)
 
-    head = s3.head_object(Bucket=BUCKET, Key="v/0.mp4", ChecksumMode="ENABLED")
+    head = s3.head_object(Bucket=BUCKET, Key="v/0.mp4")
     assert stored(s3) == body
     assert copied.size == len(body)
+    assert copied.sha256 == hashlib.sha256(body).hexdigest()
     assert sorted(p["PartNumber"] for p in parts) == [1, 2, 3]  # uploaded in parallel, any order
     # Each part carries its own SHA-256, which S3 checks against the bytes it receives.
     assert all(p["ChecksumSHA256"] == sha256_b64(p["Body"]) for p in parts)
-    # The object copied onto itself with the metadata: S3's SHA-256 of the stored object is ours.
-    assert head["Metadata"] == {"job_id": "j1", "sha256": hashlib.sha256(body).hexdigest()}
-    assert head["ChecksumSHA256"] == sha256_b64(body)
+    # The whole file's SHA-256 is a tag; the metadata, fixed before the hash was known, lacks it.
+    assert tags(s3) == {"sha256": hashlib.sha256(body).hexdigest()}
+    assert head["Metadata"] == {"job_id": "j1"}
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_multipart_copy_makes_no_copy_object_call(s3: Any) -> None:
+    calls = record_calls(s3)
+
+    made, _ = copier(s3, Origin(body_of(12 * MiB + 123)))
+    copy(made)
+
+    assert "CopyObject" not in calls
+    assert calls == ["CreateMultipartUpload", *["UploadPart"] * 3, "CompleteMultipartUpload", "PutObjectTagging"]
 
 
 def test_parts_in_flight_never_exceed_three_and_download_waits_for_them(s3: Any) -> None:
@@ -428,31 +474,106 @@ def test_s3_throttling_is_retried_per_call_without_restarting_the_download(s3: A
     assert stored(s3) == body
 
 
-def test_stored_object_whose_s3_sha256_differs_fails_the_copy(s3: Any) -> None:
-    def corrupt(parsed: dict[str, Any], **_: Any) -> None:
-        parsed["CopyObjectResult"]["ChecksumSHA256"] = sha256_b64(b"other bytes")
+def test_composite_checksum_is_written_as_s3_defines_it() -> None:
+    parts = [{"PartNumber": n, "Body": body_of(n * 1000)} for n in (1, 2, 3)]
 
-    s3.meta.events.register("after-call.s3.CopyObject", corrupt)
-    made, _ = copier(s3, Origin(body_of(11 * MiB)))
+    assert composite_sha256([sha256_b64(p["Body"]) for p in parts]) == s3_composite(parts)
 
-    with pytest.raises(TransientDeliveryError, match="differs from the downloaded bytes"):
+
+def test_completed_object_whose_s3_composite_checksum_matches_is_tagged(s3: Any) -> None:
+    # Given an S3 that answers CompleteMultipartUpload with the composite checksum of the parts
+    body = body_of(12 * MiB + 123)
+    parts = record_parts(s3)
+    complete_answers(s3, lambda: s3_composite(parts))
+
+    made, _ = copier(s3, Origin(body))
+    copy(made)
+
+    assert tags(s3) == {"sha256": hashlib.sha256(body).hexdigest()}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(lambda bodies: composite_of([*bodies[:-1], b"other bytes"]), id="a-part-differs"),
+        pytest.param(lambda bodies: composite_of([bodies[1], bodies[0], *bodies[2:]]), id="parts-reordered"),
+        pytest.param(lambda bodies: composite_of(bodies[:-1]), id="a-part-missing"),
+        pytest.param(lambda bodies: composite_of(bodies).replace("-3", "-2"), id="wrong-part-count"),
+        pytest.param(lambda bodies: sha256_b64(b"other bytes"), id="full-object-checksum-differs"),
+    ],
+)
+def test_completed_object_whose_s3_checksum_differs_fails_the_copy_as_transient_and_stays_untagged(
+    s3: Any, answer: Callable[[list[bytes]], str]
+) -> None:
+    # Given an S3 whose checksum of the completed object is not the one the parts give
+    parts = record_parts(s3)
+    complete_answers(s3, lambda: answer([p["Body"] for p in sorted(parts, key=lambda p: int(p["PartNumber"]))]))
+    calls = record_calls(s3)
+
+    made, _ = copier(s3, Origin(body_of(12 * MiB + 123)))
+    with pytest.raises(TransientDeliveryError, match="checksum of the completed multipart object differs"):
         copy(made)
 
+    # Then the object is left under the key untagged (the retry rewrites it) and nothing is open
+    assert "PutObjectTagging" not in calls
+    assert tags(s3) == {}
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 
-def test_without_s3_get_object_permission_the_sha256_stays_in_the_job_only(s3: Any) -> None:
+
+def test_s3_full_object_checksum_equal_to_the_file_sha256_is_accepted(s3: Any) -> None:
+    body = body_of(12 * MiB + 123)
+    complete_answers(s3, lambda: sha256_b64(body))
+
+    made, _ = copier(s3, Origin(body))
+    copy(made)
+
+    assert tags(s3) == {"sha256": hashlib.sha256(body).hexdigest()}
+
+
+def test_put_object_tagging_failure_fails_the_copy_as_transient_and_a_retry_tags_the_rewritten_object(
+    s3: Any,
+) -> None:
+    # Given a PutObjectTagging that fails once, after botocore's own retries
+    failures: list[str] = []
+
+    def unavailable(**_: Any) -> Any:
+        if failures:
+            return None
+        failures.append("PutObjectTagging")
+        error = {"Error": {"Code": "ServiceUnavailable", "Message": "injected"}, "ResponseMetadata": {}}
+        return AWSResponse("https://s3", 503, {}, None), error
+
+    s3.meta.events.register("before-call.s3.PutObjectTagging", unavailable)
+    body = body_of(11 * MiB)
+    origin = Origin(body)
+    made, _ = copier(s3, origin)
+
+    # When the copy runs: it fails transiently, the object stays untagged and no upload is open
+    with pytest.raises(TransientDeliveryError, match="S3 PutObjectTagging failed: ServiceUnavailable"):
+        copy(made)
+    assert stored(s3) == body and tags(s3) == {}
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+    # Then the message's retry copies the file again under the same key and tags it
+    copy(made)
+    assert len(origin.requests) == 2
+    assert stored(s3) == body
+    assert tags(s3) == {"sha256": hashlib.sha256(body).hexdigest()}
+
+
+def test_put_object_with_tag_refused_fails_the_copy_as_transient(s3: Any) -> None:
+    # Given a role without s3:PutObjectTagging: S3 refuses the tagged PutObject as a whole
     def denied(**_: Any) -> Any:
-        error = {"Error": {"Code": "AccessDenied", "Message": "no s3:GetObject"}, "ResponseMetadata": {}}
+        error = {"Error": {"Code": "AccessDenied", "Message": "no s3:PutObjectTagging"}, "ResponseMetadata": {}}
         return AWSResponse("https://s3", 403, {}, None), error
 
-    s3.meta.events.register("before-call.s3.CopyObject", denied)
-    body = body_of(11 * MiB)
-    made, _ = copier(s3, Origin(body))
+    s3.meta.events.register("before-call.s3.PutObject", denied)
+    made, _ = copier(s3, Origin(body_of(1000)))
 
-    copied = copy(made)
+    with pytest.raises(TransientDeliveryError, match="S3 PutObject failed: AccessDenied"):
+        copy(made)
 
-    assert copied.sha256 == hashlib.sha256(body).hexdigest()
-    assert stored(s3) == body
-    assert "sha256" not in s3.head_object(Bucket=BUCKET, Key="v/0.mp4")["Metadata"]
+    assert_nothing_left(s3)
 
 
 # ------------------------------------------------------------------ redirects and SSRF

@@ -63,8 +63,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "dynamodb:GetItem": {TABLE},
         "dynamodb:UpdateItem": {TABLE},
         "s3:PutObject": {BUCKET_OBJECTS},
-        # The copy of a multipart object onto itself with its sha256 metadata reads it.
-        "s3:GetObject": {BUCKET_OBJECTS},
+        # The sha256 tag: inline on PutObject, or PutObjectTagging after CompleteMultipartUpload.
+        "s3:PutObjectTagging": {BUCKET_OBJECTS},
         "s3:AbortMultipartUpload": {BUCKET_OBJECTS},
         "sns:Publish": {"Ref:EventsTopic"},
     },

@@ -10,18 +10,27 @@ more than S3's 10,000 parts.
 Integrity: the SHA-256 of the whole file is computed while it streams and the byte count is
 checked against Content-Length. S3 verifies every request body: PutObject and each UploadPart
 carry ``ChecksumSHA256`` (S3 refuses a body whose hash differs with BadDigest; moto server
-stores but does not verify them). The whole-file hash is stored as the object's ``sha256``
-metadata and in the job's outputs. A multipart object's metadata is fixed when the upload
-starts, before the hash is known, so after completing it the object is copied onto itself
-with the full metadata and ``ChecksumAlgorithm=SHA256``: S3 then hashes the stored object
-itself and the copier compares that with its own hash. That copy needs ``s3:GetObject``; if
-the role lacks it the copier logs a warning and the hash lives in the job record only.
-CopyObject is limited to 5 GiB, the default ``MAX_MEDIA_BYTES``; beyond that the same holds.
+stores but does not verify them). A multipart upload is created with
+``ChecksumAlgorithm=SHA256``, so CompleteMultipartUpload answers with S3's composite checksum,
+``base64(sha256(part 1's digest + part 2's digest + ...))-<parts>``; the copier computes the
+same from the digests of the parts it sent and a difference fails the copy. That proves S3
+assembled exactly the parts the copier hashed, in order and none missing, at no extra request;
+S3 never hashes the whole stored object (moto omits ``ChecksumSHA256`` from that answer, so on
+the local stack the comparison is skipped). Every delivered object carries the whole-file hash
+as the object tag ``sha256=<hex>``: inline on PutObject (``Tagging``), by one PutObjectTagging
+after CompleteMultipartUpload (a multipart object's metadata is fixed when the upload starts,
+before the hash is known, and changing it would mean copying the data). A single-part object
+also keeps it in its ``sha256`` metadata; the job's outputs hold it either way. So an object
+under a job's key without the tag is not a delivered one (see Failure).
 
 Failure: anything that stops a copy aborts its multipart upload after waiting for the parts in
 flight, so no partial object ever appears under the final key (an object appears only on
 PutObject / CompleteMultipartUpload) and no upload is left open (if even the abort fails, the
-bucket's abort-incomplete-multipart lifecycle rule is the backstop).
+bucket's abort-incomplete-multipart lifecycle rule is the backstop). A failure after
+CompleteMultipartUpload (the composite checksum differs, PutObjectTagging fails) is transient too:
+the complete object stays under the key without its ``sha256`` tag and is not recorded on the job
+(the copier has no s3:DeleteObject); the message's retry writes the key again, replacing object
+and tags, and if no retry follows the job ends DELIVERY_FAILED and no event names the object.
 
 Retries within the invocation (``RetryPolicy``) are for the download only: a connection error,
 timeout, cut body or 5xx / 408 / 425 / 429 answer is retried after a jittered backoff, resuming
@@ -55,12 +64,12 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import boto3
 import httpx
@@ -75,7 +84,15 @@ from pixverse_jobs.errors import (
 from pixverse_jobs.netguard import MediaUrlPolicy, Resolver, guarded_client, host_allowed
 from pixverse_jobs.observability import logger
 
-__all__ = ["CopiedObject", "MediaCopier", "RetryPolicy", "accepted_content_type", "extension_for", "host_allowed"]
+__all__ = [
+    "CopiedObject",
+    "MediaCopier",
+    "RetryPolicy",
+    "accepted_content_type",
+    "composite_sha256",
+    "extension_for",
+    "host_allowed",
+]
 
 MiB = 1024 * 1024
 PART_SIZE = 8 * MiB  # S3's minimum is 5 MiB (but for the last part)
@@ -83,7 +100,7 @@ MAX_PARTS = 10_000  # S3's limit per multipart upload
 PARTS_IN_FLIGHT = 3
 MAX_REDIRECTS = 3
 DEFAULT_MAX_BYTES = 5 * 1024**3
-COPY_OBJECT_LIMIT = 5 * 1024**3  # CopyObject's largest source
+SHA256_TAG = "sha256"  # the object tag (and single-part metadata key) holding the file's SHA-256 in hex
 DOWNLOAD_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=30.0, pool=5.0)
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 UNSPECIFIC_TYPES = frozenset({"application/octet-stream", "binary/octet-stream", ""})
@@ -157,15 +174,19 @@ def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def composite_sha256(part_checksums: Sequence[str]) -> str:
+    """S3's checksum of a multipart object whose parts carried ``ChecksumSHA256`` (a COMPOSITE
+    checksum): the SHA-256 of the parts' raw digests concatenated in part order, in base64,
+    then ``-<number of parts>``. ``part_checksums`` are the parts' base64 digests, in order."""
+    joined = b"".join(base64.b64decode(checksum) for checksum in part_checksums)
+    return f"{_b64(hashlib.sha256(joined).digest())}-{len(part_checksums)}"
+
+
 def _s3_error(operation: str, exc: ClientError | BotoCoreError) -> TransientDeliveryError:
     if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "error")
         return TransientDeliveryError(f"S3 {operation} failed: {code}")
     return TransientDeliveryError(f"S3 {operation} failed: {type(exc).__name__}")
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _check_deadline(deadline: float | None, reserve: float = 0.0) -> None:
@@ -255,7 +276,6 @@ class _S3Sink:
         # A restart (start()) begins a new generation: a part of the previous one that ends
         # late must not mark the new upload failed.
         self._generation = 0
-        self._written = 0
         self.peak_in_flight = 0  # the bound, observed (tests and the benchmark read it)
         self._in_flight = 0
 
@@ -267,7 +287,7 @@ class _S3Sink:
             self._generation += 1
             self._failed.clear()
         self._content_type = content_type
-        self._chunks, self._buffered, self._written = [], 0, 0
+        self._chunks, self._buffered = [], 0
         self._futures = []
         # S3 takes at most 10,000 parts: grow parts (in whole MiB) for files that would need more.
         needed = math.ceil(size_limit / MAX_PARTS / MiB) * MiB
@@ -278,13 +298,13 @@ class _S3Sink:
             self._raise_part_failure()
         self._chunks.append(chunk)
         self._buffered += len(chunk)
-        self._written += len(chunk)
         if self._buffered >= self._part_size:
             self._send_part()
 
     def complete(self, digest: bytes) -> None:
-        """Make the object appear: PutObject, or the last part and CompleteMultipartUpload."""
-        metadata = {**self._metadata, "sha256": digest.hex()}
+        """Make the object appear, tagged with ``digest``: PutObject, or the last part,
+        CompleteMultipartUpload (its composite checksum checked) and PutObjectTagging."""
+        sha256_hex = digest.hex()
         if self._upload_id is None:
             body = b"".join(self._chunks)
             self._chunks = []
@@ -294,7 +314,8 @@ class _S3Sink:
                     Key=self._key,
                     Body=body,
                     ContentType=self._content_type,
-                    Metadata=metadata,
+                    Metadata={**self._metadata, SHA256_TAG: sha256_hex},
+                    Tagging=urlencode({SHA256_TAG: sha256_hex}),
                     ChecksumAlgorithm="SHA256",
                     ChecksumSHA256=_b64(digest),
                 )
@@ -305,13 +326,15 @@ class _S3Sink:
             self._send_part()  # the last part may be smaller than 5 MiB
         parts = [self._part_result(future) for future in self._futures]
         try:
-            self._s3.complete_multipart_upload(
+            response = self._s3.complete_multipart_upload(
                 Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": parts}
             )
         except (ClientError, BotoCoreError) as exc:
             raise _s3_error("CompleteMultipartUpload", exc) from exc
         self._upload_id = None  # completed: nothing left to abort
-        self._add_metadata(metadata, digest)
+        # From here on the object is under the key: a failure leaves it untagged (module docstring).
+        self._check_completed(response, parts, digest)
+        self._tag(sha256_hex)
 
     def abort(self) -> None:
         """Stop: let the parts in flight finish (an abort racing them could leave parts
@@ -400,35 +423,36 @@ class _S3Sink:
                 self._part_result(future)
         raise TransientDeliveryError("S3 UploadPart failed")
 
-    def _add_metadata(self, metadata: dict[str, str], digest: bytes) -> None:
-        """Copy the completed object onto itself with the sha256 metadata and let S3 hash it."""
-        if self._written > COPY_OBJECT_LIMIT:
-            logger.info("object too large for CopyObject; sha256 kept in the job only", extra={"key": self._key})
+    def _check_completed(self, response: Mapping[str, Any], parts: Sequence[Mapping[str, Any]], digest: bytes) -> None:
+        """Compare S3's checksum of the completed object with the one its parts give."""
+        stored = str(response.get("ChecksumSHA256") or "")
+        if not stored:
+            # moto (5.2.x, in process and as a server) leaves ChecksumSHA256 out of this answer, so
+            # on the local stack there is nothing to compare; S3 returns it for an upload created
+            # with ChecksumAlgorithm=SHA256.
             return
+        # "<base64>-<parts>" is S3's composite checksum (the only type S3 offers for SHA-256); a
+        # plain value would be a full-object SHA-256, comparable with the file's own.
+        expected = composite_sha256([str(p["ChecksumSHA256"]) for p in parts]) if "-" in stored else _b64(digest)
+        if stored != expected:
+            logger.warning(
+                "S3's checksum of a completed multipart object differs from its parts'; left untagged",
+                extra={"key": self._key, "parts": len(parts), "s3_checksum": stored, "expected_checksum": expected},
+            )
+            raise TransientDeliveryError(
+                "S3's checksum of the completed multipart object differs from its parts' SHA-256s"
+            )
+
+    def _tag(self, sha256_hex: str) -> None:
+        """Tag the completed object with the file's SHA-256: no data is copied, unlike a metadata change."""
         try:
-            result = self._s3.copy_object(
+            self._s3.put_object_tagging(
                 Bucket=self._bucket,
                 Key=self._key,
-                CopySource={"Bucket": self._bucket, "Key": self._key},
-                MetadataDirective="REPLACE",
-                Metadata=metadata,
-                ContentType=self._content_type,
-                ChecksumAlgorithm="SHA256",
+                Tagging={"TagSet": [{"Key": SHA256_TAG, "Value": sha256_hex}]},
             )
-        except ClientError as exc:
-            if _error_code(exc) == "AccessDenied":
-                # The role lacks s3:GetObject (CopyObject reads the source): the hash stays in the job.
-                logger.warning(
-                    "sha256 metadata not added to a multipart object", extra={"key": self._key, "error": str(exc)}
-                )
-                return
-            raise _s3_error("CopyObject", exc) from exc
-        except BotoCoreError as exc:
-            raise _s3_error("CopyObject", exc) from exc
-        stored = str(result.get("CopyObjectResult", {}).get("ChecksumSHA256") or "")
-        # "<hash>-<parts>" would be a checksum of part checksums, not comparable with ours.
-        if stored and "-" not in stored and stored != _b64(digest):
-            raise TransientDeliveryError("S3's SHA-256 of the stored object differs from the downloaded bytes' SHA-256")
+        except (ClientError, BotoCoreError) as exc:
+            raise _s3_error("PutObjectTagging", exc) from exc
 
 
 # ------------------------------------------------------------------ the copier
