@@ -86,5 +86,21 @@ def test_body_that_is_not_utf8_is_400_before_the_resolver() -> None:
     assert "not valid JSON" in json.loads(answer["body"])["error"]["message"]
 
 
+@pytest.mark.parametrize("base64_encoded", [False, True])
+def test_body_with_a_byte_order_mark_is_400_before_the_resolver(base64_encoded: bool) -> None:
+    # json.loads(bytes) accepts a UTF-8 BOM, but the resolver parses the text, which refuses it.
+    answer = _through_limits(b"\xef\xbb\xbf" + json.dumps(VALID).encode(), base64_encoded=base64_encoded)
+
+    assert answer["statusCode"] == 400
+    assert "BOM" in json.loads(answer["body"])["error"]["message"]
+
+
+def test_lone_surrogate_in_a_text_body_is_400_before_the_resolver() -> None:
+    answer = _through_limits('{"model": "\ud800", "input": {}}'.encode("utf-8", "surrogatepass"))
+
+    assert answer["statusCode"] == 400
+    assert "not valid JSON" in json.loads(answer["body"])["error"]["message"]
+
+
 def test_valid_body_reaches_the_handler() -> None:
     assert _through_limits(json.dumps(VALID).encode())["statusCode"] == 202

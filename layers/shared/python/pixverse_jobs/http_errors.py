@@ -98,20 +98,24 @@ def _body_rejection(event: dict[str, Any], max_bytes: int) -> RequestRejected | 
     raw = event.get("body")
     if not raw:
         return None
-    try:
-        body = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else str(raw).encode()
-    except (binascii.Error, ValueError):
-        return RequestRejected("request body is not valid base64")
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            return RequestRejected("request body is not valid base64")
+    else:
+        body = str(raw).encode("utf-8", "surrogatepass")  # lone surrogates fail the decode below
     if len(body) > max_bytes:
         return RequestRejected(f"request body exceeds {max_bytes} bytes", too_large=True)
     headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
     content_type = headers.get("content-type", "application/json").strip().lower()
     if not content_type.startswith("application/json"):
         return RequestRejected("Content-Type must be application/json")
-    # Parsed once here so that what the resolver's own parser would turn into a 500 (bytes that
-    # are not UTF-8, nesting deep enough to exhaust the recursion limit) is a clear 400 instead.
+    # Parsed once here, as the handler will parse it (strict UTF-8 text, then JSON), so that what
+    # would otherwise be a 500 there (bytes that are not UTF-8, a byte-order mark, nesting deep
+    # enough to exhaust the recursion limit) is a clear 400 instead.
     try:
-        json.loads(body)
+        json.loads(body.decode("utf-8"))
     except RecursionError:
         return RequestRejected("request body is nested too deeply")
     except ValueError as exc:  # also UnicodeDecodeError
