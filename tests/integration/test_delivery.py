@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pixverse_jobs.clock import utc_now_iso
 from pixverse_jobs.delivery import DeliveryService
 from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, EventPublisher, event_id
 from pixverse_jobs.media import MediaCopier
@@ -229,7 +230,9 @@ def test_crash_between_copy_and_publish_publishes_once_on_retry_without_copying_
     # and a COMPLETED job for it in the stack's table
     store = JobStore(client.ready["table"], client.dynamodb)
     job_id = f"job_{uuid.uuid4().hex}"
-    now = "2026-11-25T12:00:00.000Z"
+    # Created now: the stack's reconciler (every 10 s) leaves jobs younger than ReconcileAfterSeconds
+    # (900 s) alone, so the only redelivery below is the test's own (an hours-old job raced it).
+    now = utc_now_iso()
     store.create(
         {
             "job_id": job_id,
