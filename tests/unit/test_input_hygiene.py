@@ -104,3 +104,51 @@ def test_lone_surrogate_in_a_text_body_is_400_before_the_resolver() -> None:
 
 def test_valid_body_reaches_the_handler() -> None:
     assert _through_limits(json.dumps(VALID).encode())["statusCode"] == 202
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for level in range(depth):
+        value = [value] if level % 2 else {"d": value}
+    return value
+
+
+def test_empty_status_filter_is_refused_not_ignored() -> None:
+    # An empty status is not a status: before, it meant "no filter" and listed every job.
+    with pytest.raises(RequestRejected) as refused:
+        parse_list_query({"status": ""}, owner=OWNER)
+    assert [d.field for d in refused.value.details] == ["status"]
+
+
+@pytest.mark.parametrize("depth", [33, 600, 5000])
+def test_body_nested_deeper_than_dynamodb_stores_is_400_before_the_resolver(depth: int) -> None:
+    # 600 levels parse on any Python and used to reach the recursive checks; since Python 3.12 so do
+    # 5000, which json.loads parses with its own C limit.
+    body = json.dumps(VALID)[:-1] + ', "metadata": {"d": ' + "[" * (depth - 2) + "]" * (depth - 2) + "}}"
+    answer = _through_limits(body.encode())
+
+    assert answer["statusCode"] == 400
+    assert "nested too deeply" in json.loads(answer["body"])["error"]["message"]
+
+
+def test_body_at_the_nesting_limit_reaches_the_handler() -> None:
+    assert _through_limits(json.dumps({**VALID, "metadata": _nested(31)}).encode())["statusCode"] == 202
+
+
+@pytest.mark.parametrize("field", ["input", "metadata"])
+def test_input_or_metadata_nested_deeper_than_dynamodb_stores_is_refused_by_field(field: str) -> None:
+    # DynamoDB refuses an item nested over 32 levels (moto does not): that was a 500 after the write failed.
+    body = {**VALID, field: {"prompt": "p", "deep": _nested(40)}}
+
+    assert field in _fields(body)
+
+
+def test_callback_nested_too_deeply_is_refused() -> None:
+    body = {"request_id": "r", "status": "COMPLETED", "output": {"media_url": ["https://x.r2.dev/a.mp4"]}}
+    with pytest.raises(CallbackRejected, match="nested too deeply"):
+        parse_callback(json.dumps({**body, "extra": _nested(600)}))
+
+
+def test_callback_text_with_a_lone_surrogate_is_refused_not_crashed() -> None:
+    with pytest.raises(CallbackRejected, match="not valid JSON"):
+        parse_callback('{"request_id": "\ud800", "status": "QUEUED"}')

@@ -30,6 +30,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pixverse_jobs.clock import utc_now_iso
 from pixverse_jobs.errors import CallbackRejected
 from pixverse_jobs.events import EventPublisher, build_progress_event
+from pixverse_jobs.nesting import MAX_DEPTH, deeper_than
 from pixverse_jobs.observability import count_by, logger, metrics
 from pixverse_jobs.queue import CopyQueue
 from pixverse_jobs.signing import SignatureVerifier
@@ -89,13 +90,16 @@ def callback_body(body: str | None, *, base64_encoded: bool) -> bytes:
 
 def parse_callback(body: bytes | str) -> Callback:
     """A gateway callback (the status response's shape); CallbackRejected if malformed."""
-    raw = body.encode() if isinstance(body, str) else body
+    # Lone surrogates survive as bytes that strict UTF-8 (below) refuses, as it refuses a BOM.
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     if len(raw) > MAX_CALLBACK_BYTES:
         raise CallbackRejected(f"callback body exceeds {MAX_CALLBACK_BYTES} bytes", status_code=413)
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError; RecursionError: absurd nesting
         raise CallbackRejected("callback body is not valid JSON") from exc
+    if deeper_than(data):  # Python 3.12+ parses nesting its own code cannot walk
+        raise CallbackRejected(f"callback body is nested too deeply (at most {MAX_DEPTH} levels)")
     if not isinstance(data, dict):
         raise CallbackRejected("callback body must be a JSON object")
     request_id = data.get("request_id")

@@ -23,6 +23,7 @@ from pixverse_jobs.errors import (
     JobSubmitFailed,
     RequestRejected,
 )
+from pixverse_jobs.nesting import MAX_DEPTH, deeper_than
 from pixverse_jobs.observability import logger
 from pixverse_jobs.proxy import error_body
 
@@ -115,11 +116,14 @@ def _body_rejection(event: dict[str, Any], max_bytes: int) -> RequestRejected | 
     # would otherwise be a 500 there (bytes that are not UTF-8, a byte-order mark, nesting deep
     # enough to exhaust the recursion limit) is a clear 400 instead.
     try:
-        json.loads(body.decode("utf-8"))
+        parsed = json.loads(body.decode("utf-8"))
     except RecursionError:
-        return RequestRejected("request body is nested too deeply")
+        return RequestRejected(f"request body is nested too deeply (at most {MAX_DEPTH} levels)")
     except ValueError as exc:  # also UnicodeDecodeError
         return RequestRejected(f"request body is not valid JSON: {exc.args[0] if exc.args else exc}")
+    if deeper_than(parsed, MAX_DEPTH):
+        # Python 3.12+ parses nesting its own code cannot walk; DynamoDB stores 32 levels.
+        return RequestRejected(f"request body is nested too deeply (at most {MAX_DEPTH} levels)")
     return None
 
 

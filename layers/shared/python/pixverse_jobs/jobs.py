@@ -28,6 +28,7 @@ from pixverse_jobs.errors import (
     RequestRejected,
 )
 from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.nesting import MAX_DEPTH, deeper_than
 from pixverse_jobs.observability import logger
 from pixverse_jobs.signing import webhook_url
 from pixverse_jobs.states import JobStatus
@@ -88,7 +89,11 @@ def parse_submit_request(body: Any) -> SubmitRequest:
     elif len(json.dumps(metadata, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
         errors.append(FieldError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON"))
     for name in ("input", "metadata"):
-        errors.extend(_unstorable(body.get(name), name))
+        if deeper_than(body.get(name), MAX_DEPTH - 1):
+            # Checked first: _unstorable walks the value recursively.
+            errors.append(FieldError(name, f"must not nest deeper than {MAX_DEPTH - 1} levels (DynamoDB stores 32)"))
+        else:
+            errors.extend(_unstorable(body.get(name), name))
     if errors:
         raise RequestRejected("request is invalid", errors)
     assert isinstance(model_id, str) and isinstance(params, dict) and isinstance(metadata, dict)
@@ -339,8 +344,8 @@ def parse_list_query(params: Mapping[str, str], *, owner: str) -> ListQuery:
     for name in params:
         if name not in ("status", "limit", "next_token"):
             errors.append(FieldError(name, "unknown query parameter; allowed: status, limit, next_token"))
-    status = params.get("status") or None
-    if status is not None and status not in JobStatus.__members__:
+    status = params.get("status")
+    if status is not None and status not in JobStatus.__members__:  # "" too: not a status
         errors.append(FieldError("status", f"must be one of {', '.join(JobStatus)}, got {status!r}"))
     raw_limit = params.get("limit") or str(DEFAULT_PAGE_SIZE)
     # ASCII digits only: str.isdigit() also accepts other scripts' digits and superscripts.
