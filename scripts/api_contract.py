@@ -11,40 +11,29 @@ the doc examples fit the per-model schemas, and inputs the catalog refuses fail 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pixverse_jobs.callbacks import MAX_CALLBACK_BYTES
 from pixverse_jobs.catalog import MODELS
+from pixverse_jobs.config import WEBHOOK_MODES
 from pixverse_jobs.jobs import MAX_METADATA_BYTES
 from pixverse_jobs.states import GATEWAY_STATUSES, JobStatus
 from pydantic import BaseModel, ConfigDict, Field
 
-ModelId = Literal[
-    "pixverse-v6-text-to-video",
-    "pixverse-v6-image-to-video",
-    "pixverse-c1-text-to-video",
-    "pixverse-c1-image-to-video",
-    "pixverse",
-    "pixverse-i2v",
-]
-assert set(ModelId.__args__) == set(MODELS), "ModelId must list the catalog's models"  # type: ignore[attr-defined]
-
-Status = Literal[
-    "SUBMITTING",
-    "QUEUED",
-    "PROCESSING",
-    "COMPLETED",
-    "COPYING",
-    "DELIVERED",
-    "SUBMIT_FAILED",
-    "FAILED",
-    "ERROR",
-    "DELIVERY_FAILED",
-]
-assert set(Status.__args__) == set(JobStatus), "Status must list every JobStatus"  # type: ignore[attr-defined]
+# The enums the document shows, derived from the code so that they cannot drift from it.
+if TYPE_CHECKING:  # mypy cannot follow a Literal computed at run time
+    ModelId: TypeAlias = str
+    Status: TypeAlias = str
+    GatewayStatus: TypeAlias = str
+    WebhookMode: TypeAlias = str
+else:
+    ModelId = Literal[tuple(MODELS)]
+    Status = Literal[tuple(JobStatus)]
+    GatewayStatus = Literal[tuple(GATEWAY_STATUSES)]
+    WebhookMode = Literal[WEBHOOK_MODES]
 
 
 class SubmitJobBody(BaseModel):
@@ -57,7 +46,7 @@ class SubmitJobBody(BaseModel):
         description="The model's parameters, forwarded to the gateway exactly as given "
         "(see components.schemas.<model>Input for each model's parameters)."
     )
-    webhook_mode: Literal["terminal", "sync"] | None = Field(
+    webhook_mode: WebhookMode | None = Field(
         default=None, description="terminal: one callback at the end; sync: a callback per status change."
     )
     metadata: dict[str, Any] = Field(
@@ -92,7 +81,7 @@ class JobView(BaseModel):
     status: Status
     input: dict[str, Any]
     metadata: dict[str, Any]
-    webhook_mode: Literal["terminal", "sync"] | None
+    webhook_mode: WebhookMode | None
     outputs: list[JobOutput]
     error: JobError | None
     created_at: str
@@ -106,10 +95,6 @@ class JobPage(BaseModel):
 
     jobs: list[JobView]
     next_token: str | None = Field(description="Pass back as next_token for the next page; null on the last page.")
-
-
-GatewayStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "ERROR"]
-assert set(GatewayStatus.__args__) == set(GATEWAY_STATUSES), "GatewayStatus must list the gateway's statuses"  # type: ignore[attr-defined]
 
 
 class CallbackOutput(BaseModel):

@@ -21,7 +21,7 @@ from pixverse_jobs.callbacks import CallbackProcessor, CallbackReceiver, Progres
 from pixverse_jobs.errors import CallbackRejected, JobNotFound
 from pixverse_jobs.events import EventPublisher
 from pixverse_jobs.observability import logger, metrics
-from pixverse_jobs.proxy import error_body, proxy_response
+from pixverse_jobs.proxy import callback_answer, error_body, internal_answer, not_found_answer, proxy_response
 from pixverse_jobs.queue import CopyQueue
 from pixverse_jobs.secrets import SecretReader
 from pixverse_jobs.signing import SignatureVerifier
@@ -57,14 +57,13 @@ def receive_callback(event: dict[str, Any]) -> dict[str, Any]:
         receiver.authenticate(job_id, (event.get("queryStringParameters") or {}).get("sig"))
         outcome = receiver.receive(job_id, event.get("body"), base64_encoded=bool(event.get("isBase64Encoded")))
     except CallbackRejected as exc:
-        code = "payload_too_large" if exc.status_code == 413 else "callback_rejected"
-        return proxy_response(exc.status_code, error_body(code, exc.message))
+        return proxy_response(*callback_answer(exc))
     except JobNotFound as exc:
-        return proxy_response(404, error_body("not_found", f"job {exc.job_id} not found"))
+        return proxy_response(*not_found_answer(exc))
     except Exception:
         # The gateway retries a 5xx; the sig is in the query string, which is never logged.
         logger.exception("unhandled error")
-        return proxy_response(500, error_body("internal", "internal error"))
+        return proxy_response(*internal_answer())
     return proxy_response(200, {"job_id": job_id, "status": str(outcome.status), "applied": outcome.applied})
 
 

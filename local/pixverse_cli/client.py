@@ -3,7 +3,6 @@ or a JWT bearer token) or the local stack (loopback, no signing)."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from pixverse_jobs.netguard import is_loopback_host
 
 API_URL_ENV = "PIXVERSE_JOBS_API_URL"
 TOKEN_ENV = "PIXVERSE_JOBS_TOKEN"  # noqa: S105 - the name of a variable, not a token
@@ -37,13 +37,7 @@ EXIT_NETWORK = 6  # the API could not be reached
 
 
 def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def api_url_from_stack(stack_name: str, region: str | None) -> str:

@@ -120,8 +120,8 @@ def test_empty_status_filter_is_refused_not_ignored() -> None:
     assert [d.field for d in refused.value.details] == ["status"]
 
 
-@pytest.mark.parametrize("depth", [33, 600, 5000])
-def test_body_nested_deeper_than_dynamodb_stores_is_400_before_the_resolver(depth: int) -> None:
+@pytest.mark.parametrize("depth", [101, 600, 5000])
+def test_body_nested_deeper_than_any_check_walks_is_400_before_the_resolver(depth: int) -> None:
     # 600 levels parse on any Python and used to reach the recursive checks; since Python 3.12 so do
     # 5000, which json.loads parses with its own C limit.
     body = json.dumps(VALID)[:-1] + ', "metadata": {"d": ' + "[" * (depth - 2) + "]" * (depth - 2) + "}}"
@@ -132,15 +132,16 @@ def test_body_nested_deeper_than_dynamodb_stores_is_400_before_the_resolver(dept
 
 
 def test_body_at_the_nesting_limit_reaches_the_handler() -> None:
-    assert _through_limits(json.dumps({**VALID, "metadata": _nested(31)}).encode())["statusCode"] == 202
+    assert _through_limits(json.dumps({**VALID, "metadata": _nested(99)}).encode())["statusCode"] == 202
 
 
 @pytest.mark.parametrize("field", ["input", "metadata"])
 def test_input_or_metadata_nested_deeper_than_dynamodb_stores_is_refused_by_field(field: str) -> None:
     # DynamoDB refuses an item nested over 32 levels (moto does not): that was a 500 after the write failed.
-    body = {**VALID, field: {"prompt": "p", "deep": _nested(40)}}
+    body = {**VALID, field: {"prompt": "p", "deep": _nested(31)}}  # 32 levels: with the attribute, 33
 
     assert field in _fields(body)
+    assert field not in _fields({**VALID, field: {"prompt": "p", "deep": _nested(30)}, "model": "unknown"})
 
 
 def test_callback_nested_too_deeply_is_refused() -> None:

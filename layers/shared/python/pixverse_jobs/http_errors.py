@@ -1,4 +1,5 @@
-"""HTTP error responses, mapped from domain exceptions in one place.
+"""The submit API's HTTP answers: domain exceptions mapped to responses in one place (the bodies
+and the answers the webhook shares come from ``proxy``).
 
 Body: ``{"error": {"code", "message", "details": [{"field", "message"}]}}`` (SPEC.md)."""
 
@@ -14,7 +15,6 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 
 from pixverse_jobs.errors import (
-    CallbackRejected,
     FieldError,
     GatewayError,
     GatewayRateLimited,
@@ -25,24 +25,7 @@ from pixverse_jobs.errors import (
 )
 from pixverse_jobs.nesting import MAX_DEPTH, deeper_than
 from pixverse_jobs.observability import logger
-from pixverse_jobs.proxy import error_body
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    details: list[FieldError] | None = None,
-    *,
-    headers: dict[str, str] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Response[str]:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(error_body(code, message, details, extra)),
-        headers=headers,
-    )
+from pixverse_jobs.proxy import error_body, internal_answer, not_found_answer, proxy_response, rejection_answer
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
@@ -59,13 +42,7 @@ def _gateway_response(exc: GatewayError, extra: dict[str, Any] | None = None) ->
     if isinstance(exc, GatewayRateLimited) and exc.retry_after is not None:
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
     details = [FieldError("input", exc.message)] if exc.http_status == 400 else None
-    return error_response(exc.http_status, exc.code, exc.message, details, headers=headers, extra=extra)
-
-
-def rejection_response(exc: RequestRejected) -> Response[str]:
-    if exc.too_large:
-        return error_response(413, "payload_too_large", exc.message, exc.details)
-    return error_response(400, "validation_error", exc.message, exc.details)
+    return json_response(exc.http_status, error_body(exc.code, exc.message, details, extra), headers)
 
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -82,13 +59,7 @@ def json_body_limits(max_bytes: int) -> Callable[[Handler], Handler]:
             rejection = _body_rejection(event, max_bytes)
             if rejection is None:
                 return handler(event, context)
-            response = rejection_response(rejection)
-            return {
-                "statusCode": response.status_code,
-                "headers": {"Content-Type": content_types.APPLICATION_JSON},
-                "body": response.body,
-                "isBase64Encoded": False,
-            }
+            return proxy_response(*rejection_answer(rejection))
 
         return checked
 
@@ -122,7 +93,7 @@ def _body_rejection(event: dict[str, Any], max_bytes: int) -> RequestRejected | 
     except ValueError as exc:  # also UnicodeDecodeError
         return RequestRejected(f"request body is not valid JSON: {exc.args[0] if exc.args else exc}")
     if deeper_than(parsed, MAX_DEPTH):
-        # Python 3.12+ parses nesting its own code cannot walk; DynamoDB stores 32 levels.
+        # Python 3.12+ parses nesting that the recursive checks downstream cannot walk.
         return RequestRejected(f"request body is nested too deeply (at most {MAX_DEPTH} levels)")
     return None
 
@@ -132,20 +103,15 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
 
     @app.exception_handler(RequestRejected)
     def _rejected(exc: RequestRejected) -> Response[str]:
-        return rejection_response(exc)
+        return json_response(*rejection_answer(exc))
 
     @app.exception_handler(JobNotFound)
     def _not_found(exc: JobNotFound) -> Response[str]:
-        return error_response(404, "not_found", f"job {exc.job_id} not found")
+        return json_response(*not_found_answer(exc))
 
     @app.exception_handler(IdempotencyConflict)
     def _idempotency(exc: IdempotencyConflict) -> Response[str]:
-        return error_response(409, "idempotency_conflict", exc.message)
-
-    @app.exception_handler(CallbackRejected)
-    def _callback(exc: CallbackRejected) -> Response[str]:
-        code = "payload_too_large" if exc.status_code == 413 else "callback_rejected"
-        return error_response(exc.status_code, code, exc.message)
+        return json_response(409, error_body("idempotency_conflict", exc.message))
 
     @app.exception_handler(JobSubmitFailed)
     def _submit_failed(exc: JobSubmitFailed) -> Response[str]:
@@ -163,4 +129,4 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(Exception)
     def _internal(exc: Exception) -> Response[str]:
         logger.exception("unhandled error")
-        return error_response(500, "internal", "internal error")
+        return json_response(*internal_answer())

@@ -28,7 +28,7 @@ from pixverse_jobs.errors import (
     RequestRejected,
 )
 from pixverse_jobs.gateway import GatewayClient
-from pixverse_jobs.nesting import MAX_DEPTH, deeper_than
+from pixverse_jobs.nesting import STORED_DEPTH, deeper_than
 from pixverse_jobs.observability import logger
 from pixverse_jobs.signing import webhook_url
 from pixverse_jobs.states import JobStatus
@@ -89,9 +89,14 @@ def parse_submit_request(body: Any) -> SubmitRequest:
     elif len(json.dumps(metadata, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
         errors.append(FieldError("metadata", f"must be at most {MAX_METADATA_BYTES} bytes as JSON"))
     for name in ("input", "metadata"):
-        if deeper_than(body.get(name), MAX_DEPTH - 1):
-            # Checked first: _unstorable walks the value recursively.
-            errors.append(FieldError(name, f"must not nest deeper than {MAX_DEPTH - 1} levels (DynamoDB stores 32)"))
+        # The job's attribute is itself a level of DynamoDB's nesting. Checked before _unstorable,
+        # which walks the value recursively.
+        if deeper_than(body.get(name), STORED_DEPTH - 1):
+            errors.append(
+                FieldError(
+                    name, f"must not nest deeper than {STORED_DEPTH - 1} levels (DynamoDB stores {STORED_DEPTH})"
+                )
+            )
         else:
             errors.extend(_unstorable(body.get(name), name))
     if errors:

@@ -1,17 +1,17 @@
 """How deeply a parsed JSON value nests, measured without recursion.
 
-DynamoDB stores at most 32 levels of nested attributes, and Python's ``json.loads`` parses far
-deeper than Python code can recurse (since 3.12 its C parser has a limit of its own, so a 5000-level
-body parses and the first recursive walk over it fails). A request or callback body is measured
-here, once, before anything walks it recursively or tries to store it."""
+Python's ``json.loads`` parses far deeper than Python code can recurse (since 3.12 its C parser
+has a limit of its own, so a 5000-level body parses and the first recursive walk over it fails), so
+a request or callback body is measured here, once, before anything walks it recursively
+(``MAX_DEPTH``). What is stored is held to DynamoDB's own limit (``STORED_DEPTH``), field by field,
+so the error names the field."""
 
 from __future__ import annotations
 
 from typing import Any
 
-# The body is level 1, so the job's ``input`` and ``metadata`` maps hold at most 31 levels:
-# within DynamoDB's 32.
-MAX_DEPTH = 32
+MAX_DEPTH = 100  # any body: far below what the recursive checks and botocore's serializer can walk
+STORED_DEPTH = 32  # DynamoDB's nested-attribute limit, counting the item's own attribute
 
 
 def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pixverse_jobs.errors import FieldError
+from pixverse_jobs.errors import CallbackRejected, FieldError, JobNotFound, RequestRejected
 
 JSON = "application/json"
 
@@ -33,3 +33,26 @@ def proxy_response(status: int, body: Any, headers: dict[str, str] | None = None
         "body": json.dumps(body),
         "isBase64Encoded": False,
     }
+
+
+# Domain errors both functions answer (status, body); http_errors maps the rest for the submit API.
+Answer = tuple[int, dict[str, Any]]
+
+
+def rejection_answer(exc: RequestRejected) -> Answer:
+    if exc.too_large:
+        return 413, error_body("payload_too_large", exc.message, exc.details)
+    return 400, error_body("validation_error", exc.message, exc.details)
+
+
+def callback_answer(exc: CallbackRejected) -> Answer:
+    code = "payload_too_large" if exc.status_code == 413 else "callback_rejected"
+    return exc.status_code, error_body(code, exc.message)
+
+
+def not_found_answer(exc: JobNotFound) -> Answer:
+    return 404, error_body("not_found", f"job {exc.job_id} not found")
+
+
+def internal_answer() -> Answer:
+    return 500, error_body("internal", "internal error")
