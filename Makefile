@@ -1,9 +1,24 @@
 # pixverse-jobs: every command sets itself up (a virtualenv in .venv) before it runs.
 SHELL := /bin/bash
-PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The virtualenv is made with the Lambda runtime's Python (3.13) wherever this machine has one, on
+# PATH or under pyenv (scripts/find_python.sh); else python3 >= 3.11, with a note. PYTHON=... overrides.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell scripts/find_python.sh)
+endif
+ifeq ($(PYTHON),)
+$(error no usable Python: see the message above)
+endif
+# A virtualenv made with another minor version than PYTHON's is made again.
+VENV_VERSION_CHECK := import sys; print('%d.%d' % sys.version_info[:2])
+ifneq ($(wildcard $(BIN)/python),)
+ifneq ($(shell $(BIN)/python -c "$(VENV_VERSION_CHECK)" 2>/dev/null),$(shell $(PYTHON) -c "$(VENV_VERSION_CHECK)"))
+$(info note: $(VENV) was made with another Python than $(PYTHON); making it again)
+$(shell rm -rf $(VENV))
+endif
+endif
 
 .PHONY: help setup test unit integration lint demo run build deploy delete openapi bench clean
 
@@ -22,6 +37,7 @@ setup: $(STAMP)
 
 $(STAMP): requirements-dev.txt layers/shared/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; print("virtualenv: Python %d.%d.%d" % sys.version_info[:3])'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -42,6 +58,7 @@ integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration -q
 
 test: lint $(STAMP)
+	@$(BIN)/python -c 'import sys; print("tests on Python %d.%d.%d" % sys.version_info[:3], "(the Lambda runtime is 3.13)")'
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
