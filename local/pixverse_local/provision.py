@@ -37,6 +37,7 @@ BUCKET_POLICY = "AWS::S3::BucketPolicy"
 TOPIC = "AWS::SNS::Topic"
 QUEUE = "AWS::SQS::Queue"
 SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type, not a password
+LOG_GROUP = "AWS::Logs::LogGroup"
 
 # Queue properties that are SQS attributes of the same name.
 _QUEUE_ATTRIBUTES = (
@@ -103,6 +104,7 @@ class Provisioner:
             TOPIC: self._topic,
             QUEUE: self._queue,
             SECRET: self._secret,
+            LOG_GROUP: self._log_group,
         }
         for name, value in (extra_secrets or {}).items():
             arn = self._put_secret(name, value, description="local stack", overwrite=True)
@@ -347,6 +349,22 @@ class Provisioner:
         arn = str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
         self._ignored(logical_id, p, {"QueueName", "Tags", *_QUEUE_ATTRIBUTES})
         return PhysicalResource(logical_id, QUEUE, url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
+
+    # -------------------------------------------------------------------------------- CloudWatch Logs
+    def _log_group(self, logical_id: str, p: dict[str, Any]) -> PhysicalResource:
+        """The group a function's LoggingConfig names (locally the functions log to stdout)."""
+        logs = self.client("logs")
+        name = str(p.get("LogGroupName") or self.resolver.physical_name(logical_id))
+        try:
+            logs.create_log_group(logGroupName=name)
+        except ClientError as exc:
+            if _code(exc) != "ResourceAlreadyExistsException":
+                raise
+        if "RetentionInDays" in p:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(p["RetentionInDays"]))
+        arn = f"arn:aws:logs:{self.resolver.region}:{self.resolver.account_id}:log-group:{name}:*"
+        self._ignored(logical_id, p, {"LogGroupName", "RetentionInDays"})
+        return PhysicalResource(logical_id, LOG_GROUP, name, {"Arn": arn})
 
     # -------------------------------------------------------------------------------- Secrets Manager
     def _secret(self, logical_id: str, p: dict[str, Any]) -> PhysicalResource:

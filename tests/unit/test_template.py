@@ -566,14 +566,13 @@ def test_sam_build_layer_holds_package_and_dependencies(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- reconciler and alarms
 
 
-def test_reconciler_runs_on_a_schedule_one_run_at_a_time(sam_template: dict[str, Any]) -> None:
+def test_reconciler_runs_on_a_schedule(sam_template: dict[str, Any]) -> None:
     reconciler = sam_template["Resources"]["ReconcileFunction"]["Properties"]
 
     assert reconciler["Events"]["Reconcile"] == {
         "Type": "Schedule",
         "Properties": {"Schedule": {"Ref": "ReconcileSchedule"}, "Description": ANY_STRING},
     }
-    assert reconciler["ReservedConcurrentExecutions"] == 1
     variables = reconciler["Environment"]["Variables"]
     assert variables["RECONCILE_AFTER_SECONDS"] == {"Ref": "ReconcileAfterSeconds"}
     assert variables["MAX_JOB_AGE_SECONDS"] == {"Ref": "MaxJobAgeSeconds"}
@@ -611,6 +610,27 @@ def test_alarms_cover_dlq_errors_throttles_and_lost_callbacks(cfn_template: dict
         assert ("AWS/Lambda", "Errors", f"Ref:{function}") in watched
     assert ("AWS/Lambda", "Throttles", None) in watched
     assert ("PixverseJobs", "JobsReconciled", None) in watched
+    # Handled errors: a 500 the functions answer themselves never counts as a Lambda error.
+    assert ("AWS/ApiGateway", "5xx", None) in watched
+
+
+def test_api_server_errors_alarm_watches_this_api(cfn_template: dict[str, Any]) -> None:
+    alarm = cfn_template["Resources"]["ApiServerErrorsAlarm"]["Properties"]
+
+    assert alarm["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": "HttpApi"}}]
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_service_dimension_is_the_stack_name(sam_template: dict[str, Any], cfn_template: dict[str, Any]) -> None:
+    # A constant service name would let a dev stack's alarms and dashboard count prod's metrics.
+    variables = sam_template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_SERVICE_NAME"] == {"Ref": "AWS::StackName"}
+    for name, alarm in _resources_of_type(cfn_template, "AWS::CloudWatch::Alarm").items():
+        for dimension in alarm["Properties"].get("Dimensions", []):
+            if dimension["Name"] == "service":
+                assert dimension["Value"] == {"Ref": "AWS::StackName"}, name
+    _, variables = cfn_template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert variables["Service"] == {"Ref": "AWS::StackName"}
 
 
 def test_alarm_topic_is_one_cloudwatch_can_publish_to(cfn_template: dict[str, Any]) -> None:
@@ -626,7 +646,7 @@ def test_alarm_topic_is_one_cloudwatch_can_publish_to(cfn_template: dict[str, An
 def _dashboard_body(cfn_template: Mapping[str, Any]) -> dict[str, Any]:
     text, variables = cfn_template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     for name, value in variables.items():
-        text = text.replace("${" + name + "}", value)
+        text = text.replace("${" + name + "}", value if isinstance(value, str) else "stack")
     # Every other ${...} is a CloudFormation reference: any string will do to parse the JSON.
     body: dict[str, Any] = json.loads(re.sub(r"\$\{[^}]+\}", "x", text))
     return body
@@ -651,3 +671,127 @@ def test_dashboard_shows_only_metrics_the_code_emits(cfn_template: dict[str, Any
 def test_tracing_is_a_stack_parameter_for_every_function(sam_template: dict[str, Any]) -> None:
     assert sam_template["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}
     assert set(sam_template["Parameters"]["Tracing"]["AllowedValues"]) == {"Active", "PassThrough"}
+
+
+# ---------------------------------------------------------------- quotas, bounds, housekeeping
+
+
+def test_no_function_reserves_concurrency(sam_template: dict[str, Any]) -> None:
+    # Lambda refuses a reservation that leaves the account under 100 unreserved executions, and a new
+    # account's quota can be 10: any reservation can block the deploy.
+    reserving = [
+        name
+        for name, resource in _resources_of_type(sam_template, "AWS::Serverless::Function").items()
+        if "ReservedConcurrentExecutions" in resource["Properties"]
+    ]
+    assert reserving == []
+    assert "ReservedConcurrentExecutions" not in sam_template["Globals"]["Function"]
+
+
+def test_copy_event_source_caps_concurrency_by_parameter(cfn_template: dict[str, Any]) -> None:
+    mappings = _resources_of_type(cfn_template, "AWS::Lambda::EventSourceMapping")
+    (mapping,) = [m for m in mappings.values() if m["Properties"]["FunctionName"] == {"Ref": "MediaCopyFunction"}]
+    parameter = cfn_template["Parameters"]["CopyMaxConcurrency"]
+
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "CopyMaxConcurrency"}}
+    # SQS event sources take MaximumConcurrency from 2 to 1000.
+    assert parameter["MinValue"] >= 2 and parameter["MaxValue"] <= 1000
+
+
+def _number_parameters_read_by_config(sam_template: Mapping[str, Any]) -> dict[str, str]:
+    """Number parameter -> the environment name a function reads it from."""
+    found: dict[str, str] = {}
+    for resource in _resources_of_type(sam_template, "AWS::Serverless::Function").values():
+        for name, value in resource["Properties"].get("Environment", {}).get("Variables", {}).items():
+            if isinstance(value, dict) and sam_template["Parameters"].get(value.get("Ref"), {}).get("Type") == "Number":
+                found[value["Ref"]] = name
+    return found
+
+
+def _config_refuses(name: str, value: int) -> bool:
+    """Whether the settings class that reads ``name`` refuses ``value`` at start."""
+    readers = [
+        cls
+        for cls in vars(config).values()
+        if isinstance(cls, type) and hasattr(cls, "from_env") and hasattr(cls, "_fields")
+    ]
+    base = {key: "https://example.invalid" if "URL" in key else "x" for key in vars(config) if key.isupper()}
+    base.update({config.WEBHOOK_MODE: "terminal", config.PROGRESS_EVENTS: "false", config.ALLOWED_MEDIA_HOSTS: "a.b"})
+    # Numbers take their defaults, except the one under test.
+    for key in [
+        k for k in vars(config) if k.isupper() and k.endswith(("SECONDS", "BYTES", "COUNT", "CONCURRENCY", "SIZE"))
+    ]:
+        base.pop(key, None)
+    refused = False
+    for cls in readers:
+        env = {**base, name: str(value)}
+        if name == config.RECONCILE_AFTER_SECONDS:
+            env[config.MAX_JOB_AGE_SECONDS] = str(max(value + 1, 86400))
+        if name == config.MAX_JOB_AGE_SECONDS:
+            env[config.RECONCILE_AFTER_SECONDS] = "1"
+        try:
+            cls.from_env(env)
+        except config.ConfigurationError as exc:
+            refused = refused or name in str(exc)
+    return refused
+
+
+def test_every_number_parameter_has_bounds(sam_template: dict[str, Any]) -> None:
+    unbounded = [
+        name
+        for name, parameter in sam_template["Parameters"].items()
+        if parameter["Type"] == "Number" and "AllowedValues" not in parameter
+        if "MinValue" not in parameter or "MaxValue" not in parameter
+    ]
+    assert unbounded == []
+
+
+def test_number_parameter_bounds_are_what_the_functions_accept(sam_template: dict[str, Any]) -> None:
+    # A value CloudFormation accepts but config refuses fails the function at every start.
+    parameters = _number_parameters_read_by_config(sam_template)
+    assert {"MaxJobAgeSeconds", "ReconcileAfterSeconds", "MaxMediaBytes", "DownloadUrlExpirySeconds"} <= set(parameters)
+    for parameter, variable in parameters.items():
+        bounds = sam_template["Parameters"][parameter]
+        assert not _config_refuses(variable, bounds["MaxValue"]), f"{parameter}={bounds['MaxValue']} fails {variable}"
+        assert not _config_refuses(variable, bounds["MinValue"]), f"{parameter}={bounds['MinValue']} fails {variable}"
+
+
+def test_download_links_do_not_outlive_the_signing_credentials(sam_template: dict[str, Any]) -> None:
+    # Links are signed with the function role's temporary credentials (an hour is the shortest
+    # role session); config refuses more, so the template must not offer it.
+    assert sam_template["Parameters"]["DownloadUrlExpirySeconds"]["MaxValue"] <= 3600
+    assert _config_refuses(config.DOWNLOAD_URL_EXPIRY_SECONDS, 3601)
+
+
+def test_media_size_bound_keeps_parts_at_eight_mib(sam_template: dict[str, Any]) -> None:
+    from pixverse_jobs.media import MAX_PARTS, PART_SIZE
+
+    assert sam_template["Parameters"]["MaxMediaBytes"]["MaxValue"] == MAX_PARTS * PART_SIZE
+
+
+def test_webhook_route_has_its_own_higher_throttle(sam_template: dict[str, Any]) -> None:
+    stage = sam_template["Resources"]["HttpApiStage"]
+    routes = stage["Properties"]["RouteSettings"]
+    parameters = sam_template["Parameters"]
+    webhook_route = sam_template["Resources"]["WebhookRoute"]["Properties"]["RouteKey"]
+
+    assert routes[webhook_route]["ThrottlingRateLimit"] == {"Ref": "WebhookThrottleRate"}
+    assert routes[webhook_route]["ThrottlingBurstLimit"] == {"Ref": "WebhookThrottleBurst"}
+    assert parameters["WebhookThrottleRate"]["Default"] > parameters["ApiThrottleRate"]["Default"]
+    assert stage["DependsOn"] == "WebhookRoute"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_logs_to_a_group_with_retention(sam_template: dict[str, Any], function: str) -> None:
+    group_id = sam_template["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+    group = sam_template["Resources"][group_id]
+
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+@pytest.mark.parametrize("resource", ["WebhookSigningSecret", "MediaBucketPolicy"])
+def test_resource_that_outlives_the_stack_is_retained(cfn_template: dict[str, Any], resource: str) -> None:
+    # The signing secret signs every webhook URL in flight; the policy keeps the retained bucket TLS-only.
+    assert cfn_template["Resources"][resource]["DeletionPolicy"] == "Retain"
+    assert cfn_template["Resources"][resource]["UpdateReplacePolicy"] == "Retain"

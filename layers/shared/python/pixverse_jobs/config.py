@@ -77,7 +77,7 @@ class ApiSettings(NamedTuple):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ApiSettings:
-        return cls(download_url_expiry_seconds=_whole_number(env, DOWNLOAD_URL_EXPIRY_SECONDS, 900, 60, 43200))
+        return cls(download_url_expiry_seconds=_whole_number(env, DOWNLOAD_URL_EXPIRY_SECONDS, 900, 60, 3600))
 
 
 class GatewaySettings(NamedTuple):
@@ -131,7 +131,7 @@ class DeliverySettings(NamedTuple):
             topic_arn=_required(env, EVENTS_TOPIC_ARN),
             event_source=_optional(env, EVENT_SOURCE, "urn:pixverse-jobs"),
             allowed_media_hosts=hosts,
-            max_media_bytes=_whole_number(env, MAX_MEDIA_BYTES, 5 * 1024**3, 1, 5 * 1024**4),
+            max_media_bytes=_whole_number(env, MAX_MEDIA_BYTES, 5 * 1024**3, 1, 10_000 * 8 * 1024**2),
             max_receive_count=_whole_number(env, COPY_MAX_RECEIVE_COUNT, 5, 1, 1000),
         )
 
