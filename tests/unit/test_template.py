@@ -176,6 +176,29 @@ def _role_grants(cfn_template: Mapping[str, Any], function: str) -> dict[str, se
     return grants
 
 
+# The flags word of a .pyc (PEP 552): bit 0 hash-based, bit 1 check the source.
+PYC_UNCHECKED_HASH = 0b01
+
+
+def _pyc_flags(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[4:8], "little")
+
+
+def _lambda_python() -> str | None:
+    """The Python 3.13 the build uses for bytecode, as scripts/find_python.sh finds it, if any."""
+    found = subprocess.run([str(ROOT / "scripts" / "find_python.sh")], capture_output=True, text=True, check=False)
+    python = found.stdout.strip()
+    if found.returncode != 0 or not python:
+        return None
+    version = subprocess.run(
+        [python, "-c", "import sys; print(sys.version_info[:2] == (3, 13))"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return python if version.stdout.strip() == "True" else None
+
+
 def _wheel_tags(wheel_file: Path) -> list[str]:
     lines = wheel_file.read_text(encoding="utf-8").splitlines()
     return [line.split(":", 1)[1].strip() for line in lines if line.startswith("Tag:")]
@@ -530,6 +553,9 @@ def test_sam_build_layer_holds_package_and_dependencies(tmp_path: Path) -> None:
     }
 
     started = time.monotonic()
+    lambda_python = _lambda_python()
+    if lambda_python is not None:
+        env["LAMBDA_PYTHON"] = lambda_python
     result = subprocess.run(
         [str(sam), "build", "--template-file", str(TEMPLATE_PATH), "--build-dir", str(build_dir)],
         cwd=ROOT,
@@ -546,9 +572,15 @@ def test_sam_build_layer_holds_package_and_dependencies(tmp_path: Path) -> None:
     assert (layer / "pixverse_jobs" / "__init__.py").is_file()
     for dependency in ("httpx", "aws_lambda_powertools", "boto3"):
         assert (layer / dependency).is_dir(), f"{dependency} missing from the layer"
-    # Bytecode only for the runtime's Python (the Makefile adds it when python3.13 is present).
-    foreign_bytecode = [p for p in layer.rglob("*.pyc") if ".cpython-313." not in p.name]
-    assert foreign_bytecode == [], "bytecode of the build machine's Python in the layer"
+    # Bytecode only for the runtime's Python (the Makefiles add it when a python3.13 is found), and
+    # hash-based unchecked: Lambda unpacks every file dated 1980, so timestamp .pyc would be stale.
+    bytecode = list(build_dir.rglob("*.pyc"))
+    foreign_bytecode = [p for p in bytecode if ".cpython-313." not in p.name]
+    assert foreign_bytecode == [], "bytecode of the build machine's Python in the artifacts"
+    if _lambda_python() is not None:
+        assert len(list(layer.rglob("*.pyc"))) > 500, "the layer ships without bytecode"
+        checked = [p for p in bytecode if _pyc_flags(p) != PYC_UNCHECKED_HASH]
+        assert checked == [], f"bytecode that Lambda would find stale: {checked[:5]}"
     foreign = [
         f"{wheel.parent.name}: {tag}"
         for wheel in layer.glob("*.dist-info/WHEEL")
@@ -557,10 +589,12 @@ def test_sam_build_layer_holds_package_and_dependencies(tmp_path: Path) -> None:
     ]
     assert foreign == [], "wheels not built for arm64 / CPython 3.13"
     for function in ("SubmitFunction", "WebhookFunction", "MediaCopyFunction", "ReconcileFunction"):
-        artifacts = {p.name for p in (build_dir / function).iterdir()}
+        artifacts = {p.name for p in (build_dir / function).iterdir()} - {"__pycache__"}
         assert "app.py" in artifacts
         # Python modules only: no function ships a package of its own (pydantic included).
         assert all(name.endswith(".py") for name in artifacts), f"{function} ships {sorted(artifacts)}"
+        cached = {p.name for p in (build_dir / function).glob("__pycache__/*")}
+        assert cached <= {"app.cpython-313.pyc"}, f"{function} ships {sorted(cached)}"
 
 
 # ---------------------------------------------------------------- reconciler and alarms
