@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pixverse_local.simulator import GatewaySimulator, media_sha256
-from pixverse_local.simulator_media import iter_media_chunks, media_bytes
+from pixverse_local.gateway_sim import GatewaySimulator, media_sha256
+from pixverse_local.gateway_sim.media import iter_media_chunks, media_bytes
 
 API_KEY = "sim-test-key-0123456789"
 KEY_HEADERS = {"Ocp-Apim-Subscription-Key": API_KEY}
@@ -741,7 +741,7 @@ def test_standalone_prints_banner_and_exits_on_sigterm() -> None:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root / "local")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pixverse_local.simulator", "--port", "0", "--api-key", API_KEY],
+        [sys.executable, "-m", "pixverse_local.gateway_sim", "--port", "0", "--api-key", API_KEY],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -28,7 +28,7 @@ simulator's own media; ``[sim:redirect=URL]`` answers every media GET with a 302
 media with that Content-Type (the callback still says video/mp4); ``[sim:no-ranges]`` serves media without
 ``Accept-Ranges`` and ignores Range headers. Every media GET is recorded (``media_requests``).
 
-Run standalone with ``python -m pixverse_local.simulator --port 8090 --api-key KEY``.
+Run standalone with ``python -m pixverse_local.gateway_sim --port 8090 --api-key KEY``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
-from pixverse_local.simulator_media import iter_media_chunks, media_sha256
+from pixverse_local.gateway_sim.media import iter_media_chunks, media_sha256
 
 __all__ = ["MODEL_IDS", "GatewaySimulator", "main", "media_sha256"]
 
@@ -1317,7 +1317,7 @@ def _parse_json_object(raw: bytes) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the simulator until SIGINT or SIGTERM; print ``simulator: <url>`` once it listens."""
-    parser = argparse.ArgumentParser(prog="python -m pixverse_local.simulator", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pixverse_local.gateway_sim", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument(
