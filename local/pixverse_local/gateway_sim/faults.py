@@ -4,7 +4,9 @@ A fault answers the next ``count`` requests of one kind with an error status, op
 ``delay_seconds``: ``{"submit_status": CODE}`` for model submits, ``{"poll_status": CODE}`` for
 ``GET /v2/requests/status/{id}`` and ``{"media_get_status": CODE}`` for media GETs (any request's).
 Status 202 (submit) or 200 (poll) with ``delay_seconds`` answers normally but late, which is a timeout
-for a caller that does not wait that long. ``retry_after`` adds ``Retry-After`` to a 429 or 503.
+for a caller that does not wait that long. A delayed 202 accepts the job at once (recorded, its lifecycle
+and callbacks start): only the HTTP answer waits, so the callbacks can arrive before it.
+``retry_after`` adds ``Retry-After`` to a 429 or 503.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ def submit(handler: JsonHandler, sim: GatewaySimulator, model: str, operation: s
         handler.send_error_body(400, "Bad Request", str(exc))
         return
     if fault is not None and fault.delay_seconds:
-        # Accepted and recorded, but the answer comes late: the caller's timeout fires first.
+        # Accepted, recorded and its lifecycle (callbacks included) already running; only the answer
+        # comes late, so a caller's timeout can fire after the gateway took the job.
         state.stop.wait(fault.delay_seconds)
     handler.send_json(
         202,
