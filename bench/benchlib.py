@@ -171,7 +171,7 @@ class _OriginHandler(BaseHTTPRequestHandler):
         return
 
     def do_GET(self) -> None:
-        from pixverse_local.simulator_media import iter_media_chunks
+        from pixverse_local.gateway_sim.media import iter_media_chunks
 
         match = re.fullmatch(r"/media/(\d+)\.mp4", self.path)
         if match is None:
@@ -206,7 +206,7 @@ def media_url(origin: str, size: int) -> str:
 
 
 def expected_sha256(size: int) -> str:
-    from pixverse_local.simulator_media import media_sha256
+    from pixverse_local.gateway_sim.media import media_sha256
 
     return media_sha256(MEDIA_ID, 0, size)
 

@@ -2,7 +2,7 @@
 MediaCopier moves a large file (default 1 GiB) from an HTTP origin into S3.
 
 * origin: ``bench/benchlib.py --serve-origin``, in its own process: deterministic bytes
-  (``pixverse_local.simulator_media``) generated block by block, never held whole, with Range
+  (``pixverse_local.gateway_sim.media``) generated block by block, never held whole, with Range
   support;
 * S3: moto server in its own process (as the local stack starts it); it keeps the object in
   *its* memory, which is not measured;
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
     from pixverse_jobs.media import MediaCopier
-    from pixverse_local.simulator_media import media_sha256
+    from pixverse_local.gateway_sim.media import media_sha256
     from pixverse_local.stack import MotoServer
 
     moto = MotoServer()

@@ -423,7 +423,7 @@ class LocalStack:
         if env.get("PIXAZO_BASE_URL"):
             self.gateway_url = env["PIXAZO_BASE_URL"].rstrip("/")
         else:
-            from pixverse_local.simulator import GatewaySimulator
+            from pixverse_local.gateway_sim import GatewaySimulator
 
             self._simulator = GatewaySimulator(
                 host="127.0.0.1", port=0, api_key=api_key, allow_http_webhooks_on_loopback=True

@@ -19,7 +19,7 @@ from moto import mock_aws
 from moto.core.botocore_stubber import MockRawResponse
 from pixverse_jobs.errors import MediaAddressRefused, PermanentDeliveryError, TransientDeliveryError
 from pixverse_jobs.media import MediaCopier, RetryPolicy, accepted_content_type, composite_sha256
-from pixverse_local.simulator_media import media_bytes
+from pixverse_local.gateway_sim.media import media_bytes
 
 MiB = 1024 * 1024
 PART = 5 * MiB

@@ -4,7 +4,7 @@ exercised end to end in tests/integration/test_delivery.py)."""
 from __future__ import annotations
 
 import pytest
-from pixverse_local.simulator import parse_directives
+from pixverse_local.gateway_sim import parse_directives
 
 
 def test_media_directives_are_parsed() -> None:

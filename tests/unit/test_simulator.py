@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pixverse_local.simulator import GatewaySimulator, media_sha256
-from pixverse_local.simulator_media import iter_media_chunks, media_bytes
+from pixverse_local.gateway_sim import GatewaySimulator, media_sha256
+from pixverse_local.gateway_sim.media import iter_media_chunks, media_bytes
 
 API_KEY = "sim-test-key-0123456789"
 KEY_HEADERS = {"Ocp-Apim-Subscription-Key": API_KEY}
@@ -665,6 +665,32 @@ def test_fault_with_delay_times_out_client_after_acceptance(client: httpx.Client
     assert records[0]["body"] == V56_T2V_MINIMUM
 
 
+def test_fault_202_with_delay_accepts_at_once_and_calls_back_before_answering(
+    client: httpx.Client, receiver: CallbackReceiver
+) -> None:
+    # "A gateway that answers the submit only after 35 s, having accepted the job at once", scaled
+    # down: the job's lifecycle and its callbacks run while the submit's answer is still held back.
+    client.post("/_sim/faults", json={"submit_status": 202, "count": 1, "delay_seconds": 1.5}).raise_for_status()
+    started = time.monotonic()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(submit, client, "pixverse", V56_T2V_MINIMUM, webhook_url=receiver.url)
+        callbacks = receiver.wait_for(1, timeout=5.0)
+        records_meanwhile = client.get("/_sim/requests").json()
+        answered_while_calling_back = pending.done()
+        response = pending.result(timeout=5.0)
+    answered = time.monotonic()
+
+    assert response.status_code == 202
+    assert not answered_while_calling_back
+    assert [body["status"] for body in callbacks] == ["COMPLETED"]
+    assert callbacks[0]["request_id"] == response.json()["request_id"]
+    assert [(r["request_id"], r["status"]) for r in records_meanwhile] == [(response.json()["request_id"], "COMPLETED")]
+    assert receiver.arrivals[0] < answered - 1.0
+    assert answered - started >= 1.5
+    assert client.get("/_sim/stats").json()["submits_accepted"] == 1
+
+
 def test_fault_invalid_spec_rejected(client: httpx.Client) -> None:
     response = client.post("/_sim/faults", json={"submit_status": 418})
 
@@ -741,7 +767,7 @@ def test_standalone_prints_banner_and_exits_on_sigterm() -> None:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root / "local")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pixverse_local.simulator", "--port", "0", "--api-key", API_KEY],
+        [sys.executable, "-m", "pixverse_local.gateway_sim", "--port", "0", "--api-key", API_KEY],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pixverse_local.simulator import GatewaySimulator
+from pixverse_local.gateway_sim import GatewaySimulator
 
 API_KEY = "sim-fault-test-key"
 KEY_HEADERS = {"Ocp-Apim-Subscription-Key": API_KEY}

@@ -1,0 +1,142 @@
+"""The control API under ``/_sim/``, answered to loopback clients only (403 to others).
+
+* ``GET /_sim/requests[/{id}]``: request records with their directives, callback attempts, media GETs
+  and each media item's sha256.
+* ``GET /_sim/stats``: counters; ``POST /_sim/reset``: forget requests, faults and counters.
+* ``GET|POST|DELETE /_sim/faults``: list, add (see ``faults``) or clear injected faults.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Final
+
+from pixverse_local.gateway_sim.faults import parse_fault
+from pixverse_local.gateway_sim.httpio import BadRequest, JsonHandler, parse_json_object
+from pixverse_local.gateway_sim.lifecycle import GatewayState, Request, media_urls
+from pixverse_local.gateway_sim.media import media_sha256
+
+if TYPE_CHECKING:
+    from pixverse_local.gateway_sim.server import GatewaySimulator
+
+__all__ = ["control_delete", "control_get", "control_post", "records"]
+
+_SIM_REQUEST_PATH_RE: Final = re.compile(r"^/_sim/requests/([^/]+)$")
+
+
+def _record_view(record: Request, media_host: str) -> dict[str, Any]:
+    """A JSON-ready copy of ``record``; call with the lock held. Media hashes are filled in later."""
+    media: list[dict[str, Any]] = []
+    if record.status == "COMPLETED":
+        media = [{"url": url, "size": record.media_size, "sha256": None} for url in media_urls(record, media_host)]
+    directives = record.directives
+    return {
+        "request_id": record.request_id,
+        "model": record.model,
+        "body": record.body,
+        "webhook_url": record.webhook_url,
+        "webhook_mode": record.webhook_mode,
+        "status": record.status,
+        "error": record.error,
+        "directives": {
+            "outcome": directives.outcome,
+            "dup": directives.duplicates,
+            "no_callback": directives.no_callback,
+            "size": record.media_size,
+            "media": directives.media_count,
+            "cut": directives.cut,
+            "media_url": directives.media_url,
+            "redirect": directives.redirect,
+            "hops": directives.hops,
+            "media_status": directives.media_status,
+            "content_type": directives.content_type,
+            "ranges": directives.ranges,
+        },
+        "callbacks": [dict(attempt) for attempt in record.callbacks],
+        "media": media,
+        "media_gets": record.media_gets,
+        "media_requests": [dict(item) for item in record.media_requests],
+        "submitted_at": record.submitted_at,
+        "updated_at": record.updated_at,
+        "completed_at": record.completed_at,
+    }
+
+
+def records(state: GatewayState, request_id: str | None = None) -> list[dict[str, Any]]:
+    """Every request's record (or the one ``request_id`` names, if known), with media sha256s."""
+    with state.lock:
+        if request_id is None:
+            views = [_record_view(record, state.media_host) for record in state.requests.values()]
+        else:
+            record = state.requests.get(request_id)
+            views = [] if record is None else [_record_view(record, state.media_host)]
+    # Hashing happens outside the lock: a multi-GiB item takes a moment (the result is cached).
+    for view in views:
+        for n, item in enumerate(view["media"]):
+            item["sha256"] = media_sha256(view["request_id"], n, item["size"])
+    return views
+
+
+def _add_fault(state: GatewayState, spec: dict[str, Any]) -> dict[str, Any]:
+    fault = parse_fault(spec)
+    with state.lock:
+        state.faults.add(fault)
+        return {"faults": state.faults.describe()}
+
+
+def _denied_or_missing(handler: JsonHandler) -> None:
+    if not handler.loopback_client():
+        handler.send_error_body(403, "Forbidden", "the control API answers loopback clients only")
+    else:
+        handler.not_found()
+
+
+def control_get(handler: JsonHandler, sim: GatewaySimulator, path: str) -> None:
+    """``GET /_sim/...``."""
+    state = sim.state
+    if not handler.loopback_client():
+        _denied_or_missing(handler)
+    elif path == "/_sim/requests":
+        handler.send_json(200, records(state))
+    elif match := _SIM_REQUEST_PATH_RE.match(path):
+        found = records(state, match.group(1))
+        if found:
+            handler.send_json(200, found[0])
+        else:
+            handler.not_found(f"Request '{match.group(1)}' not found")
+    elif path == "/_sim/stats":
+        handler.send_json(200, state.stats_view())
+    elif path == "/_sim/faults":
+        with state.lock:
+            listed = {"faults": state.faults.describe()}
+        handler.send_json(200, listed)
+    else:
+        handler.not_found()
+
+
+def control_post(handler: JsonHandler, sim: GatewaySimulator, path: str, raw_body: bytes) -> None:
+    """``POST /_sim/faults`` and ``POST /_sim/reset``."""
+    state = sim.state
+    if not handler.loopback_client():
+        _denied_or_missing(handler)
+    elif path == "/_sim/faults":
+        try:
+            handler.send_json(200, _add_fault(state, parse_json_object(raw_body)))
+        except BadRequest as exc:
+            handler.send_error_body(400, "Bad Request", str(exc))
+    elif path == "/_sim/reset":
+        state.reset()
+        handler.send_json(200, {"reset": True})
+    else:
+        handler.not_found()
+
+
+def control_delete(handler: JsonHandler, sim: GatewaySimulator, path: str) -> None:
+    """``DELETE /_sim/faults``: clear them."""
+    state = sim.state
+    if path == "/_sim/faults" and handler.loopback_client():
+        with state.lock:
+            state.faults.clear()
+        handler.send_json(200, {"faults": []})
+    else:
+        _denied_or_missing(handler)
