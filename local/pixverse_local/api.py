@@ -5,14 +5,38 @@ paths, then ``{param}`` paths, then greedy ``{proxy+}`` paths, then ``$default``
 version 2.0 event API Gateway builds, and the function's result is translated back to HTTP as API
 Gateway does it.
 
-Local deviations, on purpose:
+Callers (see :mod:`pixverse_local.authorizers`): on routes behind the API's IAM authorizer the
+local-only request header ``X-Local-Principal-Arn: <IAM user, assumed-role or root ARN>`` makes the
+caller that principal, with ``requestContext.authorizer.iam`` filled as API Gateway fills it for a
+SigV4 signer (``userArn``, ``accountId``, ``userId``/``callerId`` as ``AIDA...`` or
+``AROA...:SESSION``, ``accessKey``); a header that is not such an ARN answers 403
+``{"message": "Forbidden"}`` as a bad signature does. The header exists only locally and is not
+passed to the function; without it the caller is ``local``. On JWT routes an
+``Authorization: Bearer <jwt>`` token (unsigned is fine locally) gives ``authorizer.jwt.claims``; a
+missing or unreadable token answers 401 ``{"message": "Unauthorized"}``. ``Authorizer: NONE`` routes
+get no authorizer.
 
-* Authorization is not enforced. Routes behind the API's (IAM) authorizer get the requestContext
-  ``authorizer`` of a fixed local caller, ``local``; the local-only request header
-  ``X-Local-Caller: NAME`` makes the caller NAME so owner scoping can be exercised. That header is
-  not passed on to the function. ``Authorizer: NONE`` routes get no authorizer.
-* The 30 s integration timeout is not enforced (a thread cannot be interrupted); the function's
-  context still reports its remaining time from the template's Timeout.
+Failures answer as API Gateway answers them:
+
+* the function raised, timed out (its template ``Timeout``), returned more than Lambda's 6 MB or a
+  result API Gateway cannot read: 500 ``{"message": "Internal Server Error"}``
+  (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-troubleshooting-lambda.html);
+* Lambda throttled the invocation (reserved or account concurrency, see
+  :mod:`pixverse_local.lambda_runtime`): 500 as well, "If the Lambda API rejects the invocation
+  request, API Gateway returns a 500 error code"
+  (https://docs.aws.amazon.com/lambda/latest/dg/services-apigateway-errors.html);
+* the integration did not answer within its ``TimeoutInMillis`` (template; at most and by default
+  30 s, https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html): 503
+  ``{"message": "Service Unavailable"}`` at that moment, while the function runs on until its own
+  timeout. An HTTP API answers an integration timeout with 503 Service Unavailable (reported in
+  https://github.com/serverless/serverless/issues/11222 and
+  https://github.com/sst/sst/issues/2232; AWS's knowledge-center page on 504s describes REST APIs);
+* no route for the method and path (TRACE, CONNECT or any other method included): 404
+  ``{"message": "Not Found"}``;
+* a request API Gateway cannot frame (a Content-Length that is not a non-negative integer, or
+  several that disagree; a malformed chunk size; a broken request line): 400
+  ``{"message": "Bad Request"}``, and the connection is closed;
+* a body over the HTTP API's 10 MB payload limit: 413 ``{"message": "Request Entity Too Large"}``.
 """
 
 from __future__ import annotations
@@ -31,6 +55,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from pixverse_local.authorizers import (
+    LOCAL_ACCOUNT_ID,
+    LOCAL_PRINCIPAL_HEADER,
+    AuthorizationError,
+    iam_caller,
+    jwt_context,
+)
+from pixverse_local.lambda_runtime import TooManyRequestsError
 from pixverse_local.template import HttpRoute, local_api_id
 
 LOG = logging.getLogger(__name__)
@@ -38,13 +70,13 @@ LOG = logging.getLogger(__name__)
 Invoke = Callable[[dict[str, Any]], Any]
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # HTTP API's payload limit
-LOCAL_CALLER_HEADER = "x-local-caller"
-DEFAULT_CALLER = "local"
-LOCAL_ACCOUNT_ID = "000000000000"
 
 _NOT_FOUND = (HTTPStatus.NOT_FOUND, {"message": "Not Found"})
 _TOO_LARGE = (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"message": "Request Entity Too Large"})
 _INTERNAL = (HTTPStatus.INTERNAL_SERVER_ERROR, {"message": "Internal Server Error"})
+_BAD_REQUEST = (HTTPStatus.BAD_REQUEST, {"message": "Bad Request"})
+_INTEGRATION_TIMEOUT = (HTTPStatus.SERVICE_UNAVAILABLE, {"message": "Service Unavailable"})
+_CONTENT_LENGTH = re.compile(r"[0-9]+")
 
 
 # ------------------------------------------------------------------------------------------ routing
@@ -113,25 +145,32 @@ class IncomingRequest:
     protocol: str
 
 
-def authorizer_context(route: HttpRoute, caller: str) -> dict[str, Any] | None:
-    """requestContext.authorizer for a route: the local caller, or None for unauthorized routes."""
+def authorizer_context(route: HttpRoute, headers: Mapping[str, str]) -> dict[str, Any] | None:
+    """requestContext.authorizer for a route and the (lower-cased) request headers.
+
+    None for routes without authorization; :class:`AuthorizationError` when API Gateway would refuse
+    the caller (a malformed ``X-Local-Principal-Arn`` on an IAM route, a bad token on a JWT route).
+    """
     if route.authorizer_kind is None:
         return None
     if route.authorizer_kind == "jwt":
-        return {"jwt": {"claims": {"sub": caller, "iss": "local"}, "scopes": None}}
+        return jwt_context(headers.get("authorization"))
     if route.authorizer_kind == "lambda":
-        return {"lambda": {"principalId": caller}}
-    return {
-        "iam": {
-            "accessKey": "LOCAL",
-            "accountId": LOCAL_ACCOUNT_ID,
-            "callerId": caller,
-            "cognitoIdentity": None,
-            "principalOrgId": None,
-            "userArn": caller,
-            "userId": caller,
-        }
-    }
+        return {"lambda": {"principalId": iam_caller(headers).user_arn}}
+    return iam_caller(headers).context()
+
+
+def _joined_headers(raw: Sequence[tuple[str, str]]) -> tuple[dict[str, str], list[str]]:
+    """Headers as API Gateway passes them (lower-cased, repeats comma-joined) and the cookies apart."""
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in raw:
+        lower = name.lower()
+        if lower == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        headers[lower] = f"{headers[lower]},{value}" if lower in headers else value
+    return headers, cookies
 
 
 def build_event(
@@ -143,23 +182,18 @@ def build_event(
     request_id: str,
     server_port: int,
 ) -> dict[str, Any]:
-    """The API Gateway HTTP API payload format 2.0 event for one request."""
+    """The API Gateway HTTP API payload format 2.0 event for one request.
+
+    Raises :class:`AuthorizationError` when API Gateway would refuse the caller before the function.
+    """
     split = urlsplit(request.target)
     raw_path = split.path or "/"
     raw_query = split.query
 
-    headers: dict[str, str] = {}
-    cookies: list[str] = []
-    caller = DEFAULT_CALLER
-    for name, value in request.headers:
-        lower = name.lower()
-        if lower == "cookie":
-            cookies.extend(c.strip() for c in value.split(";") if c.strip())
-            continue
-        if lower == LOCAL_CALLER_HEADER:
-            caller = value.strip() or DEFAULT_CALLER
-            continue
-        headers[lower] = f"{headers[lower]},{value}" if lower in headers else value
+    headers, cookies = _joined_headers(request.headers)
+    authorizer = authorizer_context(route, headers)
+    # Local only: API Gateway never sees this header, so the function must not either.
+    headers.pop(LOCAL_PRINCIPAL_HEADER, None)
     headers.setdefault("x-forwarded-for", request.source_ip)
     headers.setdefault("x-forwarded-port", str(server_port))
     headers.setdefault("x-forwarded-proto", "http")
@@ -190,7 +224,6 @@ def build_event(
         "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
         "timeEpoch": int(now * 1000),
     }
-    authorizer = authorizer_context(route, caller)
     if authorizer is not None:
         context["authorizer"] = authorizer
 
@@ -283,7 +316,29 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         self.server.owner.handle(self)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+    def __getattr__(self, name: str) -> Any:
+        # BaseHTTPRequestHandler answers a method without a do_<METHOD> with an HTML 501; API
+        # Gateway routes every method (TRACE, CONNECT, ...) and answers 404 where no route takes it.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors http.server finds itself (a broken request line, headers too long) as JSON, as API Gateway."""
+        status = HTTPStatus(code)
+        LOG.info("%s: %d %s", self.address_string(), code, message or status.phrase)
+        body = json.dumps({"message": status.phrase}).encode()
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            # An unparsed request line leaves http.server's default, which sends a bare body.
+            self.request_version = "HTTP/1.1"
+        self.send_response(code)
+        self.send_header("content-type", "application/json")
+        self.send_header("connection", "close")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
 
 
 class _ApiServer(ThreadingHTTPServer):
@@ -351,6 +406,12 @@ class LocalHttpApi:
             handler.close_connection = True
             self._write(handler, request_id, _json_response(*_TOO_LARGE))
             return
+        except _BadFramingError as exc:
+            # Where the body ends is unknown: answer and close, as a front end must.
+            LOG.info("bad request framing: %s", exc)
+            handler.close_connection = True
+            self._write(handler, request_id, _json_response(*_BAD_REQUEST))
+            return
         method = handler.command.upper()
         target = handler.path
         matched = self.router.match(method, urlsplit(target).path or "/")
@@ -366,41 +427,90 @@ class LocalHttpApi:
             source_ip=handler.client_address[0],
             protocol=handler.request_version,
         )
-        event = build_event(
-            request,
-            route,
-            path_parameters,
-            account_id=self.account_id,
-            request_id=request_id,
-            server_port=self.port,
-        )
         try:
-            response = translate_result(self._invokers[route.function_id](event))
-        except Exception:
-            LOG.exception("%s (%s) failed", route.function_id, route.route_key)
-            response = _json_response(*_INTERNAL)
-        self._write(handler, request_id, response)
+            event = build_event(
+                request,
+                route,
+                path_parameters,
+                account_id=self.account_id,
+                request_id=request_id,
+                server_port=self.port,
+            )
+        except AuthorizationError as exc:
+            LOG.info("%s refused: %d %s", route.route_key, exc.status, exc)
+            self._write(handler, request_id, _json_response(HTTPStatus(exc.status), {"message": exc.message}))
+            return
+        self._write(handler, request_id, self._integrate(route, event))
+
+    def _integrate(self, route: HttpRoute, event: dict[str, Any]) -> HttpResponse:
+        """Invoke the route's function and answer within the integration's timeout."""
+        invoke = self._invokers[route.function_id]
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def call() -> None:
+            try:
+                outcome["result"] = invoke(event)
+            except BaseException as exc:  # reported to the client below, whatever it is
+                outcome["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=call, name=f"integration-{route.function_id}", daemon=True).start()
+        if not finished.wait(route.integration_timeout_ms / 1000):
+            LOG.warning(
+                "%s (%s): no answer within the integration timeout (%d ms); the function runs on",
+                route.function_id,
+                route.route_key,
+                route.integration_timeout_ms,
+            )
+            return _json_response(*_INTEGRATION_TIMEOUT)
+        error = outcome.get("error")
+        if isinstance(error, TooManyRequestsError):
+            LOG.warning("%s (%s) throttled: %s (%s)", route.function_id, route.route_key, error, error.reason)
+            return _json_response(*_INTERNAL)
+        if error is not None:
+            LOG.error("%s (%s) failed", route.function_id, route.route_key, exc_info=error)
+            return _json_response(*_INTERNAL)
+        try:
+            return translate_result(outcome.get("result"))
+        except InvalidResponseError:
+            LOG.exception("%s (%s) returned what API Gateway cannot answer", route.function_id, route.route_key)
+            return _json_response(*_INTERNAL)
 
     @staticmethod
     def _read_body(handler: _RequestHandler) -> bytes:
         if "chunked" in handler.headers.get("transfer-encoding", "").lower():
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                length = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if length == 0:
-                    while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                size += length
-                if size > MAX_BODY_BYTES:
-                    raise _BodyTooLargeError
-                chunks.append(handler.rfile.read(length))
-                handler.rfile.readline()
-        length = int(handler.headers.get("content-length") or 0)
+            return LocalHttpApi._read_chunked(handler)
+        lengths = {value.strip() for value in handler.headers.get_all("content-length") or []}
+        if not lengths:
+            return b""
+        if len(lengths) > 1 or not all(_CONTENT_LENGTH.fullmatch(value) for value in lengths):
+            # RFC 9110 8.6: Content-Length = 1*DIGIT; a negative or non-numeric one cannot frame a body.
+            raise _BadFramingError(f"Content-Length {sorted(lengths)!r} is not one non-negative integer")
+        length = int(lengths.pop())
         if length > MAX_BODY_BYTES:
             raise _BodyTooLargeError
         return handler.rfile.read(length) if length else b""
+
+    @staticmethod
+    def _read_chunked(handler: _RequestHandler) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            line = handler.rfile.readline(1024).split(b";", 1)[0].strip()
+            if not re.fullmatch(rb"[0-9A-Fa-f]{1,16}", line):
+                raise _BadFramingError(f"chunk size {line[:20]!r} is not hexadecimal")
+            length = int(line, 16)
+            if length == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            size += length
+            if size > MAX_BODY_BYTES:
+                raise _BodyTooLargeError
+            chunks.append(handler.rfile.read(length))
+            handler.rfile.readline()
 
     @staticmethod
     def _write(handler: _RequestHandler, request_id: str, response: HttpResponse) -> None:
@@ -417,6 +527,10 @@ class LocalHttpApi:
 
 class _BodyTooLargeError(Exception):
     pass
+
+
+class _BadFramingError(Exception):
+    """The request's body cannot be framed (Content-Length or chunk sizes)."""
 
 
 def _json_response(status: HTTPStatus, payload: Mapping[str, Any]) -> HttpResponse:

@@ -12,6 +12,16 @@ whose key schema differs is an error that asks for another stack name.
 Properties the local stack does not apply are logged once each, never silently dropped. One
 deviation on purpose: bucket-policy statements conditioned on ``aws:SecureTransport`` are not applied,
 because the local endpoint is plain HTTP and moto enforces bucket policies.
+
+Functions are not created in the endpoint (they run in this process), but their quotas are checked
+first, as Lambda checks them when CloudFormation creates the functions: every
+``ReservedConcurrentExecutions`` must leave at least 100 of the account's concurrent executions
+unreserved, or ``PutFunctionConcurrency`` refuses it ("Specified ReservedConcurrentExecutions for
+function decreases account's UnreservedConcurrentExecution below its minimum value of [100]").
+The account's quota is ``LOCAL_ACCOUNT_CONCURRENCY`` (default 1000, AWS's default; new accounts may
+have 10, where any reservation is refused).
+https://docs.aws.amazon.com/lambda/latest/api/API_PutFunctionConcurrency.html
+https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
 """
 
 from __future__ import annotations
@@ -27,7 +37,22 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pixverse_local.template import CfnTemplate, PhysicalResource, Resolver, TemplateError, resource_dependencies
+from pixverse_local.errors import LocalStackError
+from pixverse_local.lambda_runtime import (
+    ACCOUNT_CONCURRENCY_ENV,
+    DEFAULT_ACCOUNT_CONCURRENCY,
+    MINIMUM_UNRESERVED_CONCURRENCY,
+)
+from pixverse_local.template import (
+    SERVERLESS_FUNCTION,
+    CfnTemplate,
+    PhysicalResource,
+    Resolver,
+    TemplateError,
+    merge_globals,
+    reserved_concurrency,
+    resource_dependencies,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -59,8 +84,15 @@ _QUEUE_ATTRIBUTES = (
 _TOPIC_ATTRIBUTES = ("DisplayName", "KmsMasterKeyId", "FifoTopic", "ContentBasedDeduplication")
 
 
+LAMBDA_FUNCTION = "AWS::Lambda::Function"
+
+
 class ProvisionError(Exception):
     """A resource could not be created as the template defines it."""
+
+
+class ReservedConcurrencyError(ProvisionError, LocalStackError):
+    """A function's ReservedConcurrentExecutions is more than the account's quota leaves to reserve."""
 
 
 class Provisioner:
@@ -73,11 +105,13 @@ class Provisioner:
         *,
         session: boto3.session.Session,
         endpoint_url: str | None,
+        account_concurrency: int = DEFAULT_ACCOUNT_CONCURRENCY,
     ) -> None:
         self.template = template
         self.resolver = resolver
         self._session = session
         self._endpoint_url = endpoint_url
+        self.account_concurrency = account_concurrency
         self._clients: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
@@ -97,6 +131,7 @@ class Provisioner:
         ``extra_secrets`` (name -> SecretString) are secrets the template only names, such as the
         gateway API key whose name is a parameter.
         """
+        check_reserved_concurrency(self.function_reservations(), self.account_concurrency)
         creators: dict[str, Callable[[str, dict[str, Any]], PhysicalResource | None]] = {
             TABLE: self._table,
             BUCKET: self._bucket,
@@ -129,6 +164,26 @@ class Provisioner:
                 self.resolver.register(physical)
                 LOG.info("%s ready: %s", logical_id, physical.ref)
         return dict(self.resolver.physical)
+
+    def function_reservations(self) -> dict[str, int]:
+        """ReservedConcurrentExecutions of the template's (enabled) functions, in template order."""
+        reservations: dict[str, int] = {}
+        for logical_id, resource in self.template.resources.items():
+            resource_type = resource.get("Type")
+            if resource_type not in (SERVERLESS_FUNCTION, LAMBDA_FUNCTION):
+                continue
+            if not self.resolver.resource_enabled(logical_id):
+                continue
+            properties = resource.get("Properties") or {}
+            if resource_type == SERVERLESS_FUNCTION:
+                properties = merge_globals(self.template.function_globals, properties)
+            value = self.resolver.resolve(
+                {"ReservedConcurrentExecutions": properties.get("ReservedConcurrentExecutions")}
+            )
+            reserved = reserved_concurrency(logical_id, value)
+            if reserved is not None:
+                reservations[logical_id] = reserved
+        return reservations
 
     def creation_order(self) -> list[str]:
         """Logical ids with every resource after the resources it references (template order kept)."""
@@ -400,10 +455,35 @@ def provision(
     session: boto3.session.Session,
     endpoint_url: str | None,
     extra_secrets: Mapping[str, str] | None = None,
+    account_concurrency: int = DEFAULT_ACCOUNT_CONCURRENCY,
 ) -> dict[str, PhysicalResource]:
-    """Create the template's stateful resources; return logical id -> physical resource."""
-    provisioner = Provisioner(template, resolver, session=session, endpoint_url=endpoint_url)
+    """Check the functions' quotas, create the template's stateful resources; return logical id -> resource."""
+    provisioner = Provisioner(
+        template, resolver, session=session, endpoint_url=endpoint_url, account_concurrency=account_concurrency
+    )
     return provisioner.provision(extra_secrets)
+
+
+def check_reserved_concurrency(reservations: Mapping[str, int], account_concurrency: int) -> None:
+    """Refuse reservations as Lambda's PutFunctionConcurrency does, naming the function and the numbers.
+
+    Reservations are applied in order (as CloudFormation creates the functions); the first one that
+    leaves fewer than 100 unreserved executions is refused. A reservation of 0 reserves nothing.
+    """
+    reserved = 0
+    for logical_id, executions in reservations.items():
+        if executions == 0:
+            continue
+        unreserved = account_concurrency - reserved - executions
+        if unreserved < MINIMUM_UNRESERVED_CONCURRENCY:
+            raise ReservedConcurrencyError(
+                f"{logical_id}: ReservedConcurrentExecutions {executions} is refused as Lambda's "
+                f"PutFunctionConcurrency refuses it: it decreases the account's UnreservedConcurrentExecution "
+                f"below its minimum value of [{MINIMUM_UNRESERVED_CONCURRENCY}] (account concurrency quota "
+                f"{account_concurrency}, already reserved {reserved}, unreserved would be {unreserved}; "
+                f"{ACCOUNT_CONCURRENCY_ENV} sets the quota)"
+            )
+        reserved += executions
 
 
 def bucket_name(name: str) -> str:

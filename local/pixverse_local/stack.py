@@ -23,33 +23,30 @@ Local deviations, on purpose:
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import json
 import logging
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import types
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import boto3
 from botocore.config import Config
 
 from pixverse_local.api import LocalHttpApi
-from pixverse_local.awshooks import FunctionClientHooks, acting_as
+from pixverse_local.awshooks import FunctionClientHooks
+from pixverse_local.errors import LocalStackError as LocalStackError  # noqa: PLC0414 - re-exported
 from pixverse_local.fidelity import event_per_resolver
+from pixverse_local.lambda_runtime import AccountConcurrency, account_concurrency_setting, is_module_under
+from pixverse_local.lambda_runtime import LocalFunction as LocalFunction  # noqa: PLC0414 - re-exported
 from pixverse_local.poller import DEFAULT_RETRY_DELAY_SECONDS, DEFAULT_WORKERS, SqsPoller
 from pixverse_local.provision import BUCKET, QUEUE, TABLE, TOPIC, provision
 from pixverse_local.scheduler import DEFAULT_INTERVAL_SECONDS, Scheduler
@@ -80,10 +77,6 @@ PASS_THROUGH = (
     "RECONCILE_AFTER_SECONDS",
     "POWERTOOLS_LOG_LEVEL",
 )
-
-
-class LocalStackError(Exception):
-    """The local stack cannot start."""
 
 
 # ------------------------------------------------------------------------------------------ moto
@@ -165,149 +158,8 @@ _PR_SET_PDEATHSIG = 1
 
 
 # ------------------------------------------------------------------------------------------ functions
-@dataclass
-class LambdaContext:
-    """The fields of Lambda's context object that handlers and Powertools read."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    invoked_function_arn: str
-    aws_request_id: str
-    timeout_seconds: int
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    identity: Any = None
-    client_context: Any = None
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
-        self._deadline = time.monotonic() + self.timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-_module_counter = 0
-_import_lock = threading.Lock()
-
-
-class LocalFunction:
-    """A template function loaded from its CodeUri and Handler, invokable with an event.
-
-    Like Lambda, it runs each invocation in a "container" that serves one invocation at a
-    time: a separate import of the handler module, with its own module-level state
-    (Powertools resolver and batch processor, clients). Concurrent invocations get separate
-    containers, up to ``max_concurrency``; idle ones are reused (warm starts)."""
-
-    def __init__(
-        self,
-        spec: FunctionSpec,
-        handler: Callable[[Any, Any], Any],
-        *,
-        region: str,
-        account_id: str,
-        max_concurrency: int = 16,
-    ):
-        self.spec = spec
-        self.arn = f"arn:aws:lambda:{region}:{account_id}:function:{spec.name}"
-        self._idle: queue.LifoQueue[Callable[[Any, Any], Any]] = queue.LifoQueue()
-        self._idle.put(handler)
-        self._containers = 1
-        self._max = max(1, max_concurrency)
-        self._lock = threading.Lock()
-
-    @classmethod
-    def load(cls, spec: FunctionSpec, *, region: str, account_id: str, max_concurrency: int = 16) -> LocalFunction:
-        """Load the first container (a cold start that surfaces import errors at once)."""
-        return cls(spec, cls._load_handler(spec), region=region, account_id=account_id, max_concurrency=max_concurrency)
-
-    @staticmethod
-    def _load_handler(spec: FunctionSpec) -> Callable[[Any, Any], Any]:
-        """Import ``<CodeUri>/<module>.py`` under a unique module name and find the handler in it.
-
-        Every function's module is called ``app``; sibling modules of the CodeUri are importable while
-        the handler module loads and are then removed from ``sys.modules`` so the next function's
-        siblings of the same name do not collide.
-        """
-        global _module_counter  # noqa: PLW0603 - module names must stay unique per process
-        module_path, _, attribute = spec.handler.rpartition(".")
-        if not module_path or not attribute:
-            raise LocalStackError(f"{spec.logical_id}: Handler {spec.handler!r} is not <module>.<function>")
-        source = spec.code_uri.joinpath(*module_path.split(".")).with_suffix(".py")
-        if not source.is_file():
-            raise LocalStackError(f"{spec.logical_id}: handler module {source} does not exist")
-        with _import_lock:
-            _module_counter += 1
-            name = f"_pixverse_local_fn_{spec.logical_id}_{_module_counter}"
-            before = set(sys.modules)
-            sys.path.insert(0, str(spec.code_uri))
-            try:
-                module_spec = importlib.util.spec_from_file_location(name, source)
-                if module_spec is None or module_spec.loader is None:
-                    raise LocalStackError(f"{spec.logical_id}: cannot import {source}")
-                module = importlib.util.module_from_spec(module_spec)
-                sys.modules[name] = module
-                with acting_as(spec.logical_id):
-                    module_spec.loader.exec_module(module)
-            finally:
-                sys.path.remove(str(spec.code_uri))
-                for added in set(sys.modules) - before - {name}:
-                    if _is_under(sys.modules[added], spec.code_uri):
-                        del sys.modules[added]
-        handler = getattr(module, attribute, None)
-        if not callable(handler):
-            raise LocalStackError(f"{spec.logical_id}: {source} has no callable {attribute!r}")
-        return cast(Callable[[Any, Any], Any], handler)
-
-    @property
-    def containers(self) -> int:
-        """How many containers (separate imports) this function has started."""
-        return self._containers
-
-    def _acquire(self) -> Callable[[Any, Any], Any]:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._lock:
-            grow = self._containers < self._max
-            if grow:
-                self._containers += 1
-        if grow:
-            try:
-                return self._load_handler(self.spec)
-            except BaseException:
-                with self._lock:
-                    self._containers -= 1
-                raise
-        return self._idle.get()
-
-    def invoke(self, event: dict[str, Any]) -> Any:
-        """Call the handler with ``event`` and a fresh context, in an idle container."""
-        context = LambdaContext(
-            function_name=self.spec.name,
-            memory_limit_in_mb=self.spec.memory_size,
-            invoked_function_arn=self.arn,
-            aws_request_id=str(uuid.uuid4()),
-            timeout_seconds=self.spec.timeout,
-        )
-        handler = self._acquire()
-        try:
-            with acting_as(self.spec.logical_id):
-                return handler(event, context)
-        finally:
-            self._idle.put(handler)
-
-
 def _hook_kinds(hooks: FunctionClientHooks) -> set[str]:
     return {kind for kind, on in (("call log", hooks.recorder), ("faults", hooks.faults)) if on is not None}
-
-
-def _is_under(module: types.ModuleType | None, directory: Path) -> bool:
-    location = getattr(module, "__file__", None)
-    return bool(location) and Path(str(location)).resolve().is_relative_to(directory)
 
 
 def function_environment(functions: Mapping[str, FunctionSpec], overrides: Mapping[str, str]) -> dict[str, str]:
@@ -361,6 +213,7 @@ class LocalStack:
         self.resources: dict[str, PhysicalResource] = {}
         self.application: Application | None = None
         self.functions: dict[str, LocalFunction] = {}
+        self.concurrency = AccountConcurrency()
         self.environment: dict[str, str] = {}
 
         self._moto: MotoServer | None = None
@@ -413,8 +266,14 @@ class LocalStack:
         api_key = env.get("PIXAZO_API_KEY") or DEFAULT_API_KEY
         key_secret_name = template.parameters.get(GATEWAY_KEY_PARAMETER)
         extra_secrets = {str(key_secret_name): api_key} if key_secret_name else {}
+        self.concurrency = AccountConcurrency(account_concurrency_setting(env))
         self.resources = provision(
-            template, resolver, session=self._session, endpoint_url=self.aws_endpoint, extra_secrets=extra_secrets
+            template,
+            resolver,
+            session=self._session,
+            endpoint_url=self.aws_endpoint,
+            extra_secrets=extra_secrets,
+            account_concurrency=self.concurrency.limit,
         )
         self.application = application = read_application(template, resolver)
 
@@ -447,7 +306,7 @@ class LocalStack:
             LOG.info("AWS call hooks on the functions' clients: %s", ", ".join(sorted(_hook_kinds(hooks))))
         self._cold_start(application)
         self.functions = {
-            lid: LocalFunction.load(spec, region=self.region, account_id=self.account_id)
+            lid: LocalFunction.load(spec, region=self.region, account_id=self.account_id, concurrency=self.concurrency)
             for lid, spec in application.functions.items()
         }
         invokers = {lid: fn.invoke for lid, fn in self.functions.items()}
@@ -492,7 +351,7 @@ class LocalStack:
             if str(layer) not in sys.path:
                 sys.path.insert(0, str(layer))
             for name, module in list(sys.modules.items()):
-                if _is_under(module, layer):
+                if is_module_under(module, layer):
                     del sys.modules[name]
 
     def _start_pollers(self, application: Application) -> None:

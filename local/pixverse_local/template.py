@@ -37,6 +37,16 @@ APIGW_AUTHORIZER = "AWS::ApiGatewayV2::Authorizer"
 _DEFAULT_TIMEOUT = 3
 _DEFAULT_MEMORY = 128
 _DEFAULT_SQS_BATCH = 10
+# Lambda's Timeout: 1 to 900 seconds.
+# https://docs.aws.amazon.com/lambda/latest/dg/configuration-timeout.html
+MAX_FUNCTION_TIMEOUT_SECONDS = 900
+# An HTTP API integration's TimeoutInMillis: "between 50 and 30,000 milliseconds for HTTP APIs. The
+# default timeout is ... 30 seconds for HTTP APIs" (AWS::ApiGatewayV2::Integration, and the HTTP API
+# quotas page: "Maximum integration timeout 30 seconds", not adjustable).
+# https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-apigatewayv2-integration.html
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
+MIN_INTEGRATION_TIMEOUT_MS = 50
+MAX_INTEGRATION_TIMEOUT_MS = 30_000
 
 
 class TemplateError(Exception):
@@ -418,6 +428,7 @@ class HttpRoute:
     path: str  # "/jobs/{job_id}", "$default" for the catch-all route
     authorizer: str | None  # None: no authorization (Authorizer: NONE)
     authorizer_kind: str | None  # "iam", "jwt", "lambda" or None
+    integration_timeout_ms: int = MAX_INTEGRATION_TIMEOUT_MS  # the integration's TimeoutInMillis
 
     @property
     def route_key(self) -> str:
@@ -460,6 +471,7 @@ class FunctionSpec:
     memory_size: int
     environment: dict[str, str]
     layer_ids: tuple[str, ...]
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions; None: not reserved
 
 
 @dataclass(frozen=True)
@@ -554,10 +566,11 @@ def read_application(template: CfnTemplate, resolver: Resolver) -> Application:
             name=str(properties.get("FunctionName") or resolver.physical_name(logical_id)),
             code_uri=(template.root / code_uri).resolve(),
             handler=handler,
-            timeout=int(properties.get("Timeout", _DEFAULT_TIMEOUT)),
+            timeout=_function_timeout(logical_id, properties.get("Timeout", _DEFAULT_TIMEOUT)),
             memory_size=int(properties.get("MemorySize", _DEFAULT_MEMORY)),
             environment={name: _as_text(value) for name, value in variables.items()},
             layer_ids=layer_ids,
+            reserved_concurrency=reserved_concurrency(logical_id, properties),
         )
         for event_id, event in events.items():
             event_type = event.get("Type")
@@ -615,6 +628,42 @@ def read_application(template: CfnTemplate, resolver: Resolver) -> Application:
     )
 
 
+def _whole_number(value: Any, what: str) -> int:
+    text = _as_text(value).strip()
+    if not text.isdigit():
+        raise TemplateError(f"{what} must be a whole number, got {value!r}")
+    return int(text)
+
+
+def _function_timeout(logical_id: str, value: Any) -> int:
+    """The function's Timeout in seconds, refused outside Lambda's 1-900."""
+    timeout = _whole_number(value, f"{logical_id}.Timeout")
+    if not 1 <= timeout <= MAX_FUNCTION_TIMEOUT_SECONDS:
+        raise TemplateError(f"{logical_id}.Timeout is {timeout} s; Lambda allows 1 to {MAX_FUNCTION_TIMEOUT_SECONDS}")
+    return timeout
+
+
+def reserved_concurrency(logical_id: str, properties: Mapping[str, Any]) -> int | None:
+    """A function's resolved ReservedConcurrentExecutions (None when the template reserves none)."""
+    value = properties.get("ReservedConcurrentExecutions")
+    if value is None:
+        return None
+    return _whole_number(value, f"{logical_id}.ReservedConcurrentExecutions")
+
+
+def _integration_timeout(owner: str, value: Any) -> int:
+    """TimeoutInMillis of an HTTP API integration, refused outside API Gateway's 50-30,000 ms."""
+    if value is None:
+        return MAX_INTEGRATION_TIMEOUT_MS
+    millis = _whole_number(value, f"{owner}.TimeoutInMillis")
+    if not MIN_INTEGRATION_TIMEOUT_MS <= millis <= MAX_INTEGRATION_TIMEOUT_MS:
+        raise TemplateError(
+            f"{owner}.TimeoutInMillis is {millis}; an HTTP API integration allows "
+            f"{MIN_INTEGRATION_TIMEOUT_MS} to {MAX_INTEGRATION_TIMEOUT_MS} ms"
+        )
+    return millis
+
+
 def _http_route(
     template: CfnTemplate, resolver: Resolver, function_id: str, event_id: str, properties: Mapping[str, Any]
 ) -> HttpRoute:
@@ -641,6 +690,7 @@ def _http_route(
         path=path,
         authorizer=authorizer,
         authorizer_kind=_authorizer_kind(authorizer, authorizers),
+        integration_timeout_ms=_integration_timeout(f"{function_id}.{event_id}", resolved.get("TimeoutInMillis")),
     )
 
 
@@ -690,6 +740,9 @@ def _apigw_route(template: CfnTemplate, resolver: Resolver, route_id: str) -> Ht
         path=path,
         authorizer=authorizer,
         authorizer_kind=kind,
+        integration_timeout_ms=_integration_timeout(
+            integration_id, resolver.resolve(integration_properties.get("TimeoutInMillis"))
+        ),
     )
 
 

@@ -131,5 +131,6 @@ def test_forged_callback_is_401_and_changes_nothing(client: LocalClient) -> None
 
 def test_another_callers_job_is_404(client: LocalClient) -> None:
     job_id = client.submit(_t2v("[sim:no-callback]")).json()["job_id"]
-    assert client.api.get(f"/jobs/{job_id}", headers={"X-Local-Caller": "someone-else"}).status_code == 404
+    someone_else = {"X-Local-Principal-Arn": "arn:aws:iam::000000000000:user/someone-else"}
+    assert client.api.get(f"/jobs/{job_id}", headers=someone_else).status_code == 404
     assert client.api.get(f"/jobs/{job_id}").status_code == 200

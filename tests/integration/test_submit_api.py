@@ -78,7 +78,7 @@ def test_wrong_content_type_is_400(client: LocalClient) -> None:
 
 
 def test_list_jobs_paginates_newest_first_and_filters_by_status(client: LocalClient) -> None:
-    caller = {"X-Local-Caller": f"lister-{uuid.uuid4().hex[:8]}"}
+    caller = {"X-Local-Principal-Arn": f"arn:aws:iam::000000000000:user/lister-{uuid.uuid4().hex[:8]}"}
     created = [client.submit(_body(str(i)), headers=caller).json()["job_id"] for i in range(5)]
     failed = client.submit({"model": "pixverse", "input": {"prompt": "p"}}, headers=caller)
     assert failed.status_code == 400  # refused requests leave no job to list
@@ -103,7 +103,8 @@ def test_list_jobs_paginates_newest_first_and_filters_by_status(client: LocalCli
     none = client.api.get("/jobs", params={"status": "DELIVERED"}, headers=caller).json()["jobs"]
     assert none == []
     # Someone else's listing does not show them.
-    other = client.api.get("/jobs", headers={"X-Local-Caller": "nobody-" + uuid.uuid4().hex[:6]}).json()["jobs"]
+    nobody = {"X-Local-Principal-Arn": "arn:aws:iam::000000000000:user/nobody-" + uuid.uuid4().hex[:6]}
+    other = client.api.get("/jobs", headers=nobody).json()["jobs"]
     assert other == []
 
 
@@ -115,12 +116,13 @@ def test_list_jobs_rejects_bad_query_naming_fields(client: LocalClient) -> None:
 
 
 def test_next_token_of_another_caller_is_refused(client: LocalClient) -> None:
-    owner = {"X-Local-Caller": f"owner-{uuid.uuid4().hex[:8]}"}
+    owner = {"X-Local-Principal-Arn": f"arn:aws:iam::000000000000:user/owner-{uuid.uuid4().hex[:8]}"}
     for i in range(2):
         client.submit(_body(str(i)), headers=owner)
     token = client.api.get("/jobs", params={"limit": "1"}, headers=owner).json()["next_token"]
     assert token
-    thief = client.api.get("/jobs", params={"next_token": token}, headers={"X-Local-Caller": "thief"})
+    thief_arn = {"X-Local-Principal-Arn": "arn:aws:iam::000000000000:user/thief"}
+    thief = client.api.get("/jobs", params={"next_token": token}, headers=thief_arn)
     assert thief.status_code == 400
 
 

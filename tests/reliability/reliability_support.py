@@ -212,7 +212,7 @@ class PatientClient:
     """The API as a well-behaved client uses it: every submit carries an Idempotency-Key, and an
     answer that does not settle the request (5xx, 429, 409 "in progress", a dropped connection)
     is retried with the same key after the Retry-After or a short backoff, a bounded number of
-    times. Jobs are read as the caller ``caller`` (the local API's X-Local-Caller)."""
+    times. Jobs are read as the IAM user named ``caller`` (the local API's X-Local-Principal-Arn)."""
 
     def __init__(self, api_url: str, caller: str, *, max_attempts: int = 10, timeout: float = 40.0) -> None:
         self.caller = caller
@@ -220,7 +220,7 @@ class PatientClient:
         self.http = httpx.Client(
             base_url=api_url,
             timeout=timeout,
-            headers={"X-Local-Caller": caller},
+            headers={"X-Local-Principal-Arn": f"arn:aws:iam::000000000000:user/{caller}"},
             # A connection per request: on a kept-alive one the local API's replies wait ~40 ms for a
             # delayed ACK (its handler does not disable Nagle's algorithm).
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=0),

@@ -171,7 +171,7 @@ def _raw_submit(header_line: bytes) -> Callable[[Targets], Request]:
         host = httpx.URL(str(t.api.base_url)).netloc.decode()
         raw = (
             b"POST /jobs HTTP/1.1\r\nHost: " + host.encode() + b"\r\nContent-Type: application/json\r\n"
-            b"X-Local-Caller: " + t.caller.encode() + b"\r\n" + header_line + b"\r\n"
+            b"X-Local-Principal-Arn: " + t.caller.encode() + b"\r\n" + header_line + b"\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
         )
         return Request("POST", "/jobs", body, raw=raw)
@@ -382,7 +382,8 @@ def _corpus() -> list[Case]:
         **{f"inject_{name}": (lambda t, s=text: s) for name, text in INJECTIONS.items() if name != "long"},
     }
     for name, job_id in ids.items():
-        headers = {"X-Local-Caller": "intruder"} if name == "other_callers" else {}
+        intruder = {"X-Local-Principal-Arn": "arn:aws:iam::000000000000:user/intruder"}
+        headers = intruder if name == "other_callers" else {}
         add("GET /jobs/{id}", name, _get(lambda t, j=job_id: f"/jobs/{quote(j(t), safe='')}", headers=headers))
     add(
         "GET /jobs/{id}",
@@ -514,12 +515,12 @@ def _signing_secret(client: LocalClient) -> str:
 @pytest.fixture(scope="module")
 def targets(bad_input_stack: tuple[StackProcess, LocalClient]) -> Iterator[Targets]:
     _, client = bad_input_stack
-    caller = f"reliability-bad-{uuid.uuid4().hex[:8]}"
+    caller = f"arn:aws:iam::000000000000:user/reliability-bad-{uuid.uuid4().hex[:8]}"
     # A connection per request: on a kept-alive one the local API's replies wait ~40 ms for a delayed ACK.
     api = httpx.Client(
         base_url=client.ready["api"],
         timeout=30,
-        headers={"X-Local-Caller": caller},
+        headers={"X-Local-Principal-Arn": caller},
         limits=httpx.Limits(max_keepalive_connections=0),
     )
     try:
@@ -690,7 +691,7 @@ def test_injection_in_free_text_is_accepted_and_kept_verbatim(name: str, targets
 
 def test_empty_metadata_key_is_refused_before_anything_is_written(targets: Targets) -> None:
     """Last in the module on purpose: with the bug, the item it writes breaks later scans of the table."""
-    caller = {"X-Local-Caller": f"reliability-empty-key-{uuid.uuid4().hex[:8]}"}
+    caller = {"X-Local-Principal-Arn": f"arn:aws:iam::000000000000:user/reliability-empty-key-{uuid.uuid4().hex[:8]}"}
     assert targets.client.gateway is not None
     sent_before = targets.client.gateway.get("/_sim/stats").json()["submits_received"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import sys
 import time
@@ -63,6 +64,49 @@ Resources:
       Handler: app.handler
       Events:
         Slow: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: GET, Path: /slow}}
+        # The integration gives up before the function does.
+        Impatient:
+          Type: HttpApi
+          Properties: {ApiId: !Ref Api, Method: GET, Path: /impatient, TimeoutInMillis: 200}
+  SleepyFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/sleepy
+      Handler: app.handler
+      Timeout: 1
+      Events:
+        Sleepy: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: GET, Path: /sleepy}}
+  BigFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/big
+      Handler: app.handler
+      Events:
+        Big: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: GET, Path: /big}}
+  SingleFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/slow
+      Handler: app.handler
+      ReservedConcurrentExecutions: 1
+      Events:
+        Single: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: GET, Path: /single}}
+  JwtApi:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      Auth:
+        DefaultAuthorizer: Jwt
+        Authorizers:
+          Jwt:
+            IdentitySource: $request.header.Authorization
+            JwtConfiguration: {issuer: "https://issuer.example", audience: [jobs]}
+  MeFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: functions/echo
+      Handler: app.handler
+      Events:
+        Me: {Type: HttpApi, Properties: {ApiId: !Ref JwtApi, Method: GET, Path: /me}}
 """
 
 HANDLERS = {
@@ -89,6 +133,26 @@ import time
 def handler(event, context):
     time.sleep(0.5)
     return {"statusCode": 200, "body": "done"}
+""",
+    # Counts its steps into the file the query names; swallows every Exception, as careless code does.
+    "sleepy": """
+import time
+from pathlib import Path
+def handler(event, context):
+    marker = Path(event["queryStringParameters"]["marker"])
+    for step in range(1, 101):
+        try:
+            time.sleep(0.05)
+        except Exception:
+            pass
+        marker.write_text(str(step))
+    return {"statusCode": 200, "body": "finished"}
+""",
+    # One byte over Lambda's 6,291,556-byte synchronous response limit once serialised.
+    "big": """
+def handler(event, context):
+    envelope = len('{"statusCode": 200, "body": ""}')
+    return {"statusCode": 200, "body": "x" * (6_291_556 - envelope + 1)}
 """,
 }
 
@@ -171,7 +235,7 @@ def test_cookies_move_from_headers_to_cookies_field(api_url: str) -> None:
     assert "cookie" not in event["headers"]
 
 
-def test_iam_route_gets_the_local_caller(api_url: str) -> None:
+def test_iam_route_without_principal_header_gets_the_local_caller(api_url: str) -> None:
     event = echo(httpx.get(f"{api_url}/items/x"))["event"]
 
     iam = event["requestContext"]["authorizer"]["iam"]
@@ -181,12 +245,84 @@ def test_iam_route_gets_the_local_caller(api_url: str) -> None:
     assert iam["cognitoIdentity"] is None and iam["principalOrgId"] is None
 
 
-def test_local_caller_header_names_the_caller_and_is_not_forwarded(api_url: str) -> None:
-    event = echo(httpx.get(f"{api_url}/items/x", headers={"X-Local-Caller": "alice"}))["event"]
+def _iam_as(api_url: str, arn: str) -> dict[str, Any]:
+    event = echo(httpx.get(f"{api_url}/items/x", headers={"X-Local-Principal-Arn": arn}))["event"]
+    assert "x-local-principal-arn" not in event["headers"]  # local only: API Gateway never sees it
+    return dict(event["requestContext"]["authorizer"]["iam"])
 
-    iam = event["requestContext"]["authorizer"]["iam"]
-    assert iam["callerId"] == iam["userArn"] == iam["userId"] == "alice"
-    assert "x-local-caller" not in event["headers"]
+
+def test_user_arn_header_gives_the_iam_user_identity_api_gateway_gives(api_url: str) -> None:
+    iam = _iam_as(api_url, "arn:aws:iam::123456789012:user/alice")
+
+    assert iam["userArn"] == "arn:aws:iam::123456789012:user/alice"
+    assert iam["accountId"] == "123456789012"
+    assert re.fullmatch(r"AIDA[A-Z2-7]{17}", iam["userId"])
+    assert iam["callerId"] == iam["userId"]
+    assert re.fullmatch(r"AKIA[A-Z2-7]{16}", iam["accessKey"])
+
+
+def test_assumed_role_sessions_share_the_role_id_and_keep_their_session(api_url: str) -> None:
+    first = _iam_as(api_url, "arn:aws:sts::123456789012:assumed-role/Worker/task-1")
+    second = _iam_as(api_url, "arn:aws:sts::123456789012:assumed-role/Worker/task-2")
+    other_role = _iam_as(api_url, "arn:aws:sts::123456789012:assumed-role/Other/task-1")
+
+    assert first["userArn"] == "arn:aws:sts::123456789012:assumed-role/Worker/task-1"
+    role_id, session = first["userId"].split(":")
+    assert re.fullmatch(r"AROA[A-Z2-7]{17}", role_id) and session == "task-1"
+    assert first["callerId"] == first["userId"]
+    assert second["userId"] == f"{role_id}:task-2"
+    assert not other_role["userId"].startswith(role_id)
+    assert re.fullmatch(r"ASIA[A-Z2-7]{16}", first["accessKey"])  # a session's temporary key
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "alice",
+        "arn:aws:iam::123456789012:role/Worker",  # a role is assumed, never a caller itself
+        "arn:aws:sts::123456789012:user/alice",
+        "arn:aws:iam::123456789012:assumed-role/Worker/s1",
+        "arn:aws:sts::12345:assumed-role/Worker/s1",
+        "arn:aws:sts::123456789012:assumed-role/Worker",
+    ],
+)
+def test_malformed_principal_arn_is_refused_403_like_a_bad_signature(api_url: str, arn: str) -> None:
+    response = httpx.get(f"{api_url}/items/x", headers={"X-Local-Principal-Arn": arn})
+
+    assert response.status_code == 403
+    assert response.json() == {"message": "Forbidden"}
+
+
+def _unsigned_jwt(claims: dict[str, Any]) -> str:
+    def segment(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{segment({'alg': 'none', 'typ': 'JWT'})}.{segment(claims)}."
+
+
+def test_jwt_route_passes_the_bearer_tokens_claims(api_url: str) -> None:
+    token = _unsigned_jwt({"sub": "user-123", "iss": "https://issuer.example", "exp": time.time() + 60, "scope": "a b"})
+
+    event = echo(httpx.get(f"{api_url}/me", headers={"Authorization": f"Bearer {token}"}))["event"]
+
+    jwt = event["requestContext"]["authorizer"]["jwt"]
+    assert jwt["claims"]["sub"] == "user-123"
+    assert jwt["claims"]["iss"] == "https://issuer.example"
+    assert jwt["scopes"] == ["a", "b"]
+    assert "iam" not in event["requestContext"]["authorizer"]
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer", "Bearer not-a-jwt", "Bearer a.b.c", _unsigned_jwt({"sub": "late", "exp": 1})],
+)
+def test_jwt_route_without_a_valid_token_answers_401(api_url: str, authorization: str | None) -> None:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+
+    response = httpx.get(f"{api_url}/me", headers=headers)
+
+    assert response.status_code == 401
+    assert response.json() == {"message": "Unauthorized"}
 
 
 def test_none_route_has_no_authorizer(api_url: str) -> None:
@@ -288,6 +424,92 @@ def test_body_over_10_mb_answers_413(api_url: str) -> None:
         status_line = sock.recv(4096).split(b"\r\n", 1)[0]
 
     assert b" 413 " in status_line
+
+
+# ------------------------------------------------------------------------------------------ Lambda limits
+def test_function_past_its_timeout_answers_500_and_is_stopped(api_url: str, tmp_path: Path) -> None:
+    marker = tmp_path / "steps"
+    started = time.monotonic()
+
+    response = httpx.get(f"{api_url}/sleepy", params={"marker": str(marker)}, timeout=10)
+
+    # Then API Gateway answers the function error at the function's 1 s Timeout...
+    elapsed = time.monotonic() - started
+    assert response.status_code == 500
+    assert response.json() == {"message": "Internal Server Error"}
+    assert 0.9 < elapsed < 3.0
+    # ...and the handler (which swallows every Exception) ran no further: 100 steps take 5 s.
+    time.sleep(0.5)
+    stopped_at = int(marker.read_text())
+    time.sleep(0.5)
+    assert int(marker.read_text()) == stopped_at < 40
+
+
+def test_integration_timeout_answers_503_before_the_function_ends(api_url: str) -> None:
+    started = time.monotonic()
+
+    response = httpx.get(f"{api_url}/impatient", timeout=10)
+
+    assert response.status_code == 503
+    assert response.json() == {"message": "Service Unavailable"}
+    assert time.monotonic() - started < 0.5  # TimeoutInMillis 200; the function takes 500 ms
+
+
+def test_response_over_lambdas_6_mb_answers_500(api_url: str) -> None:
+    response = httpx.get(f"{api_url}/big", timeout=30)
+
+    assert response.status_code == 500
+    assert response.json() == {"message": "Internal Server Error"}
+
+
+def test_invocation_over_reserved_concurrency_is_throttled_and_answers_500(api_url: str) -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        statuses = sorted(pool.map(lambda _: httpx.get(f"{api_url}/single", timeout=10).status_code, range(2)))
+
+    assert statuses == [200, 500]
+    assert httpx.get(f"{api_url}/single", timeout=10).status_code == 200  # the slot is free again
+
+
+# ------------------------------------------------------------------------------------------ malformed requests
+def _raw(api_url: str, request: bytes) -> bytes:
+    """Send ``request`` as is; return what the API answered before closing (at most 5 s)."""
+    host, port = api_url.removeprefix("http://").split(":")
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+                if b"\r\n\r\n" in answer and answer.endswith(b"}"):
+                    break
+        except TimeoutError:
+            pass
+    return answer
+
+
+@pytest.mark.parametrize("length", [b"-1", b"abc", b"1e3", b"5, 6"])
+def test_unframeable_content_length_answers_400_json(api_url: str, length: bytes) -> None:
+    answer = _raw(api_url, b"POST /items HTTP/1.1\r\nHost: x\r\nContent-Length: " + length + b"\r\n\r\n{}")
+
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert json.loads(rest.split(b"\r\n\r\n", 1)[1]) == {"message": "Bad Request"}
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "PROPFIND"])
+def test_unrouted_method_answers_404_json(api_url: str, method: str) -> None:
+    response = httpx.request(method, f"{api_url}/items/x")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"message": "Not Found"}
+
+
+def test_broken_request_line_answers_400_json(api_url: str) -> None:
+    answer = _raw(api_url, b"GET /items/x HTTP/1.1 extra\r\nHost: x\r\n\r\n")
+
+    assert answer.startswith(b"HTTP/1.1 400 ") or answer.startswith(b"HTTP/1.0 400 "), answer[:200]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == {"message": "Bad Request"}
 
 
 def test_concurrent_requests_are_served_in_parallel(api_url: str) -> None:

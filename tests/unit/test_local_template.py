@@ -223,6 +223,15 @@ def test_real_template_routes_follow_their_auth(overrides: dict[str, str], job_r
     }
 
 
+def test_real_template_integration_timeouts_are_read() -> None:
+    template = CfnTemplate.load(TEMPLATE)
+    app = read_application(template, _resolver_with_stand_ins(template))
+
+    timeouts = {route.route_key: route.integration_timeout_ms for route in app.routes}
+    assert timeouts["POST /jobs"] == 29000
+    assert timeouts["POST /webhooks/pixazo/{job_id}"] == 10000
+
+
 def test_route_with_non_lambda_integration_raises(tmp_path: Path) -> None:
     document = {
         "Resources": {
