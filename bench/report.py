@@ -324,6 +324,37 @@ def _webhook(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _built(section: dict[str, Any]) -> list[str]:
+    result = section["result"]
+    lines = ["", "## Cold import from the built artifacts (Lambda's 1980 file dates)", ""]
+    lines += _header("built", section)
+    lines += [f"Definition: {result['definition']}.", ""]
+    rows = []
+    for function, f in result["by_function"].items():
+        rows.append(
+            [
+                function,
+                f"{f['handler_instructions'] / 1e6:.0f} M",
+                f"**{f['ratio']}** ({f['floor_instructions'] / 1e6:.0f} M)",
+                f"**{f['own_floor_ratio']}** ({f['own_floor_instructions'] / 1e6:.0f} M)",
+                f"{f['stale_bytecode_ratio']}",
+                f"{f['handler_wall_ms']} / {f['floor_wall_ms']} ms ({f['wall_ratio_paired']})",
+            ]
+        )
+    lines += _table(
+        [
+            "function",
+            "import app",
+            "÷ boto3 + one client",
+            "÷ own floor (its clients)",
+            "÷ one client, timestamp bytecode (before)",
+            "wall: app / one-client floor (paired ratio)",
+        ],
+        rows,
+    )
+    return lines
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The whole report."""
     benchmarks = results["benchmarks"]
@@ -340,7 +371,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _table(
         ["target", "verdict"], [[name, "met" if met else "**missed**"] for name, met in results["targets"].items()]
     )
-    renderers = {"copy": _copy, "cold": _cold, "cost": _cost, "webhook": _webhook}
+    renderers = {"copy": _copy, "cold": _cold, "built": _built, "cost": _cost, "webhook": _webhook}
     for name, section in benchmarks.items():
         lines += renderers[name](section)
     return "\n".join(lines).rstrip() + "\n"

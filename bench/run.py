@@ -7,7 +7,8 @@
     .venv/bin/python bench/run.py --only cost --jobs 100
 
 Benchmarks: ``copy`` (media copy against three obvious alternatives, each run in a fresh process),
-``cold`` (cold start of each function against the boto3 floor), ``cost`` (AWS and gateway calls,
+``cold`` (cold start of each function against the boto3 floor), ``built`` (each handler imported
+from ``sam build``'s artifacts as Lambda unpacks them, in callgrind instructions), ``cost`` (AWS and gateway calls,
 DynamoDB write units and Lambda cost per delivered job) and ``webhook`` (callbacks per second, and
 where the time goes). A partial run replaces only its own sections of an existing results.json.
 """
@@ -28,12 +29,12 @@ from typing import Any
 from benchlib import BENCH_DIR, machine_info
 from report import render_markdown
 
-BENCHMARKS = ("copy", "cold", "cost", "webhook")  # the report's order
+BENCHMARKS = ("copy", "cold", "built", "cost", "webhook")  # the report's order
 # The order they run in: the millisecond measurements first, on a settled machine; the copy
 # section last, since it leaves the machine busy for a while (GiBs freed by moto server and the
 # peers, page cache): a cold section run right after it measured 1.21x for a function that
 # measures 1.12-1.15x on its own (bench/cold_start.py --repeats 9 --functions MediaCopyFunction).
-RUN_ORDER = ("cold", "webhook", "cost", "copy")
+RUN_ORDER = ("cold", "built", "webhook", "cost", "copy")
 DEFAULT_REPEATS = {"copy": 5, "cold": 7, "webhook": 3}
 
 
@@ -60,6 +61,10 @@ def _run(name: str, args: argparse.Namespace) -> dict[str, Any]:
             import_path=args.cold_import_path,
             log=_log,
         )
+    if name == "built":
+        from built_import import run_built_import
+
+        return run_built_import(log=_log)
     if name == "cost":
         from cost_per_job import run_cost
 
