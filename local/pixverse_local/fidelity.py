@@ -12,23 +12,41 @@ Found by the reliability suite (tests/reliability), which measured both.
    *class*, shared by every resolver in the process, so a handler could read another request's
    event (measured: two different POST /jobs answered with one job). ``event_per_resolver`` makes
    ``resolve`` set the event and context on the resolver *instance* (one per container) first.
+
+3. Time: SQS delays (visibility timeouts, ``DelaySeconds``) follow ``LOCAL_TIME_SCALE``
+   (``scale_sqs_delays``; see timescale.py), inside moto so every client sees the same queue.
+
+4. Service limits moto does not hold to AWS's numbers (``aws_service_limits``): SNS Publish over
+   256 KiB, DynamoDB items over 400 KB or nested deeper than 32 levels, SQS messages whose body and
+   attributes together exceed the queue's MaximumMessageSize. Each is refused with the error AWS
+   answers, cited where it is checked.
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
+import binascii
+import copy
+import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from pixverse_local.timescale import ENV_NAME as TIME_SCALE_ENV
+from pixverse_local.timescale import TimeScaleError, parse_time_scale, scaled_milliseconds
+
 _DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+# One lock for every DynamoDB write, whichever wrapper takes it first (reentrant: the limit checks
+# below take it too, so an UpdateItem is checked and, if refused, rolled back with no write between).
+_DYNAMODB_LOCK = threading.RLock()
 
 
 def atomic_dynamodb_writes() -> None:
     """Serialize moto's DynamoDB writes, as DynamoDB serializes the writes to an item."""
     from moto.dynamodb import models
 
-    lock = threading.RLock()
     backend = models.DynamoDBBackend
     for name in _DYNAMODB_WRITES:
         original = getattr(backend, name, None)
@@ -36,11 +54,278 @@ def atomic_dynamodb_writes() -> None:
             continue
 
         def serialized(self: Any, *args: Any, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:
-            with lock:
+            with _DYNAMODB_LOCK:
                 return _original(self, *args, **kwargs)
 
         serialized._serialized = True  # type: ignore[attr-defined]
         setattr(backend, name, serialized)
+
+
+# ------------------------------------------------------------------------------------------ time
+_sqs_time_scale = 1.0
+
+
+def scale_sqs_delays(scale: float) -> None:
+    """Make moto's SQS visibility timeouts and delays last ``scale`` times their value.
+
+    moto turns every such delay into a deadline in exactly two places, ``Message.change_visibility``
+    (a receive with the queue's or the request's VisibilityTimeout, ChangeMessageVisibility and its
+    batch) and ``Message.delay`` (the queue's or the message's DelaySeconds); both are replaced.
+    Validation (0-43,200 s, 0-900 s) still sees the numbers the caller gave, as AWS validates them.
+    """
+    global _sqs_time_scale  # noqa: PLW0603 - one moto process, one scale
+    from moto.core.utils import unix_time_millis
+    from moto.sqs.models import Message
+
+    _sqs_time_scale = scale
+    if getattr(Message.change_visibility, "_scaled", False):
+        return
+
+    def change_visibility(self: Any, visibility_timeout: int) -> None:
+        self.visible_at = unix_time_millis() + scaled_milliseconds(int(visibility_timeout), _sqs_time_scale)
+
+    def delay(self: Any, delay_seconds: int) -> None:
+        self.delayed_until = unix_time_millis() + scaled_milliseconds(int(delay_seconds), _sqs_time_scale)
+
+    change_visibility._scaled = delay._scaled = True  # type: ignore[attr-defined]
+    Message.change_visibility = change_visibility  # type: ignore[method-assign]
+    Message.delay = delay  # type: ignore[method-assign]
+
+
+# ------------------------------------------------------------------------------------------ limits
+# SNS: "Messages must be UTF-8 encoded strings and at most 256 KB in size (262,144 bytes, not
+# 262,144 characters)"; "All parts of the message attribute, including name, type, and value, are
+# included in the message size restriction" (SNS API reference, Publish and MessageAttributeValue).
+# Over it, Publish answers InvalidParameter "Invalid parameter: Message too long". A topic may opt in
+# to up to 1 MiB with its MaximumMessageSize attribute (SNS developer guide, "Publishing large
+# messages"); the template's topic does not, and that attribute is not emulated here.
+SNS_MAX_MESSAGE_BYTES = 262_144
+
+# DynamoDB: "The maximum item size in DynamoDB is 400 KB, which includes both attribute name binary
+# length (UTF-8 length) and attribute value lengths"; "1 KB = 1024 bytes" (DynamoDB developer guide,
+# Constraints). Sizes are counted as "DynamoDB item sizes and formats" describes (item_size below).
+DYNAMODB_MAX_ITEM_BYTES = 400 * 1024
+# "DynamoDB supports nested attributes up to 32 levels deep" (Constraints), counting the item's own
+# attribute as level 1: a value wrapped in 31 maps is stored, in 32 refused (measured against
+# DynamoDB by the dynoxide emulator's conformance tests, with this message).
+DYNAMODB_MAX_DEPTH = 32
+DYNAMODB_NESTING_MESSAGE = (
+    "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond supported limit"
+)
+
+
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8 (a lone surrogate counts as its 3 bytes)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _binary_size(value: Any) -> int:
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    try:
+        return len(base64.b64decode(str(value), validate=True))
+    except (binascii.Error, ValueError):
+        return utf8_size(str(value))
+
+
+def _number_size(text: str) -> int:
+    """(1 byte per two significant digits) + 1 byte; leading and trailing zeroes are trimmed."""
+    mantissa = str(text).strip().lstrip("+-").lower().split("e", 1)[0]
+    digits = mantissa.replace(".", "").strip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
+
+
+def _typed(value: Any) -> tuple[str, Any]:
+    """(type, value) of an attribute value given as ``{"S": "x"}`` or as a moto ``DynamoType``."""
+    if isinstance(value, Mapping):
+        ((kind, inner),) = value.items()
+        return str(kind), inner
+    return str(value.type), value.value
+
+
+def attribute_value_size(value: Any) -> int:
+    """Bytes DynamoDB counts for one attribute value (without its name).
+
+    "DynamoDB item sizes and formats": strings are their UTF-8 bytes, binaries their raw bytes,
+    numbers as above, null and Boolean 1 byte; a List or Map has 3 bytes of overhead plus 1 byte per
+    element (and a Map element its name's UTF-8 bytes); sets are the sum of their elements.
+    """
+    kind, inner = _typed(value)
+    if kind == "S":
+        return utf8_size(str(inner))
+    if kind == "N":
+        return _number_size(str(inner))
+    if kind == "B":
+        return _binary_size(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(utf8_size(str(v)) for v in inner)
+    if kind == "NS":
+        return sum(_number_size(str(v)) for v in inner)
+    if kind == "BS":
+        return sum(_binary_size(v) for v in inner)
+    if kind == "L":
+        return 3 + sum(1 + attribute_value_size(v) for v in inner)
+    if kind == "M":
+        return 3 + sum(1 + utf8_size(k) + attribute_value_size(v) for k, v in inner.items())
+    return utf8_size(str(inner))
+
+
+def item_size(attributes: Mapping[str, Any]) -> int:
+    """Bytes DynamoDB counts for an item: each attribute's name and value."""
+    return sum(utf8_size(name) + attribute_value_size(value) for name, value in attributes.items())
+
+
+def attribute_depth(value: Any) -> int:
+    """Levels of an attribute value, the attribute itself being level 1 (iterative: no recursion limit)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        kind, inner = _typed(current)
+        children: Iterable[Any] = inner if kind == "L" else inner.values() if kind == "M" else ()
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _too_deep(values: Iterable[Any]) -> bool:
+    return any(attribute_depth(value) > DYNAMODB_MAX_DEPTH for value in values)
+
+
+def _sns_message_size(message: str, attributes: Mapping[str, Any] | None) -> int:
+    size = utf8_size(message)
+    for name, attribute in (attributes or {}).items():
+        kind = str(attribute.get("Type", ""))
+        raw = attribute.get("Value", "")
+        value_size = _binary_size(raw) if kind.startswith("Binary") else utf8_size(str(raw))
+        size += utf8_size(name) + utf8_size(kind) + value_size
+    return size
+
+
+def _sqs_message_size(body: str, attributes: Mapping[str, Any] | None) -> int:
+    size = utf8_size(body)
+    for name, attribute in (attributes or {}).items():
+        size += utf8_size(name) + utf8_size(str(attribute.get("DataType", "")))
+        if "BinaryValue" in attribute:
+            size += _binary_size(attribute["BinaryValue"])
+        else:
+            size += utf8_size(str(attribute.get("StringValue", "")))
+    return size
+
+
+def aws_service_limits() -> None:
+    """Hold moto's SNS, SQS and DynamoDB to the size and nesting limits AWS enforces."""
+    _sns_limits()
+    _sqs_limits()
+    _dynamodb_limits()
+
+
+def _sns_limits() -> None:
+    from moto.sns.exceptions import InvalidParameterValue
+    from moto.sns.models import SNSBackend
+
+    if getattr(SNSBackend, "_pixverse_limited", False):
+        return
+    SNSBackend._pixverse_limited = True  # type: ignore[attr-defined]
+    original = SNSBackend.publish
+
+    def publish(self: Any, message: str, arn: str | None, *args: Any, **kwargs: Any) -> str:
+        # moto counts characters of the body only; SNS counts UTF-8 bytes of body and attributes.
+        attributes = kwargs.get("message_attributes", args[2] if len(args) > 2 else None)
+        phone_number = kwargs.get("phone_number", args[0] if args else None)
+        if not phone_number and _sns_message_size(message, attributes) > SNS_MAX_MESSAGE_BYTES:
+            raise InvalidParameterValue("Invalid parameter: Message too long")
+        return original(self, message, arn, *args, **kwargs)
+
+    SNSBackend.publish = publish  # type: ignore[method-assign]
+
+
+def _sqs_limits() -> None:
+    from moto.sqs.exceptions import InvalidParameterValue
+    from moto.sqs.models import SQSBackend
+
+    if getattr(SQSBackend, "_pixverse_limited", False):
+        return
+    SQSBackend._pixverse_limited = True  # type: ignore[attr-defined]
+    original = SQSBackend.send_message
+
+    def send_message(self: Any, queue_name: str, message_body: str, *args: Any, **kwargs: Any) -> Any:
+        # "All parts of the message attribute, including name, type, and value, are part of the message
+        # size restriction" (SQS API reference, MessageAttributeValue); the limit is the queue's
+        # MaximumMessageSize (1,048,576 bytes by default since 2025, as moto 5.2 has it). moto measures
+        # the body alone, in characters.
+        attributes = kwargs.get("message_attributes", args[0] if args else None)
+        limit = int(self.get_queue(queue_name).maximum_message_size)
+        if _sqs_message_size(message_body, attributes) > limit:
+            raise InvalidParameterValue(
+                f"One or more parameters are invalid. Reason: Message must be shorter than {limit} bytes."
+            )
+        return original(self, queue_name, message_body, *args, **kwargs)
+
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+
+
+def _dynamodb_limits() -> None:
+    from moto.dynamodb.exceptions import ItemSizeTooLarge, ItemSizeToUpdateTooLarge, MockValidationException
+    from moto.dynamodb.models import DynamoDBBackend, dynamo_type
+
+    if getattr(DynamoDBBackend, "_pixverse_limited", False):
+        return
+    DynamoDBBackend._pixverse_limited = True  # type: ignore[attr-defined]
+    # moto's own check (405,000 "bytes" counted without DynamoDB's overheads, on top-level sets only)
+    # would refuse items DynamoDB stores; the checks below count as DynamoDB does.
+    dynamo_type.LimitedSizeDict.__setitem__ = dict.__setitem__  # type: ignore[assignment,method-assign]
+    original_put, original_update = DynamoDBBackend.put_item, DynamoDBBackend.update_item
+
+    def put_item(self: Any, table_name: str, item_attrs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if _too_deep(item_attrs.values()):
+            raise MockValidationException(DYNAMODB_NESTING_MESSAGE)
+        if item_size(item_attrs) > DYNAMODB_MAX_ITEM_BYTES:
+            raise ItemSizeTooLarge()
+        return original_put(self, table_name, item_attrs, *args, **kwargs)
+
+    def update_item(self: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        values = kwargs.get("expression_attribute_values", args[2] if len(args) > 2 else None) or {}
+        if _too_deep(values.values()):
+            raise MockValidationException(DYNAMODB_NESTING_MESSAGE)
+        with _DYNAMODB_LOCK:
+            table = self.get_table(table_name)
+            keys = _key_values(table, key)
+            before = copy.deepcopy(table.get_item(*keys)) if keys is not None else None
+            item = original_update(self, table_name, key, *args, **kwargs)
+            # DynamoDB checks the item the update produces (an update can grow a stored item past the
+            # limit); refused, the item stays as it was.
+            attributes = dict(item.attrs)
+            refusal: Exception | None = None
+            if _too_deep(attributes.values()):
+                refusal = MockValidationException(DYNAMODB_NESTING_MESSAGE)
+            elif item_size(attributes) > DYNAMODB_MAX_ITEM_BYTES:
+                refusal = ItemSizeToUpdateTooLarge()
+            if refusal is None:
+                return item
+            if keys is None:  # a key moto resolves otherwise: cannot restore, refuse anyway
+                raise refusal
+            if before is None:
+                table.delete_item(*keys)
+            else:
+                item.attrs = before.attrs
+            raise refusal
+
+    DynamoDBBackend.put_item = put_item  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
+
+
+def _key_values(table: Any, key: Mapping[str, Any]) -> tuple[Any, Any] | None:
+    """(hash, range) DynamoTypes of an UpdateItem key, as moto looks the item up; None if unusual."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if table.hash_key_attr not in key:
+        return None
+    range_attr = table.range_key_attr
+    range_value = DynamoType(key[range_attr]) if range_attr and range_attr in key else None
+    return DynamoType(key[table.hash_key_attr]), range_value
 
 
 def event_per_resolver() -> None:
@@ -64,12 +349,26 @@ def event_per_resolver() -> None:
     resolver.resolve = resolve  # type: ignore[method-assign]
 
 
-def main() -> None:
-    """moto server (same arguments as ``python -m moto.server``) with atomic DynamoDB writes."""
+def main(argv: list[str] | None = None) -> None:
+    """moto server (``python -m moto.server``'s arguments, plus ``--time-scale``) as AWS behaves.
+
+    ``--time-scale`` defaults to ``LOCAL_TIME_SCALE``; a value that is not a positive number stops
+    the server with a message naming it.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--time-scale", default=None)
+    known, moto_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    raw_scale = known.time_scale if known.time_scale is not None else os.environ.get(TIME_SCALE_ENV)
+    try:
+        scale = parse_time_scale(raw_scale)
+    except TimeScaleError as exc:
+        sys.exit(str(exc))
     atomic_dynamodb_writes()
+    aws_service_limits()
+    scale_sqs_delays(scale)
     from moto.server import main as moto_main
 
-    moto_main(sys.argv[1:])
+    moto_main(moto_args)
 
 
 if __name__ == "__main__":

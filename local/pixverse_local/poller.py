@@ -6,10 +6,14 @@ what succeeded and leave the rest for a retry. With ``ReportBatchItemFailures`` 
 ``batchItemFailures`` are retried (an identifier that is missing or not in the batch fails the whole
 batch, as in Lambda); a raised exception fails the whole batch.
 
-Local deviation, on purpose: Lambda lets a failed message reappear when its visibility timeout ends,
-which template.yaml sets to 5400 s (six times the copier's timeout). Locally a failed message's
-visibility is set to ``retry_delay_seconds`` (``LOCAL_RETRY_DELAY_SECONDS``, default 1 s) so retries
-happen while you watch.
+A failed message is left alone, as Lambda leaves it: it becomes visible again when its visibility
+timeout ends, which is the queue's ``VisibilityTimeout`` (template.yaml's copy queue: 5400 s) unless
+the function changed it with ``ChangeMessageVisibility`` (a backoff), and then what the function set.
+("By default, if Lambda encounters an error at any point while processing a batch, all messages in
+that batch return to the queue. After the visibility timeout, the messages become visible to Lambda
+again", Lambda developer guide, "Creating and configuring an Amazon SQS event source mapping".) To watch retries in
+seconds, shrink every emulated delay with ``LOCAL_TIME_SCALE`` (timescale.py), which moto server
+applies to the visibility timeouts themselves.
 
 Redrive to the dead-letter queue is the endpoint's job, as in AWS: moto server moves a message whose
 receive count reached the queue's ``maxReceiveCount`` to the DLQ on the next receive.
@@ -29,13 +33,12 @@ LOG = logging.getLogger(__name__)
 Invoke = Callable[[dict[str, Any]], Any]
 
 DEFAULT_WORKERS = 4
-DEFAULT_RETRY_DELAY_SECONDS = 1
 _MAX_RECEIVE = 10  # SQS returns at most 10 messages per receive
 
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """Message ids the batch settled: deleted, and left for a retry."""
+    """Message ids the batch settled: deleted, and left to reappear after their visibility timeout."""
 
     succeeded: tuple[str, ...]
     failed: tuple[str, ...]
@@ -112,7 +115,6 @@ class SqsPoller:
         report_batch_item_failures: bool = False,
         region: str = "us-east-1",
         workers: int = DEFAULT_WORKERS,
-        retry_delay_seconds: int = DEFAULT_RETRY_DELAY_SECONDS,
         wait_time_seconds: int = 1,
     ) -> None:
         self.name = name
@@ -124,7 +126,6 @@ class SqsPoller:
         self.report_batch_item_failures = report_batch_item_failures
         self.region = region
         self.workers = max(1, workers)
-        self.retry_delay_seconds = max(0, retry_delay_seconds)
         self.wait_time_seconds = wait_time_seconds
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -175,7 +176,11 @@ class SqsPoller:
         return self.process(messages)
 
     def process(self, messages: Sequence[dict[str, Any]]) -> BatchOutcome:
-        """Invoke the function with one batch, then delete successes and schedule retries."""
+        """Invoke the function with one batch, then delete the successes.
+
+        The failures are not touched: they reappear when their visibility timeout ends, the queue's
+        or the one the function set (changing it here would overwrite a function's backoff).
+        """
         event = build_sqs_event(messages, queue_arn=self.queue_arn, region=self.region)
         ids = [m["MessageId"] for m in messages]
         try:
@@ -193,14 +198,7 @@ class SqsPoller:
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(succeeded)],
             )
         if retried:
-            self._sqs.change_message_visibility_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.retry_delay_seconds}
-                    for i, m in enumerate(retried)
-                ],
-            )
-            LOG.info("%s: %d message(s) will be retried in %ss", self.name, len(retried), self.retry_delay_seconds)
+            LOG.info("%s: %d message(s) will be retried after their visibility timeout", self.name, len(retried))
         return BatchOutcome(
             succeeded=tuple(m["MessageId"] for m in succeeded),
             failed=tuple(m["MessageId"] for m in retried),

@@ -47,9 +47,9 @@ from pixverse_local.errors import LocalStackError as LocalStackError  # noqa: PL
 from pixverse_local.fidelity import event_per_resolver
 from pixverse_local.lambda_runtime import AccountConcurrency, account_concurrency_setting, is_module_under
 from pixverse_local.lambda_runtime import LocalFunction as LocalFunction  # noqa: PLC0414 - re-exported
-from pixverse_local.poller import DEFAULT_RETRY_DELAY_SECONDS, DEFAULT_WORKERS, SqsPoller
+from pixverse_local.poller import DEFAULT_WORKERS, SqsPoller
 from pixverse_local.provision import BUCKET, QUEUE, TABLE, TOPIC, provision
-from pixverse_local.scheduler import DEFAULT_INTERVAL_SECONDS, Scheduler
+from pixverse_local.scheduler import ScheduleError, Scheduler
 from pixverse_local.template import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
@@ -60,6 +60,7 @@ from pixverse_local.template import (
     Resolver,
     read_application,
 )
+from pixverse_local.timescale import TimeScaleError, time_scale_from
 
 LOG = logging.getLogger(__name__)
 
@@ -90,8 +91,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class MotoServer:
     """moto server in its own process on a free loopback port."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, time_scale: float = 1.0) -> None:
         self.host = host
+        self.time_scale = time_scale  # SQS delays in the server (fidelity.py, timescale.py)
         self.port = port or free_port(host)
         self._process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
@@ -104,6 +106,7 @@ class MotoServer:
         """Start the process and wait until it answers HTTP; return its URL."""
         # moto server with DynamoDB's per-item write serialization restored (see fidelity.py).
         command = [sys.executable, "-m", "pixverse_local.fidelity", "-H", self.host, "-p", str(self.port)]
+        command += ["--time-scale", repr(self.time_scale)]
         # Its own session: a terminal's Ctrl-C reaches only us, and we stop it after the pollers that
         # use it; the parent-death signal keeps it from outliving a killed parent (Linux).
         self._process = subprocess.Popen(
@@ -221,6 +224,7 @@ class LocalStack:
         self._api: LocalHttpApi | None = None
         self._pollers: list[SqsPoller] = []
         self._scheduler: Scheduler | None = None
+        self.time_scale = 1.0  # LOCAL_TIME_SCALE, read at start (timescale.py)
         self._saved_environ: dict[str, str | None] = {}
         self._session: boto3.session.Session | None = None
         self._resolver: Resolver | None = None
@@ -248,10 +252,14 @@ class LocalStack:
 
         # AWS side: the endpoint, region and credentials the functions and boto3 will use.
         self.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        try:
+            self.time_scale = time_scale_from(env)
+        except TimeScaleError as exc:
+            raise LocalStackError(str(exc)) from None
         if env.get("AWS_ENDPOINT_URL"):
             self.aws_endpoint = env["AWS_ENDPOINT_URL"].rstrip("/")
         else:
-            self._moto = MotoServer()
+            self._moto = MotoServer(time_scale=self.time_scale)
             self.aws_endpoint = self._moto.start()
         self._session = boto3.session.Session(
             region_name=self.region,
@@ -363,12 +371,8 @@ class LocalStack:
             region_name=self.region,
             config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10),
         )
-        raw_delay = self._env.get("LOCAL_RETRY_DELAY_SECONDS") or str(DEFAULT_RETRY_DELAY_SECONDS)
-        if not raw_delay.isdigit():
-            raise LocalStackError(
-                f"LOCAL_RETRY_DELAY_SECONDS must be a whole number of seconds (SQS visibility), got {raw_delay!r}"
-            )
-        retry_delay = int(raw_delay)
+        # A failed message comes back after its visibility timeout (the queue's, or what the function
+        # set), scaled by LOCAL_TIME_SCALE inside moto server: nothing to configure here.
         for event in application.sqs_events:
             if not event.enabled:
                 continue
@@ -383,7 +387,6 @@ class LocalStack:
                 report_batch_item_failures=event.report_batch_item_failures,
                 region=self.region,
                 workers=self._poller_workers,
-                retry_delay_seconds=retry_delay,
             )
             poller.start()
             self._pollers.append(poller)
@@ -391,14 +394,20 @@ class LocalStack:
     def _start_scheduler(self, application: Application) -> None:
         if not application.schedules:
             return
-        interval = float(self._env.get("LOCAL_RECONCILE_EVERY_SECONDS") or DEFAULT_INTERVAL_SECONDS)
-        self._scheduler = Scheduler(
-            [(spec, self.functions[spec.function_id].invoke) for spec in application.schedules],
-            interval_seconds=interval,
-            region=self.region,
-            account_id=self.account_id,
-            stack_name=self.stack_name,
-        )
+        # Each schedule follows its rate() times LOCAL_TIME_SCALE; LOCAL_RECONCILE_EVERY_SECONDS overrides.
+        raw = self._env.get("LOCAL_RECONCILE_EVERY_SECONDS") or None
+        try:
+            self._scheduler = Scheduler(
+                [(spec, self.functions[spec.function_id].invoke) for spec in application.schedules],
+                interval_seconds=float(raw) if raw is not None else None,
+                time_scale=self.time_scale,
+                region=self.region,
+                account_id=self.account_id,
+                stack_name=self.stack_name,
+            )
+        except (ScheduleError, ValueError) as exc:
+            detail = f"LOCAL_RECONCILE_EVERY_SECONDS={raw!r}: {exc}" if raw is not None else str(exc)
+            raise LocalStackError(detail) from None
         self._scheduler.start()
 
     # -------------------------------------------------------------------------------- stop

@@ -13,7 +13,11 @@ from pixverse_local.harness import EventInbox, LocalClient, StackProcess
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     log: Path = tmp_path_factory.mktemp("stack") / "local-stack.log"
-    process = StackProcess(log_path=log, env={"LOCAL_RETRY_DELAY_SECONDS": "1"})
+    # AWS's delays at 1/1000 (LOCAL_TIME_SCALE): the copy queue's 5400 s visibility timeout lasts
+    # 5.4 s, so a failed copy comes back in seconds and an in-flight one is not redelivered. The
+    # reconciler keeps its 10 s (rate(5 minutes) would be 0.3 s at this scale).
+    env = {"LOCAL_TIME_SCALE": "0.001", "LOCAL_RECONCILE_EVERY_SECONDS": "10"}
+    process = StackProcess(log_path=log, env=env)
     process.start()
     yield process
     code = process.stop()

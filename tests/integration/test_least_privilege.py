@@ -101,7 +101,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> RecordedRun:
         "MOTO_RECORDER_FILEPATH": str(recording),
         "RECONCILE_AFTER_SECONDS": "2",
         "LOCAL_RECONCILE_EVERY_SECONDS": "1",
-        "LOCAL_RETRY_DELAY_SECONDS": "1",
+        "LOCAL_TIME_SCALE": "0.001",
     }
     parameters = iam.template_parameters(TEMPLATE_PATH, PARAMETER_OVERRIDES)
     process = StackProcess(env=env, parameter_overrides=PARAMETER_OVERRIDES, log_path=workdir / "local-stack.log")

@@ -17,7 +17,7 @@ from pixverse_local.harness import EventInbox, LocalClient, StackProcess
 @pytest.fixture(scope="module")
 def quick_reconciler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClient]:
     log: Path = tmp_path_factory.mktemp("reconcile") / "local-stack.log"
-    env = {"LOCAL_RETRY_DELAY_SECONDS": "1", "RECONCILE_AFTER_SECONDS": "2", "LOCAL_RECONCILE_EVERY_SECONDS": "1"}
+    env = {"LOCAL_TIME_SCALE": "0.001", "RECONCILE_AFTER_SECONDS": "2", "LOCAL_RECONCILE_EVERY_SECONDS": "1"}
     with StackProcess(log_path=log, env=env) as process:
         assert process.ready is not None
         client = LocalClient(process.ready)

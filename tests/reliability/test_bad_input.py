@@ -498,7 +498,8 @@ CORPUS = _corpus()
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def bad_input_stack(stack_logs: Path) -> Iterator[tuple[StackProcess, LocalClient]]:
-    with local_stack(stack_logs / "bad-input.log", {"LOCAL_RETRY_DELAY_SECONDS": "1"}) as pair:
+    env = {"LOCAL_TIME_SCALE": "0.001", "LOCAL_RECONCILE_EVERY_SECONDS": "10"}
+    with local_stack(stack_logs / "bad-input.log", env) as pair:
         yield pair
 
 

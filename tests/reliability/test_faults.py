@@ -79,7 +79,7 @@ CERTAIN_FAULTS = 6.0
 def fault_stack(stack_logs: Path, scale: Scale) -> Iterator[tuple[StackProcess, LocalClient, Path]]:
     call_log = stack_logs / "faults-aws-calls.jsonl"
     env = {
-        "LOCAL_RETRY_DELAY_SECONDS": "1",
+        "LOCAL_TIME_SCALE": "0.001",
         "RECONCILE_AFTER_SECONDS": str(scale.fault_reconcile_after),
         "LOCAL_RECONCILE_EVERY_SECONDS": str(scale.fault_reconcile_every),
         "LOCAL_AWS_FAULTS": ",".join(f"{name}={rate}" for name, rate in AWS_FAULT_RATES.items()),
@@ -352,7 +352,8 @@ def part_failure_stack(stack_logs: Path) -> Iterator[tuple[LocalClient, Path]]:
     multipart copy loses a part on its first attempt, whatever the order its two parts go in."""
     call_log = stack_logs / "part-failure-aws-calls.jsonl"
     env = {
-        "LOCAL_RETRY_DELAY_SECONDS": "1",
+        "LOCAL_TIME_SCALE": "0.001",
+        "LOCAL_RECONCILE_EVERY_SECONDS": "10",
         "LOCAL_AWS_FAULTS": "s3.UploadPart=0.5",
         "LOCAL_AWS_FAULT_SEED": "92",
         "LOCAL_AWS_CALL_LOG": str(call_log),
@@ -402,7 +403,7 @@ def request_id_write_stack(stack_logs: Path) -> Iterator[LocalClient]:
     """A stack whose first DynamoDB UpdateItem fails and the next eleven succeed (seed 14, rate 0.2):
     the first is the submit function's write of the gateway's request_id."""
     env = {
-        "LOCAL_RETRY_DELAY_SECONDS": "1",
+        "LOCAL_TIME_SCALE": "0.001",
         "RECONCILE_AFTER_SECONDS": "2",
         "LOCAL_RECONCILE_EVERY_SECONDS": "1",
         "LOCAL_AWS_FAULTS": "dynamodb.UpdateItem=0.2",
@@ -448,7 +449,8 @@ def delivered_write_stack(stack_logs: Path) -> Iterator[tuple[LocalClient, Path]
     DELIVERED write, which fails after the object is in S3."""
     call_log = stack_logs / "delivered-write-aws-calls.jsonl"
     env = {
-        "LOCAL_RETRY_DELAY_SECONDS": "1",
+        "LOCAL_TIME_SCALE": "0.001",
+        "LOCAL_RECONCILE_EVERY_SECONDS": "10",
         "LOCAL_AWS_FAULTS": "dynamodb.UpdateItem=0.2",
         "LOCAL_AWS_FAULT_SEED": "116",
         "LOCAL_AWS_CALL_LOG": str(call_log),

@@ -56,7 +56,7 @@ MAX_COPY_SPREAD_SECONDS = 5.0  # answers, not sends: the webhook under load adds
 def load_stack(stack_logs: Path, scale: Scale) -> Iterator[tuple[StackProcess, LocalClient]]:
     env = {
         "LOCAL_AWS_CALL_LOG": str(stack_logs / CALL_LOG),
-        "LOCAL_RETRY_DELAY_SECONDS": "1",
+        "LOCAL_TIME_SCALE": "0.001",
         "RECONCILE_AFTER_SECONDS": str(scale.load_reconcile_after),
         "LOCAL_RECONCILE_EVERY_SECONDS": str(scale.load_reconcile_every),
         # The functions' INFO logs cost more CPU than the work itself at this rate.

@@ -1,4 +1,8 @@
-"""The local SQS event source: batches, partial failures, retries, redrive to the DLQ; and the stack wiring it."""
+"""The local SQS event source: batches, partial failures, retries after the visibility timeout, redrive
+to the DLQ; the schedules; and the stack wiring them.
+
+moto server runs here at LOCAL_TIME_SCALE 0.01 (TIME_SCALE): a queue's 30 s default visibility timeout
+lasts 0.3 s, 200 s last 2 s."""
 
 from __future__ import annotations
 
@@ -16,14 +20,16 @@ import boto3
 import httpx
 import pytest
 from pixverse_local.poller import SqsPoller, failed_message_ids
-from pixverse_local.scheduler import Scheduler
-from pixverse_local.stack import LocalStack, MotoServer
+from pixverse_local.scheduler import ScheduleError, Scheduler, rate_seconds
+from pixverse_local.stack import LocalStack, LocalStackError, MotoServer
 from pixverse_local.template import ScheduleEventSpec
+
+TIME_SCALE = 0.01
 
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    server = MotoServer()
+    server = MotoServer(time_scale=TIME_SCALE)
     yield server.start()
     server.stop()
 
@@ -55,7 +61,7 @@ def make_poller(
     sqs: Any, queues: tuple[str, str, str], invoke: Callable[[dict[str, Any]], Any], **kw: Any
 ) -> SqsPoller:
     url, arn, _ = queues
-    options: dict[str, Any] = {"batch_size": 10, "report_batch_item_failures": True, "retry_delay_seconds": 0}
+    options: dict[str, Any] = {"batch_size": 10, "report_batch_item_failures": True}
     options.update(kw)
     return SqsPoller(name="test", sqs_client=sqs, queue_url=url, queue_arn=arn, invoke=invoke, **options)
 
@@ -67,6 +73,16 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def poll_until_batch(poller: SqsPoller, timeout: float = 15.0) -> Any:
+    """Poll until a batch is received (a long poll misses a message that turns visible during it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        outcome = poller.poll_once()
+        if outcome is not None:
+            return outcome
+    return None
 
 
 def visible_and_inflight(sqs: Any, url: str) -> int:
@@ -176,7 +192,7 @@ def test_raised_exception_fails_the_whole_batch(sqs: Any, queues: tuple[str, str
     poller = make_poller(sqs, queues, invoke)
 
     first = poller.poll_once()
-    second = poller.poll_once()
+    second = poll_until_batch(poller)
 
     assert first is not None and set(first.failed) == sent and not first.succeeded
     assert second is not None and set(second.succeeded) == sent
@@ -198,6 +214,85 @@ def test_failures_are_ignored_without_report_batch_item_failures(sqs: Any, queue
 
     assert outcome is not None and outcome.failed == ()
     assert visible_and_inflight(sqs, url) == 0
+
+
+def _queue_with_visibility(sqs: Any, seconds: int) -> tuple[str, str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    url = sqs.create_queue(QueueName=f"vis-{suffix}", Attributes={"VisibilityTimeout": str(seconds)})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn, ""
+
+
+def test_failed_message_comes_back_after_the_queue_visibility_timeout_not_after_one_second(sqs: Any) -> None:
+    # A queue whose VisibilityTimeout is 200 s: 2 s at this scale. Locally a failure used to come back
+    # after LOCAL_RETRY_DELAY_SECONDS (1 s); on AWS it waits for the visibility timeout.
+    queues = _queue_with_visibility(sqs, 200)
+    sqs.send_message(QueueUrl=queues[0], MessageBody="fails once")
+    receive_counts: list[str] = []
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        receive_counts.extend(r["attributes"]["ApproximateReceiveCount"] for r in event["Records"])
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+
+    poller = make_poller(sqs, queues, invoke)
+    assert poller.poll_once() is not None
+    failed_at = time.monotonic()
+
+    time.sleep(1.3)
+    early = poller.poll_once()  # a 1 s long poll: 2.3 s after the failure at most
+    again = poll_until_batch(poller)
+    came_back_after = time.monotonic() - failed_at
+
+    assert early is None
+    assert again is not None
+    assert 200 * TIME_SCALE <= came_back_after < 200 * TIME_SCALE + 5
+    assert receive_counts == ["1", "2"]
+
+
+def test_visibility_timeout_the_function_set_is_kept(sqs: Any) -> None:
+    # The function backs off (ChangeMessageVisibility 300 s: 3 s here) and reports the failure; the
+    # poller must not shorten that (the queue's own 30 s would be 0.3 s, the old retry 1 s).
+    queues = _queue_with_visibility(sqs, 30)
+    sqs.send_message(QueueUrl=queues[0], MessageBody="backs off")
+
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        for record in event["Records"]:
+            sqs.change_message_visibility(
+                QueueUrl=queues[0], ReceiptHandle=record["receiptHandle"], VisibilityTimeout=300
+            )
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+
+    poller = make_poller(sqs, queues, invoke)
+    assert poller.poll_once() is not None
+    failed_at = time.monotonic()
+
+    again = poll_until_batch(poller)
+    came_back_after = time.monotonic() - failed_at
+
+    assert again is not None
+    assert came_back_after >= 300 * TIME_SCALE
+
+
+def test_failed_batch_is_not_touched_by_the_poller(sqs: Any, queues: tuple[str, str, str]) -> None:
+    sqs.send_message(QueueUrl=queues[0], MessageBody="x")
+    calls: list[str] = []
+
+    class Recording:
+        """The SQS client, recording which operations the poller calls."""
+
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            return getattr(sqs, name)
+
+    url, arn, _ = queues
+    poller = SqsPoller(
+        name="t", sqs_client=Recording(), queue_url=url, queue_arn=arn, invoke=lambda e: 1 / 0, batch_size=10
+    )
+
+    outcome = poller.poll_once()
+
+    assert outcome is not None and len(outcome.failed) == 1
+    assert calls == ["receive_message"]
 
 
 @pytest.mark.parametrize("identifier", ["", None, "not-in-batch"])
@@ -332,3 +427,70 @@ def test_scheduler_invokes_function_with_scheduled_event_each_interval() -> None
     assert events[0]["source"] == "aws.events"
     assert events[0]["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/s-ReconcileEvery"]
     assert events[0]["id"] != events[1]["id"]
+
+
+# ------------------------------------------------------------------------------------------ schedules
+@pytest.mark.parametrize(
+    ("expression", "seconds"),
+    [
+        ("rate(1 minute)", 60),
+        ("rate(5 minutes)", 300),
+        ("rate(1 hour)", 3600),
+        ("rate(2 hours)", 7200),
+        ("rate(1 day)", 86400),
+        ("rate(7 days)", 604800),
+    ],
+)
+def test_rate_expression_gives_its_period(expression: str, seconds: int) -> None:
+    assert rate_seconds(expression) == seconds
+
+
+@pytest.mark.parametrize(
+    "expression", ["rate(1 hours)", "rate(5 hour)", "rate(0 minutes)", "rate(5 weeks)", "5 minutes"]
+)
+def test_invalid_rate_expression_is_refused(expression: str) -> None:
+    with pytest.raises(ScheduleError, match="schedule"):
+        rate_seconds(expression)
+
+
+def _every_five_minutes() -> ScheduleEventSpec:
+    return ScheduleEventSpec("Reconcile", "Every", "Schedule", "rate(5 minutes)", None, True)
+
+
+def test_schedule_follows_its_rate_times_the_time_scale() -> None:
+    spec = _every_five_minutes()
+
+    assert Scheduler([(spec, print)]).intervals == {"Reconcile.Every": 300.0}
+    assert Scheduler([(spec, print)], time_scale=0.01).intervals == {"Reconcile.Every": pytest.approx(3.0)}
+    assert Scheduler([(spec, print)], interval_seconds=1.5, time_scale=0.01).intervals == {"Reconcile.Every": 1.5}
+
+
+def test_scaled_schedule_fires_at_its_scaled_rate() -> None:
+    events: list[float] = []
+    scheduler = Scheduler([(_every_five_minutes(), lambda e: events.append(time.monotonic()))], time_scale=0.001)
+    started = time.monotonic()
+
+    scheduler.start()
+    fired = wait_for(lambda: len(events) >= 2, timeout=5)
+    scheduler.stop()
+
+    assert fired
+    assert events[0] - started >= 0.3 * 0.9  # one period (300 s x 0.001) before the first run
+    assert events[1] - events[0] >= 0.3 * 0.9
+
+
+def test_cron_schedule_is_refused_unless_an_interval_is_set() -> None:
+    spec = ScheduleEventSpec("Reconcile", "Nightly", "Schedule", "cron(0 3 * * ? *)", None, True)
+
+    with pytest.raises(ScheduleError, match="LOCAL_RECONCILE_EVERY_SECONDS"):
+        Scheduler([(spec, print)])
+    assert Scheduler([(spec, print)], interval_seconds=2).intervals == {"Reconcile.Nightly": 2}
+
+
+@pytest.mark.parametrize("scale", ["0", "-1", "abc", "nan", "inf"])
+def test_local_stack_refuses_a_bad_time_scale_naming_it(tmp_path: Path, scale: str) -> None:
+    (tmp_path / "template.yaml").write_text(STACK_TEMPLATE)
+    env = {"PIXAZO_BASE_URL": "http://127.0.0.1:9", "LOCAL_API_PORT": "0", "LOCAL_TIME_SCALE": scale}
+
+    with pytest.raises(LocalStackError, match="LOCAL_TIME_SCALE must be a positive number"):
+        LocalStack(tmp_path / "template.yaml", stack_name="bad", env=env).start()
