@@ -353,10 +353,15 @@ def parse_list_query(params: Mapping[str, str], *, owner: str) -> ListQuery:
     if status is not None and status not in JobStatus.__members__:  # "" too: not a status
         errors.append(FieldError("status", f"must be one of {', '.join(JobStatus)}, got {status!r}"))
     raw_limit = params.get("limit") or str(DEFAULT_PAGE_SIZE)
-    # ASCII digits only: str.isdigit() also accepts other scripts' digits and superscripts.
-    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else 0
+    # ASCII digits only: str.isdigit() also accepts other scripts' digits and superscripts. Sized
+    # as text before int(), which refuses over 4,300 digits with a ValueError (Python's integer
+    # string conversion limit, sys.int_info.default_max_str_digits): that was a 500.
+    significant = raw_limit.lstrip("0")
+    digits_ok = raw_limit.isascii() and raw_limit.isdigit() and len(significant) <= len(str(MAX_PAGE_SIZE))
+    limit = int(significant or "0") if digits_ok else 0
     if not 1 <= limit <= MAX_PAGE_SIZE:
-        errors.append(FieldError("limit", f"must be a whole number from 1 to {MAX_PAGE_SIZE}, got {raw_limit!r}"))
+        shown = raw_limit if len(raw_limit) <= 20 else f"{raw_limit[:20]}... ({len(raw_limit)} characters)"
+        errors.append(FieldError("limit", f"must be a whole number from 1 to {MAX_PAGE_SIZE}, got {shown!r}"))
     start_key = None
     token = params.get("next_token")
     if token:
@@ -399,12 +404,42 @@ MAX_OWNER_BYTES = 1024
 
 
 def caller_of(request_context: Mapping[str, Any]) -> str | None:
-    """The authenticated caller of an HTTP API request: the IAM principal ARN or the JWT sub."""
+    """The owner of an HTTP API request's jobs: the caller's stable IAM principal
+    (``principal_owner``) or the JWT sub."""
     authorizer = request_context.get("authorizer") or {}
     iam = authorizer.get("iam") or {}
     if iam.get("userArn"):
-        return str(iam["userArn"])
+        return principal_owner(str(iam["userArn"]))
     claims = (authorizer.get("jwt") or {}).get("claims") or {}
     if claims.get("sub"):
         return str(claims["sub"])
     return None
+
+
+# arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION, as STS and API Gateway's authorizer.iam.userArn
+# give a role session (IAM User Guide, "IAM identifiers", ARNs:
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns).
+# Partitions: aws, aws-cn, aws-us-gov and the isolated ones (aws-iso, aws-iso-b, ...). Role and
+# session names are [\w+=,.@-] (IAM CreateRole, STS AssumeRole); path segments printable ASCII.
+_ASSUMED_ROLE_ARN = re.compile(
+    r"arn:(?P<partition>aws(?:-[a-z]+)*):sts::(?P<account>[0-9]{12}):assumed-role/"
+    r"(?P<role>(?:[!-.0-~]+/)*[\w+=,.@-]+)/[\w+=,.@-]+",
+    re.ASCII,
+)
+
+
+def principal_owner(user_arn: str) -> str:
+    """The stable owner for an IAM caller's ARN.
+
+    A role session (``arn:aws:sts::ACCT:assumed-role/ROLE/SESSION``) is owned by its role,
+    ``arn:aws:iam::ACCT:role/ROLE``: the session name changes per ECS task, EC2 instance, EKS or
+    CLI session, and owning by it would hide a client's jobs from the client's next session.
+    STS leaves the role's path out of the session ARN; a path given before the role name is kept.
+    Every other principal is already stable and owns by its own ARN: an IAM user
+    (``arn:aws:iam::ACCT:user/PATH/NAME``), the account root (``arn:aws:iam::ACCT:root``), a
+    federated user (``arn:aws:sts::ACCT:federated-user/NAME``, named by whoever called
+    GetFederationToken). Anything unrecognised is kept as API Gateway gave it."""
+    match = _ASSUMED_ROLE_ARN.fullmatch(user_arn)
+    if match is None:
+        return user_arn
+    return f"arn:{match['partition']}:iam::{match['account']}:role/{match['role']}"
