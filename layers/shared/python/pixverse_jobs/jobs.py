@@ -30,9 +30,11 @@ from pixverse_jobs.errors import (
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.nesting import STORED_DEPTH, deeper_than
 from pixverse_jobs.observability import logger
+from pixverse_jobs.proxy import lambda_payload_bytes
 from pixverse_jobs.signing import webhook_url
 from pixverse_jobs.states import JobStatus
 from pixverse_jobs.store import UNFINISHED, Job, JobStore
+from pixverse_jobs.views import job_view
 
 MAX_METADATA_BYTES = 2048
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]{1,255}")
@@ -294,12 +296,25 @@ class JobService:
                 time.sleep(ACCEPTANCE_RETRY_DELAY_SECONDS * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
-    def list_jobs(self, query: ListQuery, *, owner: str) -> tuple[list[Job], str | None]:
+    def list_jobs(
+        self,
+        query: ListQuery,
+        *,
+        owner: str,
+        max_bytes: int | None = None,
+        size_of: Callable[[Job], int] | None = None,
+    ) -> tuple[list[Job], str | None]:
         """A page of the caller's jobs, newest first, and the token of the next page.
 
         DynamoDB filters a status after reading ``Limit`` items, so a filtered page is filled
         from further reads (at most LIST_READS_PER_PAGE of them, which bounds the cost of a
-        rare status); the token then points just after the last job returned."""
+        rare status); the token then points just after the last job returned.
+
+        The page also stops before its jobs pass ``max_bytes`` (default PAGE_BUDGET_BYTES) as
+        ``size_of`` counts them (default: what the job's view adds to the Lambda response), and
+        always holds at least one job, so paging always moves on."""
+        budget = PAGE_BUDGET_BYTES if max_bytes is None else max_bytes
+        measure = size_of or _view_payload_bytes
         jobs: list[Job] = []
         start_key = query.start_key
         for _ in range(LIST_READS_PER_PAGE if query.status else 1):
@@ -310,15 +325,10 @@ class JobService:
             if len(jobs) >= query.limit or not last_key:
                 break
             start_key = last_key
-        if len(jobs) > query.limit:
-            jobs = jobs[: query.limit]
-            last = jobs[-1]
-            last_key = {
-                "job_id": {"S": last["job_id"]},
-                "owner": {"S": last["owner"]},
-                "created_at": {"S": last["created_at"]},
-            }
-        return jobs, encode_page_token(last_key) if last_key else None
+        kept = _within_budget(jobs[: query.limit], budget, measure)
+        if len(kept) < len(jobs):
+            last_key = _index_position(kept[-1])
+        return kept, encode_page_token(last_key) if last_key else None
 
     def get(self, job_id: str, *, owner: str) -> Job:
         """The caller's job; another caller's job is indistinguishable from a missing one."""
@@ -334,6 +344,35 @@ class JobService:
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 LIST_READS_PER_PAGE = 5
+# Lambda's synchronous response payload is at most 6 MB (Lambda quotas; Invoke API:
+# https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html); a larger one fails the
+# invocation and API Gateway answers 500. A page's jobs stay within 5 MiB of it, leaving room for
+# the envelope, the next_token and the headers. (A status-filtered page reads up to 5 DynamoDB
+# pages of 1 MB; jobs of the widest prompts measured 17 MB as one page before this bound.)
+PAGE_BUDGET_BYTES = 5 * 1024 * 1024
+
+
+def _view_payload_bytes(job: Job) -> int:
+    return lambda_payload_bytes(job_view(job)) + 1  # the comma between jobs
+
+
+def _within_budget(jobs: list[Job], budget: int, size_of: Callable[[Job], int]) -> list[Job]:
+    """The leading jobs whose sizes add up to at most ``budget`` (never fewer than one)."""
+    total = 0
+    for n, job in enumerate(jobs):
+        total += size_of(job)
+        if total > budget and n > 0:
+            return jobs[:n]
+    return jobs
+
+
+def _index_position(job: Job) -> dict[str, Any]:
+    """The by_owner index position of ``job``: a next_token that resumes just after it."""
+    return {
+        "job_id": {"S": job["job_id"]},
+        "owner": {"S": job["owner"]},
+        "created_at": {"S": job["created_at"]},
+    }
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,22 @@ from pixverse_jobs.errors import CallbackRejected, FieldError, JobNotFound, Requ
 JSON = "application/json"
 
 
+def json_text(body: Any) -> str:
+    """A response body as JSON text. Non-ASCII is written as itself (UTF-8 on the wire), not as
+    ``\\uXXXX`` escapes: an emoji is 4 bytes instead of 12, and 14 once the runtime escapes the
+    body again inside its own JSON. (Stored text holds no lone surrogates: requests and callbacks
+    carrying one are refused, and DynamoDB stores only valid UTF-8.)"""
+    return json.dumps(body, ensure_ascii=False)
+
+
+def lambda_payload_bytes(body: Any) -> int:
+    """Bytes ``body`` adds to the function's response payload, which Lambda's 6 MB limit counts:
+    the body's JSON text, serialized again as a string by the runtime, which leaves non-ASCII
+    unescaped from Python 3.12 on (Lambda developer guide, "Building Lambda functions with
+    Python", Response format: https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html)."""
+    return len(json.dumps(json_text(body), ensure_ascii=False).encode())
+
+
 def error_body(
     code: str, message: str, details: list[FieldError] | None = None, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -30,7 +46,7 @@ def proxy_response(status: int, body: Any, headers: dict[str, str] | None = None
     return {
         "statusCode": status,
         "headers": {"Content-Type": JSON, **(headers or {})},
-        "body": json.dumps(body),
+        "body": json_text(body),
         "isBase64Encoded": False,
     }
 
