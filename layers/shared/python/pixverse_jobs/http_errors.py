@@ -136,4 +136,4 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(Exception)
     def _internal(exc: Exception) -> Response[str]:
         logger.exception("unhandled error")
-        return json_response(*internal_answer())
+        return json_response(*internal_answer("submit"))

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from pixverse_jobs.errors import CallbackRejected, FieldError, JobNotFound, RequestRejected
+from pixverse_jobs.observability import count_by
 
 JSON = "application/json"
 
@@ -70,5 +71,13 @@ def not_found_answer(exc: JobNotFound) -> Answer:
     return 404, error_body("not_found", f"job {exc.job_id} not found")
 
 
-def internal_answer() -> Answer:
+# EMF metric (namespace POWERTOOLS_METRICS_NAMESPACE, dimensions service and function): every 500
+# an HTTP function answers. Lambda's Errors metric counts only invocations that fail, and these
+# answer; without this count an outage behind the API (DynamoDB, SQS) leaves every alarm OK.
+METRIC_HANDLED_ERRORS = "HandledErrors"
+
+
+def internal_answer(function: str) -> Answer:
+    """The 500 answer of ``function`` ("submit" or "webhook"), counted as HandledErrors."""
+    count_by(METRIC_HANDLED_ERRORS, function=function)
     return 500, error_body("internal", "internal error")
