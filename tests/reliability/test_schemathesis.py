@@ -77,7 +77,7 @@ def test_schemathesis_finds_nothing(fuzzed_stack: tuple[StackProcess, LocalClien
     started = time.monotonic()
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks", "PYTHONPATH": str(Path(__file__).parent)}
     run = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False
     )
     elapsed = time.monotonic() - started
     print(f"schemathesis: {MAX_EXAMPLES} examples per operation, {elapsed:.1f} s")
