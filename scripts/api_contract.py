@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pixverse_jobs.callbacks import MAX_CALLBACK_BYTES
 from pixverse_jobs.catalog import MODELS
 from pixverse_jobs.config import WEBHOOK_MODES
-from pixverse_jobs.jobs import MAX_METADATA_BYTES
+from pixverse_jobs.jobs import DEFAULT_PAGE_SIZE, IDEMPOTENCY_KEY_PATTERN, MAX_METADATA_BYTES, MAX_PAGE_SIZE
 from pixverse_jobs.states import GATEWAY_STATUSES, JobStatus
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,14 +44,31 @@ class SubmitJobBody(BaseModel):
     model: ModelId = Field(description="The gateway's model id.")
     input: dict[str, Any] = Field(
         description="The model's parameters, forwarded to the gateway exactly as given "
-        "(see components.schemas.<model>Input for each model's parameters)."
+        "(see components.schemas.<model>Input for each model's parameters). Integer parameters take JSON "
+        "integers: 5, not 5.0."
     )
     webhook_mode: WebhookMode | None = Field(
         default=None, description="terminal: one callback at the end; sync: a callback per status change."
     )
     metadata: dict[str, Any] = Field(
         default_factory=dict,
-        description=f"Your own data, echoed in the job and its events (at most {MAX_METADATA_BYTES} bytes as JSON).",
+        description=f"Your own data, echoed in the job and its events: at most {MAX_METADATA_BYTES} bytes as "
+        "compact JSON with non-ASCII escaped, no empty keys, nesting at most 31 levels, numbers that DynamoDB "
+        "stores (at most 38 digits, magnitude 1e-130 to 1e126). The schema shows a shape that always fits.",
+        # What the schema can say of those rules: a flat object small enough for the byte limit
+        # even when every character is escaped (8 keys of 8 and values of 8 characters, 12 bytes each).
+        json_schema_extra={
+            "maxProperties": 8,
+            "propertyNames": {"minLength": 1, "maxLength": 8},
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string", "maxLength": 8},
+                    {"type": "integer", "minimum": -(10**37), "maximum": 10**37},
+                    {"type": "boolean"},
+                    {"type": "null"},
+                ]
+            },
+        },
     )
 
 
@@ -107,7 +124,7 @@ class GatewayCallback(BaseModel):
 
     model_config = ConfigDict(extra="allow", title="GatewayCallback")
 
-    request_id: str = Field(description="Must be the job's request_id, or the callback is refused (409).")
+    request_id: str = Field(min_length=1, description="Must be the job's request_id, or the callback is refused (409).")
     status: GatewayStatus
     model_id: str | None = None
     error: str | None = None
@@ -130,8 +147,9 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     code: str = Field(
-        description="validation_error, not_found, idempotency_conflict, payload_too_large, insufficient_balance, "
-        "rate_limited, gateway_error, gateway_auth_error, gateway_unavailable, internal"
+        description="validation_error, not_found, idempotency_conflict, payload_too_large, callback_rejected, "
+        "model_not_found, insufficient_balance, rate_limited, gateway_error, gateway_auth_error, "
+        "gateway_unavailable, internal"
     )
     message: str
     details: list[ErrorDetail]
@@ -145,15 +163,25 @@ class ErrorResponse(BaseModel):
 
 # ------------------------------------------------------------------ the routes, as documented
 ERRORS = {
-    400: "validation_error: every bad field named, with the allowed values or range",
-    401: "callback_rejected: the sig is missing or wrong",
+    400: "validation_error (model_not_found for a model the gateway does not know): every bad field named, "
+    "with the allowed values or range",
     402: "insufficient_balance: the gateway's wallet is empty",
     404: "not_found: no such job for this caller",
     409: "idempotency_conflict: the Idempotency-Key was used with another body, or is in progress",
     413: "payload_too_large",
     429: "rate_limited: the gateway's rate limit; retry after Retry-After seconds",
+    500: "internal: an unexpected error (logged, and counted as the HandledErrors metric)",
     502: "gateway_error / gateway_auth_error",
     503: "gateway_unavailable",
+}
+# The webhook's answers: its refusals are callback_rejected, whatever the status.
+WEBHOOK_ERRORS = {
+    400: "callback_rejected: the body is not a callback (not JSON, no request_id, unknown status, ...)",
+    401: "callback_rejected: the sig is missing or wrong",
+    404: "not_found: no job with this id",
+    409: "callback_rejected: the callback's request_id is another gateway request's",
+    413: "payload_too_large",
+    500: "internal: the callback could not be applied; the gateway retries it",
 }
 
 
@@ -161,9 +189,9 @@ def _ok(status: int, description: str, model: type[Any]) -> dict[int, OpenAPIRes
     return {status: {"description": description, "content": {"application/json": {"model": model}}}}
 
 
-def _errors(*statuses: int) -> dict[int, OpenAPIResponse]:
+def _errors(*statuses: int, described: dict[int, str] = ERRORS) -> dict[int, OpenAPIResponse]:
     return {
-        status: {"description": ERRORS[status], "content": {"application/json": {"model": ErrorResponse}}}
+        status: {"description": described[status], "content": {"application/json": {"model": ErrorResponse}}}
         for status in statuses
     }
 
@@ -182,7 +210,7 @@ def doc_resolver() -> APIGatewayHttpResolver:
         description="Validates the request against the model's documented parameters, records the job, and "
         "submits it to the gateway with a signed webhook URL. Answers 202 with the job (status QUEUED).",
         response_description="The job, accepted by the gateway",
-        responses={**_ok(202, "The job", JobView), **_errors(400, 402, 409, 413, 429, 502, 503)},
+        responses={**_ok(202, "The job", JobView), **_errors(400, 402, 409, 413, 429, 500, 502, 503)},
         tags=["jobs"],
     )
     def submit_job(
@@ -190,8 +218,11 @@ def doc_resolver() -> APIGatewayHttpResolver:
         idempotency_key: Annotated[
             str | None,
             Header(
+                min_length=1,
+                max_length=255,
+                pattern=f"^{IDEMPOTENCY_KEY_PATTERN.pattern}$",
                 description="Same key and body: the same job, nothing new sent to the gateway; another body: 409. "
-                "Kept 24 hours."
+                "Kept 24 hours. 1-255 printable ASCII characters, no spaces.",
             ),
         ] = None,
     ) -> Response[str]:
@@ -201,7 +232,7 @@ def doc_resolver() -> APIGatewayHttpResolver:
         "/jobs/<job_id>",
         summary="Get a job",
         description="The caller's job; once DELIVERED, each output carries a short-lived presigned download_url.",
-        responses={**_ok(200, "The job", JobView), **_errors(404)},
+        responses={**_ok(200, "The job", JobView), **_errors(404, 500)},
         tags=["jobs"],
     )
     def get_job(job_id: Annotated[str, Path(description="The job id POST /jobs returned.")]) -> Response[str]:
@@ -212,12 +243,20 @@ def doc_resolver() -> APIGatewayHttpResolver:
         summary="List the caller's jobs",
         description="Newest first, through the by_owner index. With status, a page may hold fewer than limit jobs "
         "while next_token is still set.",
-        responses={**_ok(200, "A page of jobs", JobPage), **_errors(400)},
+        responses={**_ok(200, "A page of jobs", JobPage), **_errors(400, 500)},
         tags=["jobs"],
     )
     def list_jobs(
         status: Annotated[Status | None, Query(description="Only jobs in this status.")] = None,
-        limit: Annotated[str | None, Query(description="Page size, 1 to 100 (default 20).")] = None,
+        limit: Annotated[
+            int | None,
+            Query(
+                ge=1,
+                le=MAX_PAGE_SIZE,
+                description=f"Page size, 1 to {MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE}); a page also stops "
+                "before its jobs pass 5 MiB, with next_token set.",
+            ),
+        ] = None,
         next_token: Annotated[str | None, Query(description="The next_token of the previous page.")] = None,
     ) -> Response[str]:
         return _documentation_only()
@@ -228,10 +267,10 @@ def doc_resolver() -> APIGatewayHttpResolver:
         description="The signed URL each job is submitted with. Verifies sig before reading the body, then "
         "applies the callback with one conditional write: duplicates, late and out-of-order callbacks change "
         f"nothing and answer 200. Bodies over {MAX_CALLBACK_BYTES} bytes answer 413; a callback whose request_id "
-        "is another job's answers 409. Error codes: callback_rejected, payload_too_large.",
+        "is another job's answers 409. Error codes: callback_rejected, not_found, payload_too_large, internal.",
         responses={
             **_ok(200, "The callback was received (applied or not)", CallbackAnswer),
-            **_errors(400, 401, 409, 413),
+            **_errors(400, 401, 404, 409, 413, 500, described=WEBHOOK_ERRORS),
         },
         tags=["webhook"],
     )

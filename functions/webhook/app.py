@@ -63,7 +63,7 @@ def receive_callback(event: dict[str, Any]) -> dict[str, Any]:
     except Exception:
         # The gateway retries a 5xx; the sig is in the query string, which is never logged.
         logger.exception("unhandled error")
-        return proxy_response(*internal_answer())
+        return proxy_response(*internal_answer("webhook"))
     return proxy_response(200, {"job_id": job_id, "status": str(outcome.status), "applied": outcome.applied})
 
 

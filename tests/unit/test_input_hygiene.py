@@ -46,6 +46,27 @@ def test_non_ascii_digits_are_not_a_limit(limit: str) -> None:
     assert [d.field for d in refused.value.details] == ["limit"]
 
 
+@pytest.mark.parametrize("limit", ["1" * 4301, "9" * 100_000, "0" * 5000 + "1" * 4301])
+def test_limit_past_pythons_integer_string_limit_is_a_400_naming_limit(limit: str) -> None:
+    # int() refuses strings over 4,300 digits with a ValueError: that was a 500 (issue 13, 2.14).
+    with pytest.raises(RequestRejected) as refused:
+        parse_list_query({"limit": limit}, owner=OWNER)
+
+    assert [d.field for d in refused.value.details] == ["limit"]
+    assert len(refused.value.details[0].message) < 200  # the value is not echoed whole
+
+
+@pytest.mark.parametrize(("raw", "limit"), [("1", 1), ("100", 100), ("007", 7), ("0" * 5000 + "50", 50)])
+def test_limit_in_range_is_accepted_with_leading_zeros(raw: str, limit: int) -> None:
+    assert parse_list_query({"limit": raw}, owner=OWNER).limit == limit
+
+
+@pytest.mark.parametrize("raw", ["0", "101", "0" * 5000, "-1", "1.0", "1e2", " 5"])
+def test_limit_outside_1_to_100_is_refused(raw: str) -> None:
+    with pytest.raises(RequestRejected):
+        parse_list_query({"limit": raw}, owner=OWNER)
+
+
 def test_crafted_page_token_with_an_oversized_key_is_not_ours() -> None:
     genuine = {
         "job_id": {"S": "job_" + "a" * 32},

@@ -110,3 +110,56 @@ def test_model_schema_refuses_what_the_catalog_refuses(committed: dict[str, Any]
 
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(params, committed["components"]["schemas"][f"{model}Input"])
+
+
+# ------------------------------------------------ what the code enforces, the document says (issue 13, 2.14)
+def _parameter(committed: dict[str, Any], path: str, method: str, name: str) -> dict[str, Any]:
+    [parameter] = [p for p in committed["paths"][path][method]["parameters"] if p["name"].lower() == name.lower()]
+    schema: dict[str, Any] = parameter["schema"]
+    return next((s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"), schema)
+
+
+def test_error_codes_include_every_code_the_api_answers(committed: dict[str, Any]) -> None:
+    described = committed["components"]["schemas"]["ErrorBody"]["properties"]["code"]["description"]
+    for code in ("callback_rejected", "model_not_found", "payload_too_large", "not_found", "internal"):
+        assert code in described
+
+
+def test_webhook_answers_are_documented_as_it_gives_them(committed: dict[str, Any]) -> None:
+    responses = committed["paths"]["/webhooks/pixazo/{job_id}"]["post"]["responses"]
+
+    assert set(responses) == {"200", "400", "401", "404", "409", "413", "500"}
+    for status in ("400", "401", "409"):
+        assert responses[status]["description"].startswith("callback_rejected")
+    assert "idempotency" not in responses["409"]["description"]
+
+
+def test_every_route_documents_its_500(committed: dict[str, Any]) -> None:
+    for path, operations in committed["paths"].items():
+        for method, operation in operations.items():
+            assert "500" in operation["responses"], f"{method} {path}"
+
+
+def test_limit_is_documented_as_an_integer_from_1_to_100(committed: dict[str, Any]) -> None:
+    from pixverse_jobs.jobs import MAX_PAGE_SIZE
+
+    schema = _parameter(committed, "/jobs", "get", "limit")
+
+    assert (schema["type"], schema["minimum"], schema["maximum"]) == ("integer", 1, MAX_PAGE_SIZE)
+
+
+def test_idempotency_key_is_documented_as_the_code_checks_it(committed: dict[str, Any]) -> None:
+    import re
+
+    from pixverse_jobs.jobs import IDEMPOTENCY_KEY_PATTERN
+
+    schema = _parameter(committed, "/jobs", "post", "idempotency-key")
+
+    assert (schema["minLength"], schema["maxLength"]) == (1, 255)
+    for key in ("k", "order-1001/retry:2", "~" * 255, "", "with space", "é", "x" * 256):
+        documented = bool(re.search(schema["pattern"], key)) and 1 <= len(key) <= 255
+        assert documented == bool(IDEMPOTENCY_KEY_PATTERN.fullmatch(key)), key
+
+
+def test_callback_request_id_is_documented_non_empty(committed: dict[str, Any]) -> None:
+    assert committed["components"]["schemas"]["GatewayCallback"]["properties"]["request_id"]["minLength"] == 1

@@ -16,6 +16,8 @@ from lambda_support import create_jobs_table, load_event, load_function
 from moto import mock_aws
 from pixverse_jobs.catalog import MODELS
 from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.request_size import submit_body_limit, widest_input_bytes, widest_submit_body_bytes
+from size_support import EMOJI, widest_input, widest_metadata
 
 VALID: dict[str, dict[str, Any]] = {
     "pixverse-v6-text-to-video": {"prompt": "A cat by a window"},
@@ -166,3 +168,40 @@ def test_doc_example_is_accepted_and_forwarded_unchanged(
     forwarded = json.loads(request.content)
     assert forwarded == params
     assert {k: type(v) for k, v in forwarded.items()} == {k: type(v) for k, v in params.items()}
+
+
+@pytest.mark.parametrize("model_id", list(MODELS))
+def test_widest_request_the_catalog_accepts_is_not_refused_for_its_size(
+    submit: dict[str, Any], lambda_context: Any, model_id: str
+) -> None:
+    # Given every parameter at its longest, strings of emoji escaped as json.dumps writes them
+    # (12 bytes each), and metadata at its limit (issue 13, 2.14: 64 KB refused these)
+    body = json.dumps(
+        {
+            "model": model_id,
+            "input": widest_input(MODELS[model_id], EMOJI),
+            "webhook_mode": "terminal",
+            "metadata": widest_metadata(EMOJI),
+        }
+    )
+
+    response = _post(submit, body, lambda_context)
+
+    assert response["statusCode"] == 202, response["body"][:300]
+    assert len(body.encode()) <= submit["module"].MAX_BODY_BYTES
+
+
+@pytest.mark.parametrize("model_id", list(MODELS))
+def test_computed_widest_input_is_the_widest_input_json_writes(model_id: str) -> None:
+    assert widest_input_bytes(MODELS[model_id]) == len(json.dumps(widest_input(MODELS[model_id], EMOJI)))
+
+
+def test_body_limit_is_the_widest_body_rounded_up_to_4_kib() -> None:
+    assert widest_submit_body_bytes() <= submit_body_limit() < widest_submit_body_bytes() + 4096
+    assert submit_body_limit() % 4096 == 0
+
+
+def test_body_over_the_limit_is_413(submit: dict[str, Any], lambda_context: Any) -> None:
+    body = json.dumps({"model": "pixverse", "input": {"prompt": "x" * submit["module"].MAX_BODY_BYTES}})
+
+    assert _post(submit, body, lambda_context)["statusCode"] == 413

@@ -333,7 +333,15 @@ def test_event_without_a_job_id_is_404_and_costs_no_call(aws: Aws, webhook: Modu
     assert log.take() == []
 
 
-def test_unexpected_error_is_a_500_in_the_api_error_format(aws: Aws, webhook: ModuleType, lambda_context: Any) -> None:
+def test_unexpected_error_is_a_500_in_the_api_error_format(
+    aws: Aws,
+    webhook: ModuleType,
+    lambda_context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setattr(metrics, "namespace", "PixverseJobsTests")
     _seed(aws)
     response = webhook.handler(_event(_body("COMPLETED"), sig="f" * 64), lambda_context)  # warm-up: a wrong sig
     assert response["statusCode"] == 401
@@ -347,6 +355,15 @@ def test_unexpected_error_is_a_500_in_the_api_error_format(aws: Aws, webhook: Mo
     assert response["statusCode"] == 500
     assert response["headers"]["Content-Type"] == "application/json"
     assert json.loads(response["body"]) == {"error": {"code": "internal", "message": "internal error", "details": []}}
+    # and the 500 is counted, as Lambda's Errors metric does not count an answered error (issue 13, 2.8)
+    handled = [d for d in _emf_documents(capsys.readouterr().out) if "HandledErrors" in d]
+    assert len(handled) == 1 and handled[0]["function"] == "webhook"
+    assert sorted(handled[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]) == ["function", "service"]
+
+
+def _emf_documents(out: str) -> list[dict[str, Any]]:
+    documents = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [d for d in documents if "_aws" in d]
 
 
 def test_base64_encoded_body_is_decoded(aws: Aws, webhook: ModuleType, lambda_context: Any) -> None:

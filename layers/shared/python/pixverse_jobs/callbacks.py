@@ -29,7 +29,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from pixverse_jobs.clock import utc_now_iso
 from pixverse_jobs.errors import CallbackRejected
-from pixverse_jobs.events import EventPublisher, build_progress_event
+from pixverse_jobs.events import EventPublisher, build_progress_event, truncate_text
 from pixverse_jobs.nesting import MAX_DEPTH, deeper_than
 from pixverse_jobs.observability import count_by, logger, metrics
 from pixverse_jobs.queue import CopyQueue
@@ -39,6 +39,9 @@ from pixverse_jobs.store import Job, JobStore
 from pixverse_jobs.views import job_view
 
 MAX_CALLBACK_BYTES = 64 * 1024
+# The gateway's error text is stored, listed and published in the job's event: kept to this many
+# characters (with a truncation marker), not the callback's 64 KB.
+MAX_ERROR_CHARS = 2000
 ENQUEUE_FAILED_FLAG = "delivery_enqueue_failed"
 
 # EMF metric names (namespace POWERTOOLS_METRICS_NAMESPACE).
@@ -126,7 +129,7 @@ def parse_callback(body: bytes | str) -> Callback:
         request_id=request_id,
         status=status,
         model_id=model_id if isinstance(model_id, str) else None,
-        error=str(error) if error is not None else None,
+        error=truncate_text(str(error), MAX_ERROR_CHARS) if error is not None else None,
         media_urls=tuple(urls),
         media_type=media_type if isinstance(media_type, str) else None,
     )

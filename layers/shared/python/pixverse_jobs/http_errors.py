@@ -25,14 +25,21 @@ from pixverse_jobs.errors import (
 )
 from pixverse_jobs.nesting import MAX_DEPTH, deeper_than
 from pixverse_jobs.observability import logger
-from pixverse_jobs.proxy import error_body, internal_answer, not_found_answer, proxy_response, rejection_answer
+from pixverse_jobs.proxy import (
+    error_body,
+    internal_answer,
+    json_text,
+    not_found_answer,
+    proxy_response,
+    rejection_answer,
+)
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(body),
+        body=json_text(body),
         headers=headers,
     )
 
@@ -129,4 +136,4 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(Exception)
     def _internal(exc: Exception) -> Response[str]:
         logger.exception("unhandled error")
-        return json_response(*internal_answer())
+        return json_response(*internal_answer("submit"))

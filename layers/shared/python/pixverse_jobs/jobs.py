@@ -30,9 +30,11 @@ from pixverse_jobs.errors import (
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.nesting import STORED_DEPTH, deeper_than
 from pixverse_jobs.observability import logger
+from pixverse_jobs.proxy import lambda_payload_bytes
 from pixverse_jobs.signing import webhook_url
 from pixverse_jobs.states import JobStatus
 from pixverse_jobs.store import UNFINISHED, Job, JobStore
+from pixverse_jobs.views import job_view
 
 MAX_METADATA_BYTES = 2048
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]{1,255}")
@@ -294,12 +296,25 @@ class JobService:
                 time.sleep(ACCEPTANCE_RETRY_DELAY_SECONDS * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
-    def list_jobs(self, query: ListQuery, *, owner: str) -> tuple[list[Job], str | None]:
+    def list_jobs(
+        self,
+        query: ListQuery,
+        *,
+        owner: str,
+        max_bytes: int | None = None,
+        size_of: Callable[[Job], int] | None = None,
+    ) -> tuple[list[Job], str | None]:
         """A page of the caller's jobs, newest first, and the token of the next page.
 
         DynamoDB filters a status after reading ``Limit`` items, so a filtered page is filled
         from further reads (at most LIST_READS_PER_PAGE of them, which bounds the cost of a
-        rare status); the token then points just after the last job returned."""
+        rare status); the token then points just after the last job returned.
+
+        The page also stops before its jobs pass ``max_bytes`` (default PAGE_BUDGET_BYTES) as
+        ``size_of`` counts them (default: what the job's view adds to the Lambda response), and
+        always holds at least one job, so paging always moves on."""
+        budget = PAGE_BUDGET_BYTES if max_bytes is None else max_bytes
+        measure = size_of or _view_payload_bytes
         jobs: list[Job] = []
         start_key = query.start_key
         for _ in range(LIST_READS_PER_PAGE if query.status else 1):
@@ -310,15 +325,10 @@ class JobService:
             if len(jobs) >= query.limit or not last_key:
                 break
             start_key = last_key
-        if len(jobs) > query.limit:
-            jobs = jobs[: query.limit]
-            last = jobs[-1]
-            last_key = {
-                "job_id": {"S": last["job_id"]},
-                "owner": {"S": last["owner"]},
-                "created_at": {"S": last["created_at"]},
-            }
-        return jobs, encode_page_token(last_key) if last_key else None
+        kept = _within_budget(jobs[: query.limit], budget, measure)
+        if len(kept) < len(jobs):
+            last_key = _index_position(kept[-1])
+        return kept, encode_page_token(last_key) if last_key else None
 
     def get(self, job_id: str, *, owner: str) -> Job:
         """The caller's job; another caller's job is indistinguishable from a missing one."""
@@ -334,6 +344,35 @@ class JobService:
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 LIST_READS_PER_PAGE = 5
+# Lambda's synchronous response payload is at most 6 MB (Lambda quotas; Invoke API:
+# https://docs.aws.amazon.com/lambda/latest/dg/API_Invoke.html); a larger one fails the
+# invocation and API Gateway answers 500. A page's jobs stay within 5 MiB of it, leaving room for
+# the envelope, the next_token and the headers. (A status-filtered page reads up to 5 DynamoDB
+# pages of 1 MB; jobs of the widest prompts measured 17 MB as one page before this bound.)
+PAGE_BUDGET_BYTES = 5 * 1024 * 1024
+
+
+def _view_payload_bytes(job: Job) -> int:
+    return lambda_payload_bytes(job_view(job)) + 1  # the comma between jobs
+
+
+def _within_budget(jobs: list[Job], budget: int, size_of: Callable[[Job], int]) -> list[Job]:
+    """The leading jobs whose sizes add up to at most ``budget`` (never fewer than one)."""
+    total = 0
+    for n, job in enumerate(jobs):
+        total += size_of(job)
+        if total > budget and n > 0:
+            return jobs[:n]
+    return jobs
+
+
+def _index_position(job: Job) -> dict[str, Any]:
+    """The by_owner index position of ``job``: a next_token that resumes just after it."""
+    return {
+        "job_id": {"S": job["job_id"]},
+        "owner": {"S": job["owner"]},
+        "created_at": {"S": job["created_at"]},
+    }
 
 
 @dataclass(frozen=True)
@@ -353,10 +392,15 @@ def parse_list_query(params: Mapping[str, str], *, owner: str) -> ListQuery:
     if status is not None and status not in JobStatus.__members__:  # "" too: not a status
         errors.append(FieldError("status", f"must be one of {', '.join(JobStatus)}, got {status!r}"))
     raw_limit = params.get("limit") or str(DEFAULT_PAGE_SIZE)
-    # ASCII digits only: str.isdigit() also accepts other scripts' digits and superscripts.
-    limit = int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() else 0
+    # ASCII digits only: str.isdigit() also accepts other scripts' digits and superscripts. Sized
+    # as text before int(), which refuses over 4,300 digits with a ValueError (Python's integer
+    # string conversion limit, sys.int_info.default_max_str_digits): that was a 500.
+    significant = raw_limit.lstrip("0")
+    digits_ok = raw_limit.isascii() and raw_limit.isdigit() and len(significant) <= len(str(MAX_PAGE_SIZE))
+    limit = int(significant or "0") if digits_ok else 0
     if not 1 <= limit <= MAX_PAGE_SIZE:
-        errors.append(FieldError("limit", f"must be a whole number from 1 to {MAX_PAGE_SIZE}, got {raw_limit!r}"))
+        shown = raw_limit if len(raw_limit) <= 20 else f"{raw_limit[:20]}... ({len(raw_limit)} characters)"
+        errors.append(FieldError("limit", f"must be a whole number from 1 to {MAX_PAGE_SIZE}, got {shown!r}"))
     start_key = None
     token = params.get("next_token")
     if token:
@@ -399,12 +443,42 @@ MAX_OWNER_BYTES = 1024
 
 
 def caller_of(request_context: Mapping[str, Any]) -> str | None:
-    """The authenticated caller of an HTTP API request: the IAM principal ARN or the JWT sub."""
+    """The owner of an HTTP API request's jobs: the caller's stable IAM principal
+    (``principal_owner``) or the JWT sub."""
     authorizer = request_context.get("authorizer") or {}
     iam = authorizer.get("iam") or {}
     if iam.get("userArn"):
-        return str(iam["userArn"])
+        return principal_owner(str(iam["userArn"]))
     claims = (authorizer.get("jwt") or {}).get("claims") or {}
     if claims.get("sub"):
         return str(claims["sub"])
     return None
+
+
+# arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION, as STS and API Gateway's authorizer.iam.userArn
+# give a role session (IAM User Guide, "IAM identifiers", ARNs:
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns).
+# Partitions: aws, aws-cn, aws-us-gov and the isolated ones (aws-iso, aws-iso-b, ...). Role and
+# session names are [\w+=,.@-] (IAM CreateRole, STS AssumeRole); path segments printable ASCII.
+_ASSUMED_ROLE_ARN = re.compile(
+    r"arn:(?P<partition>aws(?:-[a-z]+)*):sts::(?P<account>[0-9]{12}):assumed-role/"
+    r"(?P<role>(?:[!-.0-~]+/)*[\w+=,.@-]+)/[\w+=,.@-]+",
+    re.ASCII,
+)
+
+
+def principal_owner(user_arn: str) -> str:
+    """The stable owner for an IAM caller's ARN.
+
+    A role session (``arn:aws:sts::ACCT:assumed-role/ROLE/SESSION``) is owned by its role,
+    ``arn:aws:iam::ACCT:role/ROLE``: the session name changes per ECS task, EC2 instance, EKS or
+    CLI session, and owning by it would hide a client's jobs from the client's next session.
+    STS leaves the role's path out of the session ARN; a path given before the role name is kept.
+    Every other principal is already stable and owns by its own ARN: an IAM user
+    (``arn:aws:iam::ACCT:user/PATH/NAME``), the account root (``arn:aws:iam::ACCT:root``), a
+    federated user (``arn:aws:sts::ACCT:federated-user/NAME``, named by whoever called
+    GetFederationToken). Anything unrecognised is kept as API Gateway gave it."""
+    match = _ASSUMED_ROLE_ARN.fullmatch(user_arn)
+    if match is None:
+        return user_arn
+    return f"arn:{match['partition']}:iam::{match['account']}:role/{match['role']}"

@@ -12,8 +12,25 @@ import json
 from typing import Any
 
 from pixverse_jobs.errors import CallbackRejected, FieldError, JobNotFound, RequestRejected
+from pixverse_jobs.observability import count_by
 
 JSON = "application/json"
+
+
+def json_text(body: Any) -> str:
+    """A response body as JSON text. Non-ASCII is written as itself (UTF-8 on the wire), not as
+    ``\\uXXXX`` escapes: an emoji is 4 bytes instead of 12, and 14 once the runtime escapes the
+    body again inside its own JSON. (Stored text holds no lone surrogates: requests and callbacks
+    carrying one are refused, and DynamoDB stores only valid UTF-8.)"""
+    return json.dumps(body, ensure_ascii=False)
+
+
+def lambda_payload_bytes(body: Any) -> int:
+    """Bytes ``body`` adds to the function's response payload, which Lambda's 6 MB limit counts:
+    the body's JSON text, serialized again as a string by the runtime, which leaves non-ASCII
+    unescaped from Python 3.12 on (Lambda developer guide, "Building Lambda functions with
+    Python", Response format: https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html)."""
+    return len(json.dumps(json_text(body), ensure_ascii=False).encode())
 
 
 def error_body(
@@ -30,7 +47,7 @@ def proxy_response(status: int, body: Any, headers: dict[str, str] | None = None
     return {
         "statusCode": status,
         "headers": {"Content-Type": JSON, **(headers or {})},
-        "body": json.dumps(body),
+        "body": json_text(body),
         "isBase64Encoded": False,
     }
 
@@ -54,5 +71,13 @@ def not_found_answer(exc: JobNotFound) -> Answer:
     return 404, error_body("not_found", f"job {exc.job_id} not found")
 
 
-def internal_answer() -> Answer:
+# EMF metric (namespace POWERTOOLS_METRICS_NAMESPACE, dimensions service and function): every 500
+# an HTTP function answers. Lambda's Errors metric counts only invocations that fail, and these
+# answer; without this count an outage behind the API (DynamoDB, SQS) leaves every alarm OK.
+METRIC_HANDLED_ERRORS = "HandledErrors"
+
+
+def internal_answer(function: str) -> Answer:
+    """The 500 answer of ``function`` ("submit" or "webhook"), counted as HandledErrors."""
+    count_by(METRIC_HANDLED_ERRORS, function=function)
     return 500, error_body("internal", "internal error")
