@@ -12,7 +12,7 @@ import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from lambda_support import FakeLambdaContext, create_jobs_table, load_event, load_function
+from lambda_support import FakeLambdaContext, create_jobs_table, load_event, load_function, template_resources
 from moto import mock_aws
 from pixverse_jobs import jobs as jobs_module
 from pixverse_jobs.gateway import GatewayClient
@@ -548,3 +548,13 @@ def test_idempotent_wait_ends_by_the_invocations_deadline(env: dict[str, Any]) -
     assert time.monotonic() - started < 3.5 - 2.0
     assert response["statusCode"] == 409
     assert seen == []
+
+
+def test_the_api_timeout_the_submit_function_assumes_is_the_templates(env: dict[str, Any]) -> None:
+    module = load_function("SubmitFunction")
+    resources = template_resources()
+    api_timeout = resources["SubmitIntegration"]["Properties"]["TimeoutInMillis"] / 1000
+
+    assert api_timeout == module.API_INTEGRATION_TIMEOUT_SECONDS
+    # Lambda's own timeout is no shorter: the API's, counted from timeEpoch, is the one that bounds
+    assert resources["SubmitFunction"]["Properties"]["Timeout"] >= api_timeout

@@ -47,7 +47,7 @@ class Action(StrEnum):
     POLLED_OUTCOME = "polled_outcome"  # the gateway had an outcome its callback never brought
     POLLED_PROGRESS = "polled_progress"  # the job moved on (QUEUED -> PROCESSING), no outcome yet
     POLLED_UNCHANGED = "polled_unchanged"
-    SUBMIT_FAILED = "submit_failed"  # SUBMITTING past its deadline
+    SUBMIT_FAILED = "submit_failed"  # SUBMITTING without a request_id past MAX_JOB_AGE_SECONDS
     TIMED_OUT = "timed_out"  # past MAX_JOB_AGE_SECONDS
     DELIVERY_REQUESTED = "delivery_requested"  # asked the copier again
     SKIPPED = "skipped"  # nothing to do yet (copy in hand, or polling paused by a 429)
