@@ -20,18 +20,20 @@ from pixverse_jobs.callbacks import MAX_CALLBACK_BYTES
 from pixverse_jobs.catalog import MODELS
 from pixverse_jobs.config import WEBHOOK_MODES
 from pixverse_jobs.jobs import DEFAULT_PAGE_SIZE, IDEMPOTENCY_KEY_PATTERN, MAX_METADATA_BYTES, MAX_PAGE_SIZE
-from pixverse_jobs.states import GATEWAY_STATUSES, JobStatus
+from pixverse_jobs.states import GATEWAY_STATUSES, JobStatus, SubmitOutcome
 from pydantic import BaseModel, ConfigDict, Field
 
 # The enums the document shows, derived from the code so that they cannot drift from it.
 if TYPE_CHECKING:  # mypy cannot follow a Literal computed at run time
     ModelId: TypeAlias = str
     Status: TypeAlias = str
+    SubmitOutcomeName: TypeAlias = str
     GatewayStatus: TypeAlias = str
     WebhookMode: TypeAlias = str
 else:
     ModelId = Literal[tuple(MODELS)]
     Status = Literal[tuple(JobStatus)]
+    SubmitOutcomeName = Literal[tuple(SubmitOutcome)]
     GatewayStatus = Literal[tuple(GATEWAY_STATUSES)]
     WebhookMode = Literal[WEBHOOK_MODES]
 
@@ -96,6 +98,13 @@ class JobView(BaseModel):
     request_id: str | None
     model: ModelId
     status: Status
+    submit_outcome: SubmitOutcomeName = Field(
+        description="What is known of the submit to the gateway. accepted: the gateway took it (request_id set). "
+        "pending: being sent. unknown: sent, but the gateway's answer did not come in time; it may have "
+        "accepted (and will bill) the job, so do not submit it again: the job stays SUBMITTING, its callback "
+        "moves it on, and if none comes it ends SUBMIT_FAILED (submit_outcome_unknown) at the maximum job "
+        "age. refused: the gateway refused it or it was never sent (SUBMIT_FAILED)."
+    )
     input: dict[str, Any]
     metadata: dict[str, Any]
     webhook_mode: WebhookMode | None
@@ -208,8 +217,11 @@ def doc_resolver() -> APIGatewayHttpResolver:
         "/jobs",
         summary="Submit a video generation job",
         description="Validates the request against the model's documented parameters, records the job, and "
-        "submits it to the gateway with a signed webhook URL. Answers 202 with the job (status QUEUED).",
-        response_description="The job, accepted by the gateway",
+        "submits it to the gateway with a signed webhook URL. Answers 202 with the job: status QUEUED "
+        "(submit_outcome accepted), or, when the gateway's answer did not come before the API's timeout, "
+        "status SUBMITTING with submit_outcome unknown: the gateway may have the job, nothing is sent again, "
+        "and its callback completes it. A refusal answers the gateway's error, the job SUBMIT_FAILED.",
+        response_description="The job, accepted by the gateway or with its submit's outcome not known yet",
         responses={**_ok(202, "The job", JobView), **_errors(400, 402, 409, 413, 429, 500, 502, 503)},
         tags=["jobs"],
     )

@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixverse_jobs import config
+from pixverse_jobs.deadline import Deadline, invocation_deadline
 from pixverse_jobs.downloads import PRESIGN_CONFIG, DownloadLinker
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.http_errors import json_body_limits, json_response, register_error_handlers
@@ -23,14 +24,20 @@ from pixverse_jobs.jobs import JobService, caller_of, parse_list_query, parse_su
 from pixverse_jobs.observability import count_by, logger, metrics
 from pixverse_jobs.request_size import submit_body_limit
 from pixverse_jobs.secrets import SecretReader
-from pixverse_jobs.states import JobStatus
+from pixverse_jobs.states import JobStatus, SubmitOutcome
 from pixverse_jobs.store import JobStore
-from pixverse_jobs.views import job_view
+from pixverse_jobs.views import job_view, submit_outcome
 
 # Whatever the catalog accepts, escaped as widely as JSON allows (148 KiB today; 64 KiB refused a
 # valid request of emoji prompts). API Gateway's HTTP API takes up to 10 MB
 # (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html).
 MAX_BODY_BYTES = submit_body_limit()
+# The SubmitIntegration's TimeoutInMillis in template.yaml: API Gateway answers 503 after it,
+# whatever the function does (HTTP APIs allow at most 30 s, "Maximum integration timeout",
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html).
+API_INTEGRATION_TIMEOUT_SECONDS = 29.0
+# Kept back from the gateway call: recording its outcome (one DynamoDB write) and answering.
+ANSWER_RESERVE_SECONDS = 2.5
 
 _store_settings = config.store_settings()
 _gateway_settings = config.gateway_settings()
@@ -65,8 +72,19 @@ def _webhook_base_url() -> str:
     return f"https://{app.current_event.request_context.domain_name}"
 
 
+def _deadline() -> Deadline:
+    """When the submit must be over: before Lambda's timeout and the API's, less the reserve."""
+    return invocation_deadline(
+        app.lambda_context.get_remaining_time_in_millis(),
+        reserve_seconds=ANSWER_RESERVE_SECONDS,
+        api_started_epoch_ms=app.current_event.request_context.time_epoch,
+        api_timeout_seconds=API_INTEGRATION_TIMEOUT_SECONDS,
+    )
+
+
 @app.post("/jobs")
 def submit_job() -> Response[str]:
+    deadline = _deadline()
     # json_body_limits has refused a body that is not JSON; the catalog refuses one that is not an object.
     body = app.current_event.json_body if app.current_event.body else None
     request = parse_submit_request(body)
@@ -75,8 +93,12 @@ def submit_job() -> Response[str]:
         owner=_caller(),
         webhook_base_url=_webhook_base_url(),
         idempotency_key=app.current_event.headers.get("idempotency-key"),
+        deadline=deadline,
     )
     count_by("JobsSubmitted", model=request.model)
+    if submit_outcome(job) is SubmitOutcome.UNKNOWN:
+        # 202 all the same: the job is recorded and its callback can still complete it.
+        count_by("SubmitOutcomeUnknown", model=request.model)
     return json_response(202, job_view(job), headers={"Location": f"/jobs/{job['job_id']}"})
 
 

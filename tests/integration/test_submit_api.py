@@ -1,14 +1,19 @@
-"""The submit API over real HTTP on the local stack: Idempotency-Key, request limits."""
+"""The submit API over real HTTP on the local stack: Idempotency-Key, request limits, a gateway
+that answers the submit later than the API can wait."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from pixverse_local.harness import LocalClient
+import pytest
+from pixverse_jobs.events import JOB_DELIVERED
+from pixverse_local.harness import EventInbox, LocalClient
 
 
 def _body(tag: str = "") -> dict[str, Any]:
@@ -135,3 +140,91 @@ def test_delivered_job_has_presigned_download_url_serving_the_object(client: Loc
     downloaded = httpx.get(output["download_url"], timeout=30)
     assert downloaded.status_code == 200
     assert hashlib.sha256(downloaded.content).hexdigest() == output["sha256"]
+
+
+# ------------------------------------------------------------------ a submit answered too late
+LATE_ANSWER_SECONDS = 35  # past the API's 29 s integration timeout (template.yaml)
+API_TIMEOUT_SECONDS = 30  # the HTTP API's maximum integration timeout
+
+
+@pytest.fixture
+def late_gateway(client: LocalClient) -> Iterator[None]:
+    """The simulator takes the next submit at once (and starts the job) but answers it 35 s later."""
+    assert client.gateway is not None
+    fault = {"submit_status": 202, "delay_seconds": LATE_ANSWER_SECONDS, "count": 1}
+    client.gateway.post("/_sim/faults", json=fault).raise_for_status()
+    yield
+    client.gateway.delete("/_sim/faults")
+
+
+def _simulated_by_prompt(client: LocalClient, tag: str) -> list[dict[str, Any]]:
+    assert client.gateway is not None
+    records: list[dict[str, Any]] = client.gateway.get("/_sim/requests").json()
+    return [r for r in records if tag in str(r["body"].get("prompt", ""))]
+
+
+def test_submit_answered_after_the_api_timeout_is_202_then_delivered_once(
+    client: LocalClient, inbox: EventInbox, late_gateway: None
+) -> None:
+    # Given a gateway that accepts the job at once but answers the submit only after 35 s
+    tag = uuid.uuid4().hex
+    before = _submits_received(client)
+    body = {"model": "pixverse-v6-text-to-video", "input": {"prompt": f"A lighthouse at dusk {tag}"}}
+
+    # When the job is submitted
+    started = time.monotonic()
+    response = client.submit(body)
+    elapsed = time.monotonic() - started
+
+    # Then the caller has its 202 before the API's timeout, and the gateway's callback delivers the job
+    assert response.status_code == 202, response.text
+    assert elapsed < API_TIMEOUT_SECONDS, elapsed
+    job_id = response.json()["job_id"]
+    final = client.wait_for(job_id)
+    assert final["status"] == "DELIVERED"
+    assert final["submit_outcome"] == "accepted"
+    assert [e["type"] for e in inbox.for_job(job_id, wait=2.0)] == [JOB_DELIVERED]
+    assert _submits_received(client) - before == 1
+    assert [r["request_id"] for r in _simulated_by_prompt(client, tag)] == [final["request_id"]]
+
+
+def test_submit_outcome_unknown_is_moved_on_by_the_signed_callback(client: LocalClient, late_gateway: None) -> None:
+    # Given a late-answering gateway whose own callback is held back
+    tag = uuid.uuid4().hex
+    before = _submits_received(client)
+    body = {"model": "pixverse-v6-text-to-video", "input": {"prompt": f"A harbour at dawn {tag} [sim:no-callback]"}}
+
+    # When the job is submitted
+    started = time.monotonic()
+    response = client.submit(body)
+    elapsed = time.monotonic() - started
+
+    # Then the answer says the job is recorded but its submit's outcome is not known yet
+    assert response.status_code == 202, response.text
+    assert elapsed < API_TIMEOUT_SECONDS, elapsed
+    job = response.json()
+    assert (job["status"], job["submit_outcome"], job["request_id"]) == ("SUBMITTING", "unknown", None)
+    assert _submits_received(client) - before == 1
+
+    # When the gateway's callback for the job it accepted arrives at the signed URL
+    (record,) = _simulated_by_prompt(client, tag)
+    deadline = time.monotonic() + 30
+    while record["status"] != "COMPLETED" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        (record,) = _simulated_by_prompt(client, tag)
+    callback = {
+        "request_id": record["request_id"],
+        "status": "COMPLETED",
+        "output": {"media_url": [m["url"] for m in record["media"]], "media_type": "video/mp4"},
+    }
+    answer = httpx.post(record["webhook_url"], json=callback, timeout=30)
+
+    # Then the job takes the request_id and is delivered, without a second submit
+    assert answer.status_code == 200, answer.text
+    final = client.wait_for(job["job_id"])
+    assert (final["status"], final["request_id"], final["submit_outcome"]) == (
+        "DELIVERED",
+        record["request_id"],
+        "accepted",
+    )
+    assert _submits_received(client) - before == 1

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from pixverse_jobs import gateway as gateway_module
+from pixverse_jobs.deadline import Deadline
 from pixverse_jobs.errors import (
     GatewayAuthError,
     GatewayError,
@@ -15,7 +18,8 @@ from pixverse_jobs.errors import (
     InsufficientBalance,
     ModelNotFound,
 )
-from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.gateway import GatewayClient, RetryPolicy
+from slow_gateway import SlowGateway
 
 KEY = "sk-test-0123456789"
 
@@ -177,3 +181,113 @@ def test_status_returns_payload_with_key_header() -> None:
     assert _client(handler).status("r1")["status"] == "PROCESSING"
     assert seen[0].url.path == "/v2/requests/status/r1"
     assert seen[0].headers["Ocp-Apim-Subscription-Key"] == KEY
+
+
+# ------------------------------------------------------------------ the deadline of the invocation
+class FakeClock:
+    """Monotonic time that only a sleep moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+
+@pytest.fixture
+def slow_gateway() -> Iterator[SlowGateway]:
+    gateway = SlowGateway(delay=10.0)
+    yield gateway
+    gateway.close()
+
+
+def test_answer_later_than_the_deadline_is_outcome_unknown_by_the_deadline_and_sent_once(
+    slow_gateway: SlowGateway,
+) -> None:
+    # Given a gateway that accepts the job at once but answers only after 10 s, and 1.5 s left
+    client = GatewayClient(slow_gateway.url, lambda: KEY)
+    started = time.monotonic()
+
+    # When the job is submitted under that deadline
+    with pytest.raises(GatewayOutcomeUnknown) as info:
+        client.submit("pixverse", {"prompt": "p"}, webhook_url=None, deadline=Deadline.after(1.5))
+
+    # Then the client gives up by the deadline, knowing the gateway may have the job, and sent it once
+    elapsed = time.monotonic() - started
+    assert 0.7 <= elapsed < 1.5 + 0.5, elapsed  # it waited for the answer at least half the time
+    assert info.value.accepted_possible
+    assert len(slow_gateway.accepted) == 1
+    client.close()
+
+
+def test_no_attempt_is_started_without_time_for_it() -> None:
+    handler, calls = _sequence(httpx.Response(202, json={"request_id": "pixverse_1"}))
+    clock = FakeClock()
+
+    with pytest.raises(GatewayUnavailable) as info:
+        _client(handler).submit(
+            "pixverse", {"prompt": "p"}, webhook_url=None, deadline=Deadline.after(0.5, clock=clock)
+        )
+
+    assert calls == []
+    assert not info.value.accepted_possible  # nothing sent: the job can end SUBMIT_FAILED
+
+
+def test_attempt_timeouts_add_up_to_no_more_than_the_time_left() -> None:
+    seen: list[dict[str, float]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.extensions["timeout"]))
+        return httpx.Response(202, json={"request_id": "pixverse_1"})
+
+    clock = FakeClock()
+    _client(handler).submit("pixverse", {"prompt": "p"}, webhook_url=None, deadline=Deadline.after(6.0, clock=clock))
+
+    (timeout,) = seen
+    assert sum(timeout.values()) == pytest.approx(6.0)
+    assert timeout["connect"] <= 1.0 and timeout["pool"] <= 1.0 and timeout["write"] <= 1.0
+    assert timeout["read"] >= 3.0
+
+
+def test_retry_waits_never_pass_the_deadline() -> None:
+    # Given a gateway that cannot be reached, generous retries and 5 s left on a fake clock
+    handler, calls = _sequence(httpx.ConnectError("refused"))
+    clock = FakeClock()
+    deadline = Deadline.after(5.0, clock=clock)
+    client = GatewayClient(
+        "https://gw.example",
+        lambda: KEY,
+        httpx.Client(transport=httpx.MockTransport(handler)),
+        retry=RetryPolicy(attempts=50, base_delay=1.0, max_delay=2.0),
+        sleep=clock.sleep,
+    )
+
+    # When it is submitted
+    with pytest.raises(GatewayUnavailable):
+        client.submit("pixverse", {"prompt": "p"}, webhook_url=None, deadline=deadline)
+
+    # Then it retried while there was time, and every attempt started with time for it
+    assert len(calls) >= 2
+    assert clock.now <= deadline.at - gateway_module.MIN_ATTEMPT_SECONDS
+
+
+def test_retry_after_past_the_deadline_goes_back_to_the_caller_at_once() -> None:
+    # Given a 429 asking for 2 s, with 2.5 s left (too little for the wait and an attempt)
+    handler, calls = _sequence(
+        httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(202, json={"request_id": "pixverse_1"})
+    )
+    sleeps: list[float] = []
+    clock = FakeClock()
+
+    with pytest.raises(GatewayRateLimited) as info:
+        _client(handler, sleeps).submit(
+            "pixverse", {"prompt": "p"}, webhook_url=None, deadline=Deadline.after(2.5, clock=clock)
+        )
+
+    assert len(calls) == 1
+    assert sleeps == []
+    assert info.value.retry_after == 2

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from lambda_support import create_jobs_table, load_event, load_function
+from lambda_support import FakeLambdaContext, create_jobs_table, load_event, load_function, template_resources
 from moto import mock_aws
 from pixverse_jobs import jobs as jobs_module
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.jobs import parse_submit_request
 from pixverse_jobs.signing import sign
 from pixverse_jobs.store import JobStore, _idempotency_record_id
+from slow_gateway import SlowGateway
 
 GATEWAY_KEY = "sk-live-DO-NOT-LOG-0123456789"
 SIGNING_SECRET = "w" * 64
@@ -412,3 +415,146 @@ def test_request_id_write_is_retried_after_the_gateway_accepted(
     assert job["request_id"] == "pixverse-v6-text-to-video_9"
     assert job["status"] == "QUEUED"
     assert len(seen) == 1
+
+
+# ------------------------------------------------------------------ the invocation's deadline
+@dataclass
+class ShortLambdaContext(FakeLambdaContext):
+    """A Lambda context whose invocation has ``seconds`` left from its creation."""
+
+    seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        self._ends = time.monotonic() + self.seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._ends - time.monotonic()) * 1000))
+
+
+@pytest.fixture
+def slow_gateway() -> Iterator[SlowGateway]:
+    gateway = SlowGateway(delay=30.0)
+    yield gateway
+    gateway.close()
+
+
+def _callback_event(job_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    event = _webhook_event(sign(job_id, SIGNING_SECRET), body)
+    event["pathParameters"] = {"job_id": job_id}
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/webhooks/pixazo/{job_id}"
+    return event
+
+
+def test_gateway_answering_after_the_time_left_gets_202_submitting_before_the_deadline(
+    env: dict[str, Any], slow_gateway: SlowGateway
+) -> None:
+    # Given a gateway that takes the job at once but answers after 30 s, and an invocation with 5 s left
+    module = load_function("SubmitFunction")
+    module.service._gateway = GatewayClient(slow_gateway.url, lambda: GATEWAY_KEY)
+    event = _idempotent_submit_event("order-slow-1")
+    context = ShortLambdaContext(seconds=5.0)
+
+    # When the job is submitted
+    started = time.monotonic()
+    response = module.handler(event, context)
+    elapsed = time.monotonic() - started
+
+    # Then the caller gets the job, 202 SUBMITTING with its outcome unknown, before Lambda's timeout
+    assert elapsed < 5.0 - 1.0, elapsed
+    assert response["statusCode"] == 202, response["body"]
+    job = json.loads(response["body"])
+    assert (job["status"], job["submit_outcome"], job["request_id"], job["error"]) == (
+        "SUBMITTING",
+        "unknown",
+        None,
+        None,
+    )
+    assert response["headers"]["Location"] == f"/jobs/{job['job_id']}"
+    stored = JobStore(env["table"], env["ddb"]).get(job["job_id"])
+    assert stored is not None and stored["status"] == "SUBMITTING"
+    assert stored["submit_error"]["code"] == "gateway_unavailable"
+    assert len(slow_gateway.accepted) == 1
+
+    # and a repeat with the same Idempotency-Key returns that job and sends nothing
+    repeat = module.handler(event, ShortLambdaContext(seconds=5.0))
+    assert repeat["statusCode"] == 202
+    assert json.loads(repeat["body"])["job_id"] == job["job_id"]
+    assert len(slow_gateway.accepted) == 1
+
+    # When the gateway's signed callback for the request it accepted arrives
+    callback = json.loads(load_event("webhook_callback")["body"])
+    callback["request_id"] = slow_gateway.accepted[0]["request_id"]
+    webhook = load_function("WebhookFunction")
+    answer = webhook.handler(_callback_event(job["job_id"], callback), FakeLambdaContext())
+
+    # Then the job takes its request_id and completes; its copy is requested
+    assert answer["statusCode"] == 200, answer["body"]
+    stored = JobStore(env["table"], env["ddb"]).get(job["job_id"])
+    assert stored is not None
+    assert (stored["status"], stored["request_id"]) == ("COMPLETED", slow_gateway.accepted[0]["request_id"])
+    messages = env["sqs"].receive_message(QueueUrl=env["queue_url"], MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(m["Body"]) for m in messages] == [{"job_id": job["job_id"]}]
+    get = load_event("get_job")
+    get["pathParameters"]["job_id"] = job["job_id"]
+    get["rawPath"] = get["requestContext"]["http"]["path"] = f"/jobs/{job['job_id']}"
+    assert json.loads(module.handler(get, FakeLambdaContext())["body"])["submit_outcome"] == "accepted"
+
+
+def test_gateway_refusal_within_the_time_left_is_still_the_callers_error(env: dict[str, Any]) -> None:
+    # Given a gateway that refuses at once (402), and an invocation with 5 s left
+    seen: list[httpx.Request] = []
+    body = {"error": "Insufficient Balance", "message": "Your wallet does not have enough balance."}
+    module = _submit_module(seen, httpx.Response(402, json=body))
+
+    response = module.handler(load_event("submit_job"), ShortLambdaContext(seconds=5.0))
+
+    assert response["statusCode"] == 402
+    error = json.loads(response["body"])["error"]
+    assert (error["code"], error["job_status"]) == ("insufficient_balance", "SUBMIT_FAILED")
+    job = JobStore(env["table"], env["ddb"]).get(error["job_id"])
+    assert job is not None and job["status"] == "SUBMIT_FAILED"
+
+
+def test_no_time_left_for_the_gateway_sends_nothing_and_fails_the_job(env: dict[str, Any]) -> None:
+    # Given an invocation with less time left than the answer's reserve and one attempt need
+    seen: list[httpx.Request] = []
+    module = _submit_module(seen, httpx.Response(202, json={"request_id": "r1"}))
+
+    response = module.handler(load_event("submit_job"), ShortLambdaContext(seconds=3.0))
+
+    # Then nothing is sent, so the job ends SUBMIT_FAILED and the caller may simply retry
+    assert response["statusCode"] == 503
+    error = json.loads(response["body"])["error"]
+    assert (error["code"], error["job_status"]) == ("gateway_unavailable", "SUBMIT_FAILED")
+    assert seen == []
+
+
+def test_idempotent_wait_ends_by_the_invocations_deadline(env: dict[str, Any]) -> None:
+    # Given a key claimed just now by a request still writing its job, and 3.5 s left
+    seen: list[httpx.Request] = []
+    module = load_function("SubmitFunction")
+    _accepting_gateway(module, seen)
+    event = _idempotent_submit_event("order-E-5")
+    body_hash = parse_submit_request(json.loads(event["body"])).fingerprint()
+    module.service._store.claim_idempotency_key(
+        OWNER, "order-E-5", body_hash=body_hash, job_id="job_inflight", ttl_seconds=3600
+    )
+
+    # When a repeat arrives
+    started = time.monotonic()
+    response = module.handler(event, ShortLambdaContext(seconds=3.5))
+
+    # Then it stops waiting by the deadline (not after IDEMPOTENT_WAIT_SECONDS) and says retry later
+    assert time.monotonic() - started < 3.5 - 2.0
+    assert response["statusCode"] == 409
+    assert seen == []
+
+
+def test_the_api_timeout_the_submit_function_assumes_is_the_templates(env: dict[str, Any]) -> None:
+    module = load_function("SubmitFunction")
+    resources = template_resources()
+    api_timeout = resources["SubmitIntegration"]["Properties"]["TimeoutInMillis"] / 1000
+
+    assert api_timeout == module.API_INTEGRATION_TIMEOUT_SECONDS
+    # Lambda's own timeout is no shorter: the API's, counted from timeEpoch, is the one that bounds
+    assert resources["SubmitFunction"]["Properties"]["Timeout"] >= api_timeout

@@ -170,11 +170,56 @@ def test_still_running_job_is_polled_and_left_alone(world: World) -> None:
     assert world.copy_requests() == []
 
 
-def test_submitting_past_deadline_without_request_id_ends_submit_failed_with_reason(world: World) -> None:
+@pytest.mark.parametrize("age_seconds", [1200, 86000], ids=["past-submit-deadline", "just-under-max-age"])
+def test_submit_outcome_unknown_is_not_ended_before_max_age(world: World, age_seconds: int) -> None:
+    # Given a job the gateway may have accepted: sent, its answer never came, no callback yet
     _job(
         world,
         "job_unknown",
-        age_seconds=1200,
+        age_seconds=age_seconds,
+        status="SUBMITTING",
+        submit_error={"code": "gateway_unavailable", "message": "timed out after sending"},
+    )
+
+    # When the reconciler runs past SubmitDeadlineSeconds (300 s) but within MaxJobAgeSeconds
+    report = world.reconciler.run()
+
+    # Then it leaves the job to its callback: nothing ended, nothing polled, nothing resent
+    assert report.actions == {"skipped": 1}
+    job = world.store.get("job_unknown")
+    assert job is not None and job["status"] == "SUBMITTING"
+    assert world.copy_requests() == []
+    assert world.gateway.calls == []
+
+
+def test_submit_outcome_unknown_then_callback_moves_the_job_on(world: World) -> None:
+    # Given a job whose submit answer never came, an hour old
+    _job(
+        world,
+        "job_late",
+        age_seconds=3600,
+        status="SUBMITTING",
+        submit_error={"code": "gateway_unavailable", "message": "timed out after sending"},
+    )
+    world.reconciler.run()
+
+    # When the gateway's COMPLETED callback finally arrives, carrying the request_id
+    callback = parse_callback(json.dumps(_status_body("req_late", "COMPLETED")))
+    outcome = world.processor.process("job_late", callback)
+
+    # Then the job takes the request_id and completes, and its copy is requested
+    assert outcome.applied and outcome.status == "COMPLETED"
+    job = world.store.get("job_late")
+    assert job is not None and job["status"] == "COMPLETED" and job["request_id"] == "req_late"
+    assert world.copy_requests() == ["job_late"]
+
+
+def test_submit_outcome_unknown_ends_submit_failed_at_max_age(world: World) -> None:
+    # Given a job whose submit answer never came and that no callback reached for a day
+    _job(
+        world,
+        "job_unknown",
+        age_seconds=86400 + 60,
         status="SUBMITTING",
         submit_error={"code": "gateway_unavailable", "message": "timed out after sending"},
     )
@@ -186,6 +231,7 @@ def test_submitting_past_deadline_without_request_id_ends_submit_failed_with_rea
     assert job is not None and job["status"] == "SUBMIT_FAILED"
     assert job["error"]["code"] == "submit_outcome_unknown"
     assert "timed out after sending" in job["error"]["message"]
+    assert "24 hours" in job["error"]["message"]
     assert world.copy_requests() == ["job_unknown"]  # the copier publishes its failed event
     assert world.gateway.calls == []
 

@@ -200,3 +200,23 @@ def test_set_request_id_after_callback_keeps_status_and_refuses_another_id(store
     other = store.set_request_id("j1", "req-2")
     assert not other.applied
     assert other.job["request_id"] == "req-1"
+
+
+def test_callback_moves_on_a_job_whose_submit_outcome_is_unknown(store: JobStore, aws: dict[str, Any]) -> None:
+    # Given a job sent to the gateway whose answer never came: SUBMITTING, no request_id
+    unknown = {"code": "gateway_unavailable", "message": "no answer from the gateway after sending: ReadTimeout"}
+    store.create(_job("j1", JobStatus.SUBMITTING, submit_error=unknown))
+    processor = CallbackProcessor(store, CopyQueue(aws["queue_url"], aws["sqs"]))
+
+    # When its sync-mode QUEUED callback, then its COMPLETED one, arrive with the request_id
+    queued = processor.process("j1", parse_callback(_callback("QUEUED", "req-late")))
+    completed = processor.process("j1", parse_callback(_callback("COMPLETED", "req-late")))
+
+    # Then the job takes the request_id and moves on to its copy; another request's callback is refused
+    assert (queued.applied, completed.applied, completed.status) == (True, True, JobStatus.COMPLETED)
+    job = store.get("j1")
+    assert job is not None and (job["status"], job["request_id"]) == ("COMPLETED", "req-late")
+    assert _queued_messages(aws) == [{"job_id": "j1"}]
+    with pytest.raises(CallbackRejected) as info:
+        processor.process("j1", parse_callback(_callback("FAILED", "req-other")))
+    assert info.value.status_code == 409

@@ -135,8 +135,9 @@ class GatewayUnavailable(GatewayError):
 
 
 class GatewayOutcomeUnknown(GatewayError):
-    """The request was sent but no answer came (read timeout, dropped connection): the gateway
-    may have accepted it, so it is not resubmitted; the reconciler resolves the job."""
+    """The request was sent but no answer came in time (read timeout, the invocation's deadline,
+    dropped connection): the gateway may have accepted it, so it is never resubmitted. The job is
+    answered 202 SUBMITTING with its outcome unknown; its callback moves it on."""
 
     code = "gateway_unavailable"
     http_status = 503
@@ -144,8 +145,9 @@ class GatewayOutcomeUnknown(GatewayError):
 
 
 class JobSubmitFailed(PixverseJobsError):
-    """The gateway did not accept a job whose record exists; ``job_status`` says where it was
-    left (SUBMIT_FAILED, or SUBMITTING when the gateway may have accepted it)."""
+    """The gateway refused a job whose record exists, or it was never sent; ``job_status`` says
+    where it was left (SUBMIT_FAILED). A submit the gateway may have accepted is not a failure:
+    its job is answered SUBMITTING with an unknown outcome."""
 
     def __init__(self, job_id: str, job_status: str, cause: GatewayError):
         super().__init__(f"submit of job {job_id} failed: {cause.message}")

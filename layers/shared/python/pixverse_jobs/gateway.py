@@ -1,8 +1,10 @@
 """The Pixazo gateway over httpx: submit for the six models, status by request_id.
 
-One ``httpx.Client`` per container with explicit timeouts. Errors become the domain errors
-of ``errors``; the key goes only into the ``Ocp-Apim-Subscription-Key`` header, never into a
-message or a log line."""
+One ``httpx.Client`` per container with explicit timeouts. A submit made under a ``Deadline``
+(the time its invocation has left) shrinks those timeouts, and its retries, to end by then: an
+invocation Lambda cuts off mid-call records nothing, while a call that gives up in time lets the
+caller record that the outcome is unknown. Errors become the domain errors of ``errors``; the
+key goes only into the ``Ocp-Apim-Subscription-Key`` header, never into a message or a log line."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 import httpx
 
 from pixverse_jobs.catalog import get_model
+from pixverse_jobs.deadline import Deadline
 from pixverse_jobs.errors import (
     GatewayAuthError,
     GatewayError,
@@ -28,6 +31,9 @@ from pixverse_jobs.errors import (
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=3.0)
 KEY_HEADER = "Ocp-Apim-Subscription-Key"
+# A submit attempt is not started with less time than this before its deadline: it could hardly
+# get an answer, and a request sent without one leaves the job's outcome unknown for a day.
+MIN_ATTEMPT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,9 @@ class RetryPolicy:
     """Bounded retries for submits the gateway cannot have accepted: a 429 (refused by its
     rate limiter) or a connection that never opened. Full jitter on an exponential backoff;
     a Retry-After from the gateway is honoured up to ``max_delay`` (the API answers within
-    API Gateway's 30 s, so a longer wait goes back to the caller as 429 + Retry-After)."""
+    API Gateway's 30 s, so a longer wait goes back to the caller as 429 + Retry-After). Under a
+    deadline, a wait that would leave less than MIN_ATTEMPT_SECONDS for the next attempt is not
+    taken either: the last refusal goes back to the caller."""
 
     attempts: int = 3
     base_delay: float = 0.5
@@ -84,16 +92,22 @@ class GatewayClient:
         *,
         webhook_url: str | None,
         webhook_mode: str = "terminal",
+        deadline: Deadline | None = None,
     ) -> SubmitAccepted:
         """POST the parameters, unchanged, to the model's request path.
 
         Retried (bounded, see RetryPolicy) only where the gateway cannot have accepted the
         request; a timeout after sending raises GatewayOutcomeUnknown at once, never a resubmit
-        that could be paid twice."""
+        that could be paid twice. With a ``deadline``, every attempt and every wait ends by it:
+        without time for an attempt, GatewayUnavailable (nothing sent); an answer that has not
+        come by then, GatewayOutcomeUnknown."""
         attempt = 1
         while True:
+            timeout = self._attempt_timeout(deadline)
             try:
-                return self._submit_once(model_id, params, webhook_url=webhook_url, webhook_mode=webhook_mode)
+                return self._submit_once(
+                    model_id, params, webhook_url=webhook_url, webhook_mode=webhook_mode, timeout=timeout
+                )
             except (GatewayRateLimited, GatewayUnavailable) as exc:
                 if isinstance(exc, GatewayUnavailable) and exc.status is not None:
                     # A 5xx answer is the gateway refusing this request (the job ends
@@ -102,8 +116,34 @@ class GatewayClient:
                 wait = self._retry.delay(attempt, getattr(exc, "retry_after", None))
                 if wait is None:
                     raise
+                if deadline is not None and wait + MIN_ATTEMPT_SECONDS > deadline.remaining():
+                    raise
                 self._sleep(wait)
                 attempt += 1
+
+    def _attempt_timeout(self, deadline: Deadline | None) -> httpx.Timeout:
+        """The client's timeouts, or under a deadline, timeouts whose sum ends by it.
+
+        httpx has no timeout for a whole request, only one per phase, each bounding one wait
+        (taking a pooled connection, connecting, each write, each read). So the time left is
+        split: the phases before the answer, usually instant on a kept-alive connection, get at
+        most a sixth each (and no more than the client's own), the read for the answer gets the
+        rest, at least half. The read may wait past the client's own read timeout: an answer
+        that comes late but in time is worth more than a job whose outcome stays unknown. A
+        server that drips its answer over several reads could still overrun; the gateway
+        answers a submit with one small JSON body."""
+        own = self._client.timeout
+        if deadline is None:
+            return own
+        left = deadline.remaining()
+        if left < MIN_ATTEMPT_SECONDS:
+            # Nothing is sent: the job can end SUBMIT_FAILED, and the caller may retry.
+            raise GatewayUnavailable("no time left to call the gateway before the API's timeout")
+        share = left / 6
+        connect = min(own.connect or share, share)
+        pool = min(own.pool or share, share)
+        write = min(own.write or share, share)
+        return httpx.Timeout(connect=connect, pool=pool, write=write, read=left - connect - pool - write)
 
     def _submit_once(
         self,
@@ -112,6 +152,7 @@ class GatewayClient:
         *,
         webhook_url: str | None,
         webhook_mode: str,
+        timeout: httpx.Timeout,
     ) -> SubmitAccepted:
         model = get_model(model_id)
         if model is None:
@@ -122,7 +163,9 @@ class GatewayClient:
             headers["X-Webhook-URL"] = webhook_url
             headers["X-Webhook-Mode"] = webhook_mode
         try:
-            response = self._client.post(self._base_url + model.path, json=dict(params), headers=headers)
+            response = self._client.post(
+                self._base_url + model.path, json=dict(params), headers=headers, timeout=timeout
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise GatewayUnavailable(f"gateway unreachable: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:

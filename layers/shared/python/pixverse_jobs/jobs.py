@@ -1,5 +1,10 @@
 """Submitting and reading jobs: validate, record (SUBMITTING) before the gateway is called,
-submit with a signed webhook URL, store the request_id the moment it is known."""
+submit with a signed webhook URL, store the request_id the moment it is known.
+
+A submit runs under the deadline of its invocation (``deadline.Deadline``). When the gateway's
+answer has not come by then, the job is answered as it stands, SUBMITTING, with the outcome
+recorded as unknown: the gateway may have accepted (and will bill) it, so it is never sent again,
+and its signed callback, which carries the request_id, can still move it on."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from typing import Any
 from pixverse_jobs.catalog import MODELS, get_model
 from pixverse_jobs.clock import epoch_seconds, utc_now_iso
 from pixverse_jobs.config import WEBHOOK_MODES
+from pixverse_jobs.deadline import Deadline
 from pixverse_jobs.errors import (
     FieldError,
     GatewayError,
@@ -32,13 +38,14 @@ from pixverse_jobs.nesting import STORED_DEPTH, deeper_than
 from pixverse_jobs.observability import logger
 from pixverse_jobs.proxy import lambda_payload_bytes
 from pixverse_jobs.signing import webhook_url
-from pixverse_jobs.states import JobStatus
+from pixverse_jobs.states import SUBMIT_ERROR, JobStatus
 from pixverse_jobs.store import UNFINISHED, Job, JobStore
 from pixverse_jobs.views import job_view
 
 MAX_METADATA_BYTES = 2048
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]{1,255}")
-IDEMPOTENT_WAIT_SECONDS = 5.0
+IDEMPOTENT_WAIT_SECONDS = 5.0  # and never past the request's deadline
+IDEMPOTENT_POLL_SECONDS = 0.05
 ACCEPTANCE_WRITE_ATTEMPTS = 4
 ACCEPTANCE_RETRY_DELAY_SECONDS = 0.1
 # A key held this long by a request whose job record never appeared belongs to a request that
@@ -176,21 +183,31 @@ class JobService:
         owner: str,
         webhook_base_url: str,
         idempotency_key: str | None = None,
+        deadline: Deadline | None = None,
     ) -> Job:
-        """Record the job, then submit it. A failed submit leaves the job recorded as
-        SUBMIT_FAILED, or SUBMITTING with the reason when the gateway may have accepted it
-        (it is then not resubmitted blindly), and raises JobSubmitFailed.
+        """Record the job, then submit it, all by ``deadline`` (the time the invocation has left,
+        less what answering takes).
+
+        Returns the job: QUEUED once the gateway accepted it, or SUBMITTING when its answer did
+        not come in time (sent, so maybe accepted: recorded as an unknown outcome, never sent
+        again). A submit the gateway refused for sure (or that was never sent) leaves the job
+        SUBMIT_FAILED and raises JobSubmitFailed.
 
         With an ``idempotency_key``, the same key and body return the first request's job
         and send nothing to the gateway; another body raises IdempotencyConflict."""
+        deadline = deadline or Deadline.never()
         job_id = new_job_id()
         if idempotency_key is None:
-            return self._submit_new(request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id)
-        existing = self._claim_key(request, owner, idempotency_key, job_id)
+            return self._submit_new(
+                request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id, deadline=deadline
+            )
+        existing = self._claim_key(request, owner, idempotency_key, job_id, deadline)
         if existing is not None:
             return existing
         try:
-            return self._submit_new(request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id)
+            return self._submit_new(
+                request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id, deadline=deadline
+            )
         except JobSubmitFailed as exc:
             if exc.job_status == JobStatus.SUBMIT_FAILED:
                 self._store.release_idempotency_key(owner, idempotency_key, job_id=job_id)
@@ -202,7 +219,7 @@ class JobService:
                 self._store.release_idempotency_key(owner, idempotency_key, job_id=job_id)
             raise
 
-    def _claim_key(self, request: SubmitRequest, owner: str, key: str, job_id: str) -> Job | None:
+    def _claim_key(self, request: SubmitRequest, owner: str, key: str, job_id: str, deadline: Deadline) -> Job | None:
         if not IDEMPOTENCY_KEY_PATTERN.fullmatch(key):
             raise RequestRejected(
                 "invalid Idempotency-Key",
@@ -216,8 +233,9 @@ class JobService:
             return None
         if claim.body_hash != body_hash:
             raise IdempotencyConflict("Idempotency-Key was already used with a different request body")
-        # The first request writes its job right after taking the key; wait for that write.
-        deadline = time.monotonic() + IDEMPOTENT_WAIT_SECONDS
+        # The first request writes its job right after taking the key; wait for that write, but
+        # not past the request's own deadline (the API would answer 503 for us).
+        wait = Deadline.after(min(IDEMPOTENT_WAIT_SECONDS, deadline.remaining()))
         while True:
             job = self._store.get(claim.job_id)
             if job is not None:
@@ -228,49 +246,74 @@ class JobService:
             ):
                 logger.warning("stale Idempotency-Key claim taken over", extra={"job_id": job_id})
                 return None
-            if time.monotonic() > deadline:
+            if wait.expired():
                 raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry later")
-            time.sleep(0.05)
+            time.sleep(min(IDEMPOTENT_POLL_SECONDS, wait.remaining()))
 
-    def _submit_new(self, request: SubmitRequest, *, owner: str, webhook_base_url: str, job_id: str) -> Job:
+    def _submit_new(
+        self, request: SubmitRequest, *, owner: str, webhook_base_url: str, job_id: str, deadline: Deadline
+    ) -> Job:
         model = get_model(request.model)
         assert model is not None
         now = utc_now_iso()
         mode = request.webhook_mode or self._default_mode
+        record: Job = {
+            "job_id": job_id,
+            "owner": owner,
+            "model": request.model,
+            "input": request.input,
+            # What the gateway will apply to the parameters left out; never injected.
+            "gateway_defaults": {k: v for k, v in model.defaults().items() if k not in request.input},
+            "metadata": request.metadata,
+            "webhook_mode": mode,
+            "status": str(JobStatus.SUBMITTING),
+            "created_at": now,
+            "updated_at": now,
+        }
         try:
             # The signed callback URL first: a secret failure must leave nothing half-written.
             callback = webhook_url(webhook_base_url, job_id, self._webhook_secret())
-            self._store.create(
-                {
-                    "job_id": job_id,
-                    "owner": owner,
-                    "model": request.model,
-                    "input": request.input,
-                    # What the gateway will apply to the parameters left out; never injected.
-                    "gateway_defaults": {k: v for k, v in model.defaults().items() if k not in request.input},
-                    "metadata": request.metadata,
-                    "webhook_mode": mode,
-                    "status": str(JobStatus.SUBMITTING),
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
+            self._store.create(record)
         except Exception as exc:
             logger.exception("job could not be recorded; nothing sent to the gateway")
             raise JobRecordFailed(f"job {job_id} could not be recorded") from exc
         logger.append_keys(job_id=job_id)
         try:
-            accepted = self._gateway.submit(request.model, request.input, webhook_url=callback, webhook_mode=mode)
+            accepted = self._gateway.submit(
+                request.model, request.input, webhook_url=callback, webhook_mode=mode, deadline=deadline
+            )
         except GatewayError as exc:
             error = {"code": exc.code, "message": exc.message}
             if exc.accepted_possible:
-                self._store.annotate(job_id, attributes={"submit_error": error})
-                raise JobSubmitFailed(job_id, str(JobStatus.SUBMITTING), exc) from exc
+                return self._outcome_unknown(record, error)
             # The caller learns of this failure in the answer: no event, so off the unfinished index.
             self._store.advance(job_id, JobStatus.SUBMIT_FAILED, attributes={"error": error}, remove=[UNFINISHED])
             raise JobSubmitFailed(job_id, str(JobStatus.SUBMIT_FAILED), exc) from exc
         logger.append_keys(request_id=accepted.request_id)
         return self._record_acceptance(job_id, accepted.request_id)
+
+    def _outcome_unknown(self, job: Job, error: dict[str, str]) -> Job:
+        """The submit was sent but its answer did not come in time: the gateway may have
+        accepted (and will bill) it. Record why, and answer the job as it stands; only its
+        callback (or the reconciler at MAX_JOB_AGE_SECONDS) ends it. Best effort: without the
+        record the job reads the same to the reconciler, and the answer matters more."""
+        job_id = str(job["job_id"])
+        logger.warning("gateway answer not in time; submit outcome unknown", extra={"reason": error["message"]})
+        try:
+            recorded = self._store.annotate(
+                job_id,
+                attributes={SUBMIT_ERROR: error},
+                # Not over a callback that already brought the request_id.
+                condition="#status = :submitting AND attribute_not_exists(request_id)",
+                names={"#status": "status"},
+                values={":submitting": str(JobStatus.SUBMITTING)},
+            )
+            if recorded:
+                return {**job, SUBMIT_ERROR: error}
+            return self._store.get(job_id) or job
+        except Exception:
+            logger.exception("the unknown submit outcome could not be recorded")
+            return job
 
     def _record_acceptance(self, job_id: str, request_id: str) -> Job:
         """Store the request_id of a request the gateway accepted (and will bill): the one write

@@ -8,8 +8,9 @@ ended (and been announced) and are older than RECONCILE_AFTER_SECONDS, from the 
 * QUEUED / PROCESSING: polls GET /v2/requests/status/{request_id} and applies the answer with
   ``CallbackProcessor`` -- the very path a callback takes, one conditional write through the
   state machine, so a late callback and the reconciler can never both act;
-* SUBMITTING without a request_id past SUBMIT_DEADLINE_SECONDS: the submit died or its outcome
-  is unknown (a timeout after sending); it ends SUBMIT_FAILED with the reason;
+* SUBMITTING without a request_id: its submit's outcome is unknown (sent, no answer in time). The
+  gateway can be asked only by request_id, so its callback alone can move it on; it ends
+  SUBMIT_FAILED (``submit_outcome_unknown``) only past MAX_JOB_AGE_SECONDS, never sooner;
 * COMPLETED / COPYING whose copy is not in hand (no live lease), or ended but not announced:
   asks the copier again (it copies at most once and publishes at most once);
 * anything older than MAX_JOB_AGE_SECONDS ends in a terminal state with the reason ``timed_out``.
@@ -36,7 +37,7 @@ from pixverse_jobs.errors import CallbackRejected, GatewayError, GatewayRateLimi
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.observability import logger
 from pixverse_jobs.queue import CopyQueue
-from pixverse_jobs.states import FAILURES, NEEDS_DELIVERY, JobStatus
+from pixverse_jobs.states import FAILURES, NEEDS_DELIVERY, OUTCOME_UNKNOWN_CODE, SUBMIT_ERROR, JobStatus
 from pixverse_jobs.store import COPY_LEASE, Job, JobStore
 
 
@@ -46,7 +47,7 @@ class Action(StrEnum):
     POLLED_OUTCOME = "polled_outcome"  # the gateway had an outcome its callback never brought
     POLLED_PROGRESS = "polled_progress"  # the job moved on (QUEUED -> PROCESSING), no outcome yet
     POLLED_UNCHANGED = "polled_unchanged"
-    SUBMIT_FAILED = "submit_failed"  # SUBMITTING past its deadline
+    SUBMIT_FAILED = "submit_failed"  # SUBMITTING without a request_id past MAX_JOB_AGE_SECONDS
     TIMED_OUT = "timed_out"  # past MAX_JOB_AGE_SECONDS
     DELIVERY_REQUESTED = "delivery_requested"  # asked the copier again
     SKIPPED = "skipped"  # nothing to do yet (copy in hand, or polling paused by a 429)
@@ -164,26 +165,34 @@ class Reconciler:
         return Action.SKIPPED
 
     def _resolve_submitting(self, job: Job, age: float) -> Action:
-        if age <= self._settings.submit_deadline_seconds:
+        """A SUBMITTING job without a request_id: the gateway got the submit but its answer never
+        came (``submit_error``), or the invocation died mid-call. Either way it may have been
+        accepted and billed, and its callback, which carries the request_id, is the only news of
+        it that can come: ending the job earlier would refuse that callback and lose a paid
+        video. So it waits until MAX_JOB_AGE_SECONDS, as every job may."""
+        if age <= self._settings.max_age_seconds:
             return Action.SKIPPED
-        submit_error = job.get("submit_error") or {}
-        if submit_error:
-            reason = (
-                "the gateway did not answer the submit in time, so its outcome is unknown "
-                f"({submit_error.get('message', 'no detail')}); it sent no callback either"
-            )
-        else:
-            reason = "the submit was interrupted before the gateway answered"
+        submit_error = job.get(SUBMIT_ERROR) or {}
+        hours = self._settings.max_age_seconds / 3600
+        cause = (
+            f"the gateway did not answer the submit in time ({submit_error.get('message', 'no detail')})"
+            if submit_error
+            else "the submit was interrupted before the gateway answered"
+        )
+        reason = (
+            f"{cause}, and no callback brought its request_id within {hours:g} hours; "
+            "the gateway may still have accepted (and billed) it"
+        )
         transition = self._store.advance(
             str(job["job_id"]),
             JobStatus.SUBMIT_FAILED,
-            attributes={"error": {"code": "submit_outcome_unknown", "message": reason}},
+            attributes={"error": {"code": OUTCOME_UNKNOWN_CODE, "message": reason}},
             from_statuses=[JobStatus.SUBMITTING],
             extra_condition="attribute_not_exists(request_id)",
         )
         if not transition.applied:
             return Action.SKIPPED  # the submit or a callback got there first
-        logger.warning("SUBMITTING job resolved as SUBMIT_FAILED", extra={"job_id": job["job_id"]})
+        logger.warning("SUBMITTING job ended: outcome unknown past the maximum age", extra={"job_id": job["job_id"]})
         self._queue.request_delivery(str(job["job_id"]))
         return Action.SUBMIT_FAILED
 

@@ -66,3 +66,20 @@ def sources_of(target: JobStatus) -> frozenset[JobStatus]:
 
 def is_terminal(status: JobStatus) -> bool:
     return status in TERMINAL
+
+
+# A SUBMITTING job without a request_id whose submit was sent but never answered in time holds
+# the reason here (``{"code", "message"}``): the gateway may have accepted it. Only a callback
+# (it carries the request_id) moves such a job on; the reconciler ends it at MAX_JOB_AGE_SECONDS
+# as SUBMIT_FAILED with OUTCOME_UNKNOWN_CODE.
+SUBMIT_ERROR = "submit_error"
+OUTCOME_UNKNOWN_CODE = "submit_outcome_unknown"
+
+
+class SubmitOutcome(StrEnum):
+    """What is known of a job's submit to the gateway (the view's ``submit_outcome``)."""
+
+    PENDING = "pending"  # being sent now (or its invocation died before recording an answer)
+    ACCEPTED = "accepted"  # the gateway's request_id is known
+    UNKNOWN = "unknown"  # sent, but no answer came in time: the callback may still bring it
+    REFUSED = "refused"  # the gateway refused it, or it was never sent: SUBMIT_FAILED

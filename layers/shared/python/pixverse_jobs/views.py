@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from pixverse_jobs.states import OUTCOME_UNKNOWN_CODE, SUBMIT_ERROR, JobStatus, SubmitOutcome
 from pixverse_jobs.store import Job
 
 PUBLIC_FIELDS = (
@@ -11,6 +13,7 @@ PUBLIC_FIELDS = (
     "request_id",
     "model",
     "status",
+    "submit_outcome",
     "input",
     "metadata",
     "webhook_mode",
@@ -26,7 +29,25 @@ PUBLIC_FIELDS = (
 def job_view(job: Job) -> dict[str, Any]:
     """The job without internal attributes (owner, leases, TTL, outbox flags)."""
     view = {name: job.get(name) for name in PUBLIC_FIELDS}
+    view["submit_outcome"] = str(submit_outcome(job))
     view["input"] = view["input"] or {}
     view["metadata"] = view["metadata"] or {}
     view["outputs"] = [dict(o) for o in (job.get("outputs") or [])]
     return view
+
+
+def submit_outcome(job: Mapping[str, Any]) -> SubmitOutcome:
+    """What is known of the job's submit, from its record: a SUBMITTING job reads the same to
+    the reconciler whether it is pending or unknown (both wait for the callback), but a caller
+    told "unknown" knows the gateway may have accepted, and billed, the job: not to resubmit."""
+    status = job.get("status")
+    if job.get("request_id") or status not in (JobStatus.SUBMITTING, JobStatus.SUBMIT_FAILED):
+        return SubmitOutcome.ACCEPTED  # only the gateway's answer or callback moves a job on
+    if status == JobStatus.SUBMIT_FAILED:
+        error = job.get("error") or {}
+        if isinstance(error, Mapping) and error.get("code") == OUTCOME_UNKNOWN_CODE:
+            return SubmitOutcome.UNKNOWN
+        return SubmitOutcome.REFUSED
+    if job.get(SUBMIT_ERROR):
+        return SubmitOutcome.UNKNOWN
+    return SubmitOutcome.PENDING
