@@ -99,11 +99,16 @@ EXPECTED_MANAGED_POLICIES = {
 }
 
 WEBHOOK_ROUTE = ("post", "/webhooks/pixazo/{job_id}")
+WEBHOOK_OTHER_METHODS = ("any", "/webhooks/pixazo/{job_id}")
 EXPECTED_ROUTES = {
     ("post", "/jobs"): "SubmitFunction",
     ("get", "/jobs/{job_id}"): "SubmitFunction",
     ("get", "/jobs"): "SubmitFunction",
+    # Other methods reach the functions, which answer 405 with Allow.
+    ("any", "/jobs"): "SubmitFunction",
+    ("any", "/jobs/{job_id}"): "SubmitFunction",
     WEBHOOK_ROUTE: "WebhookFunction",
+    WEBHOOK_OTHER_METHODS: "WebhookFunction",
 }
 
 
@@ -318,7 +323,7 @@ def test_http_api_routes_reach_expected_functions(cfn_template: dict[str, Any]) 
     assert {spec["integration"] for spec in routes.values()} == {"AWS_PROXY"}
 
 
-@pytest.mark.parametrize("route", sorted(set(EXPECTED_ROUTES) - {WEBHOOK_ROUTE}))
+@pytest.mark.parametrize("route", sorted(set(EXPECTED_ROUTES) - {WEBHOOK_ROUTE, WEBHOOK_OTHER_METHODS}))
 def test_job_route_requires_iam_by_default(cfn_template: dict[str, Any], route: tuple[str, str]) -> None:
     spec = _http_routes(cfn_template, use_jwt=False)[route]
 
@@ -326,7 +331,7 @@ def test_job_route_requires_iam_by_default(cfn_template: dict[str, Any], route: 
     assert spec["authorizer"] == {"Ref": "AWS::NoValue"}
 
 
-@pytest.mark.parametrize("route", sorted(set(EXPECTED_ROUTES) - {WEBHOOK_ROUTE}))
+@pytest.mark.parametrize("route", sorted(set(EXPECTED_ROUTES) - {WEBHOOK_ROUTE, WEBHOOK_OTHER_METHODS}))
 def test_job_route_uses_jwt_authorizer_in_jwt_mode(cfn_template: dict[str, Any], route: tuple[str, str]) -> None:
     spec = _http_routes(cfn_template, use_jwt=True)[route]
 
@@ -646,6 +651,19 @@ def test_alarms_cover_dlq_errors_throttles_and_lost_callbacks(cfn_template: dict
     assert ("PixverseJobs", "JobsReconciled", None) in watched
     # Handled errors: a 500 the functions answer themselves never counts as a Lambda error.
     assert ("AWS/ApiGateway", "5xx", None) in watched
+    assert ("PixverseJobs", "HandledErrors", None) in watched
+
+
+def test_handled_errors_alarm_per_http_function_on_the_metric_the_code_emits(cfn_template: dict[str, Any]) -> None:
+    from pixverse_jobs.proxy import METRIC_HANDLED_ERRORS
+
+    watched = {
+        next(d["Value"] for d in alarm["Properties"]["Dimensions"] if d["Name"] == "function")
+        for alarm in _resources_of_type(cfn_template, "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"]["MetricName"] == METRIC_HANDLED_ERRORS
+    }
+    # Powertools puts every dimension on the metric: an alarm must name the same set.
+    assert watched == {"submit", "webhook"}
 
 
 def test_api_server_errors_alarm_watches_this_api(cfn_template: dict[str, Any]) -> None:
