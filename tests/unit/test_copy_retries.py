@@ -21,10 +21,10 @@ import httpx
 import pytest
 from lambda_support import create_jobs_table, load_event, load_function
 from moto import mock_aws
-from pixverse_jobs import config
+from pixverse_jobs import config, delivery
 from pixverse_jobs.callbacks import CallbackProcessor
 from pixverse_jobs.config import ReconcileSettings
-from pixverse_jobs.delivery import CopyBackoff, CopyRetryScheduled, DeliveryService
+from pixverse_jobs.delivery import DeliveryService
 from pixverse_jobs.errors import ConfigurationError
 from pixverse_jobs.events import JOB_FAILED, EventPublisher
 from pixverse_jobs.media import MediaCopier
@@ -103,7 +103,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             key_prefix="videos",
             event_source="urn:test",
             max_attempts=5,
-            backoff=CopyBackoff(30, 900),
+            backoff=delivery.CopyBackoff(30, 900),
             jitter=lambda: 1.0,  # the longest delay of each step: the bound is reached exactly
         )
         yield World(store, service, origin, clock, {"ddb": ddb, "sqs": sqs, "sns": sns, "inbox": inbox})
@@ -141,7 +141,7 @@ def _events(world: World) -> list[dict[str, Any]]:
 
 
 def test_backoff_doubles_from_its_base_up_to_its_cap_with_jitter_in_the_upper_half() -> None:
-    backoff = CopyBackoff(base_seconds=30, max_seconds=200)
+    backoff = delivery.CopyBackoff(base_seconds=30, max_seconds=200)
 
     assert [backoff.ceiling(n) for n in range(1, 6)] == [30, 60, 120, 200, 200]
     assert [backoff.delay(n, lambda: 0.0) for n in range(1, 6)] == [15, 30, 60, 100, 100]
@@ -151,8 +151,8 @@ def test_backoff_doubles_from_its_base_up_to_its_cap_with_jitter_in_the_upper_ha
 
 def test_backoff_bound_is_the_sum_of_the_waits_between_attempts() -> None:
     # The defaults (COPY_RETRY_BASE_SECONDS=30, COPY_RETRY_MAX_SECONDS=900) and CopyMaxReceiveCount=5.
-    assert CopyBackoff(30, 900).bound(5) == 30 + 60 + 120 + 240
-    assert CopyBackoff(30, 900).bound(1) == 0
+    assert delivery.CopyBackoff(30, 900).bound(5) == 30 + 60 + 120 + 240
+    assert delivery.CopyBackoff(30, 900).bound(1) == 0
 
 
 def test_retry_cap_below_its_base_is_refused_naming_the_settings() -> None:
@@ -176,7 +176,7 @@ def test_retry_cap_below_its_base_is_refused_naming_the_settings() -> None:
 def test_transient_failure_records_when_the_retry_is_due_and_which_message_brings_it(world: World) -> None:
     job_id = _completed(world)
 
-    with pytest.raises(CopyRetryScheduled) as raised:
+    with pytest.raises(delivery.CopyRetryScheduled) as raised:
         world.service.deliver(job_id, attempt=1, message_id="m-1")
 
     assert raised.value.retry_in == 30 and raised.value.attempt == 1
@@ -189,7 +189,7 @@ def test_transient_failure_records_when_the_retry_is_due_and_which_message_bring
 
 def test_duplicate_message_while_a_retry_is_pending_is_dropped_without_a_download(world: World) -> None:
     job_id = _completed(world)
-    with pytest.raises(CopyRetryScheduled):
+    with pytest.raises(delivery.CopyRetryScheduled):
         world.service.deliver(job_id, attempt=1, message_id="m-1")
     requests = world.origin.requests
 
@@ -203,7 +203,7 @@ def test_duplicate_message_while_a_retry_is_pending_is_dropped_without_a_downloa
 
 def test_the_retry_s_own_message_copies_even_a_moment_before_it_is_due(world: World) -> None:
     job_id = _completed(world)
-    with pytest.raises(CopyRetryScheduled):
+    with pytest.raises(delivery.CopyRetryScheduled):
         world.service.deliver(job_id, attempt=1, message_id="m-1")
     world.origin.healthy = True
     world.clock.now += 29  # clocks of two hosts may disagree by a little
@@ -219,7 +219,7 @@ def test_a_fresh_message_continues_the_job_s_attempt_count_to_the_last_attempt(w
     # Given three failed attempts, each brought by a different message received once
     job_id = _completed(world)
     for n in range(1, 5):
-        with pytest.raises(CopyRetryScheduled) as raised:
+        with pytest.raises(delivery.CopyRetryScheduled) as raised:
             world.service.deliver(job_id, attempt=1, message_id=f"m-{n}")
         assert raised.value.attempt == n
         world.clock.now += raised.value.retry_in
@@ -297,7 +297,7 @@ def test_reconciler_leaves_a_copy_waiting_for_its_retry_to_that_retry(world: Wor
     queue_url = sqs.create_queue(QueueName="copy")["QueueUrl"]
     reconciler = _reconciler(world, CopyQueue(queue_url, sqs))
     job_id = _completed(world)
-    with pytest.raises(CopyRetryScheduled):
+    with pytest.raises(delivery.CopyRetryScheduled):
         world.service.deliver(job_id, attempt=1, message_id="m-1")
 
     waiting = reconciler.run()
@@ -353,7 +353,7 @@ def _simulate(world: World, *, seconds: int, reconcile_every: int = 300, queue_t
             message.receives += 1
             try:
                 world.service.deliver(message.job_id, attempt=message.receives, message_id=message.message_id)
-            except CopyRetryScheduled as exc:
+            except delivery.CopyRetryScheduled as exc:
                 message.visible_at = world.clock.now + exc.retry_in
                 continue
             except Exception:
@@ -372,7 +372,7 @@ def test_failing_copy_backs_off_and_ends_delivery_failed_within_the_bound(world:
 
     # Five attempts of three requests each (MediaCopier retries within an attempt), whatever the
     # reconciler does meanwhile; the last one ends the job after the waits between them.
-    bound = CopyBackoff(30, 900).bound(5)
+    bound = delivery.CopyBackoff(30, 900).bound(5)
     assert outcome["ended_after"] is not None and outcome["ended_after"] <= bound
     assert outcome["downloads"] == 5 * 3
     assert outcome["by_10_minutes"][1] == 15  # every request within the first 10 minutes

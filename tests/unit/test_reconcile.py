@@ -17,13 +17,15 @@ import httpx
 import pytest
 from lambda_support import create_jobs_table
 from moto import mock_aws
+from pixverse_jobs import reconcile
+from pixverse_jobs import store as store_module
 from pixverse_jobs.callbacks import CallbackProcessor, parse_callback
 from pixverse_jobs.clock import epoch_seconds
 from pixverse_jobs.config import ReconcileSettings
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.queue import CopyQueue
-from pixverse_jobs.reconcile import RESERVE_SECONDS, RUN_LEASE, Action, Reconciler
-from pixverse_jobs.store import RUN_LEASE_PREFIX, JobStore
+from pixverse_jobs.reconcile import Action, Reconciler
+from pixverse_jobs.store import JobStore
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SETTINGS = ReconcileSettings(
@@ -295,7 +297,7 @@ def test_reconcile_action_values_are_stable() -> None:
 
 def test_run_that_finds_the_lease_held_exits_at_once_without_polling(world: World) -> None:
     _job(world, "job_q", age_seconds=1200, status="QUEUED", request_id="req_q")
-    assert world.store.acquire_run_lease(RUN_LEASE, "another-run", seconds=300)
+    assert world.store.acquire_run_lease(reconcile.RUN_LEASE, "another-run", seconds=300)
 
     report = world.reconciler.run(run_id="this-run")
 
@@ -313,19 +315,19 @@ def test_run_gives_the_lease_back_so_the_next_run_works(world: World) -> None:
 
     assert (first.lease_held, first.examined) == (False, 1)
     assert (second.lease_held, second.examined) == (False, 1)
-    assert world.store.acquire_run_lease(RUN_LEASE, "run-3", seconds=300)
+    assert world.store.acquire_run_lease(reconcile.RUN_LEASE, "run-3", seconds=300)
 
 
 def test_lease_of_a_run_that_died_is_taken_over_once_expired(world: World) -> None:
     _job(world, "job_q", age_seconds=1200, status="QUEUED", request_id="req_q")
     world.gateway.answers["req_q"] = (200, _status_body("req_q", "PROCESSING"))
-    assert world.store.acquire_run_lease(RUN_LEASE, "killed-run", seconds=-1)
+    assert world.store.acquire_run_lease(reconcile.RUN_LEASE, "killed-run", seconds=-1)
 
     report = world.reconciler.run(run_id="next-run")
 
     assert report.lease_held is False and report.examined == 1
     # The dead run, were it to come back, cannot free the lease of the run that took it over.
-    assert world.store.release_run_lease(RUN_LEASE, "killed-run") is False
+    assert world.store.release_run_lease(reconcile.RUN_LEASE, "killed-run") is False
 
 
 def test_lease_lasts_a_little_longer_than_the_run_may(world: World) -> None:
@@ -340,7 +342,7 @@ def test_lease_lasts_a_little_longer_than_the_run_may(world: World) -> None:
     world.store.acquire_run_lease = acquire  # type: ignore[method-assign]
     world.reconciler.run(run_id="run-2", time_left=lambda: 300.0)
 
-    assert taken == {"name": RUN_LEASE, "holder": "run-2", "seconds": 310}
+    assert taken == {"name": reconcile.RUN_LEASE, "holder": "run-2", "seconds": 310}
 
 
 def test_run_started_while_another_runs_polls_nothing(world: World) -> None:
@@ -365,7 +367,7 @@ def test_run_started_while_another_runs_polls_nothing(world: World) -> None:
 
 def test_lease_item_is_in_neither_index(world: World) -> None:
     _job(world, "job_q", age_seconds=1200, status="QUEUED", request_id="req_q")
-    assert world.store.acquire_run_lease(RUN_LEASE, "run-1", seconds=300)
+    assert world.store.acquire_run_lease(reconcile.RUN_LEASE, "run-1", seconds=300)
     ddb = world.store._client
 
     indexed = {
@@ -374,7 +376,8 @@ def test_lease_item_is_in_neither_index(world: World) -> None:
     }
 
     assert indexed == {"by_owner": ["job_q"], "unfinished_by_age": ["job_q"]}
-    lease = ddb.get_item(TableName="jobs", Key={"job_id": {"S": RUN_LEASE_PREFIX + RUN_LEASE}})["Item"]
+    lease_key = {"job_id": {"S": store_module.RUN_LEASE_PREFIX + reconcile.RUN_LEASE}}
+    lease = ddb.get_item(TableName="jobs", Key=lease_key)["Item"]
     assert set(lease) == {"job_id", "lease_holder", "lease_until"}
 
 
@@ -403,7 +406,7 @@ def test_slow_gateway_run_returns_within_its_budget_and_says_what_it_left(world:
     returned = time.monotonic()
 
     # Then it returns before its deadline, with the reserve, and counts the jobs it left
-    assert returned <= deadline - RESERVE_SECONDS * SCALE / 2, f"{deadline - returned:.3f} s left"
+    assert returned <= deadline - reconcile.RESERVE_SECONDS * SCALE / 2, f"{deadline - returned:.3f} s left"
     assert report.out_of_time is True
     assert 0 < report.examined < 500 and report.deferred > 0
     assert report.examined + report.deferred + report.in_flight == 500
