@@ -147,6 +147,11 @@ def test_transient_failure_on_every_receive_ends_delivery_failed_on_the_last_one
     assert "HTTP 503" in job["error"]["message"]
     record = client.simulated_request(job["request_id"])
     assert len(record["media_requests"]) == 5 * 3  # five receives, three attempts each
+    # The attempts are counted on the job (a re-driven message continues the count), and the
+    # retry it waited for is gone with the end of the copy.
+    item = client.dynamodb.get_item(TableName=client.ready["table"], Key={"job_id": {"S": job_id}})["Item"]
+    assert item["copy_attempts"] == {"N": "5"}
+    assert "copy_retry_at" not in item and "copy_retry_message" not in item
 
 
 # ------------------------------------------------------------------ refusals
