@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from lambda_support import create_jobs_table
+from lambda_support import create_jobs_table, load_function
 from moto import mock_aws
-from pixverse_jobs import reconcile
+from pixverse_jobs import observability, reconcile
 from pixverse_jobs import store as store_module
 from pixverse_jobs.callbacks import CallbackProcessor, parse_callback
 from pixverse_jobs.clock import epoch_seconds
@@ -428,3 +428,25 @@ def test_poll_that_overruns_its_timeouts_does_not_hold_the_run_past_its_budget(w
     # Then the run returns at its reserve anyway, saying one job was still in flight
     assert returned <= deadline, f"{returned - deadline:.3f} s late"
     assert report.in_flight == 1 and report.examined == 0 and report.out_of_time is True
+
+
+def test_reconcile_handler_counts_a_run_skipped_for_the_lease(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in {
+        "JOBS_TABLE": "jobs",
+        "COPY_QUEUE_URL": world.queue_url,
+        "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
+        "PIXAZO_API_KEY_SECRET": "pixazo/api-key",
+        "POWERTOOLS_METRICS_DISABLED": "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(observability.metrics, "namespace", "PixverseJobsTests")
+    module = load_function("ReconcileFunction")
+    assert world.store.acquire_run_lease(reconcile.RUN_LEASE, "a-run-still-going", seconds=300)
+
+    result = module.handler({}, lambda_context)
+
+    assert result["lease_held"] is True and result["examined"] == 0
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert any(document.get("ReconcilerRunsSkipped") in (1, 1.0, [1.0]) for document in documents), documents
