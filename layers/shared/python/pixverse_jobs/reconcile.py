@@ -46,7 +46,7 @@ from pixverse_jobs.callbacks import CallbackProcessor, parse_callback
 from pixverse_jobs.clock import epoch_seconds, from_iso, to_iso
 from pixverse_jobs.config import ReconcileSettings
 from pixverse_jobs.errors import CallbackRejected, GatewayError, GatewayRateLimited
-from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.gateway import DEFAULT_TIMEOUT, GatewayClient
 from pixverse_jobs.observability import logger
 from pixverse_jobs.queue import CopyQueue
 from pixverse_jobs.states import FAILURES, NEEDS_DELIVERY, JobStatus
@@ -59,9 +59,9 @@ LEASE_MARGIN_SECONDS = 10
 MAX_RUN_SECONDS = 900  # Lambda's longest timeout: the lease of a run without a deadline
 # Time kept back at the end of a run to log its report, give the lease back and flush metrics.
 RESERVE_SECONDS = 10.0
-# The most one job may take: a gateway poll at its connect (3 s) and read (10 s) timeouts
-# (gateway.DEFAULT_TIMEOUT), then its conditional write and copy request.
-JOB_SECONDS = 15.0
+# The most one job may take: a gateway poll at the client's connect and read timeouts (3 s +
+# 10 s), then its conditional write and copy request (2 s).
+JOB_SECONDS = (DEFAULT_TIMEOUT.connect or 0.0) + (DEFAULT_TIMEOUT.read or 0.0) + 2.0
 # How long after a copy's retry was due its message may still be on its way (Lambda's SQS poller
 # picks it up within seconds; a backlog can hold it longer) before the reconciler asks again.
 RETRY_GRACE_SECONDS = 60
