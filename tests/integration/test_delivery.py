@@ -154,6 +154,20 @@ def test_transient_failure_on_every_receive_ends_delivery_failed_on_the_last_one
     assert "copy_retry_at" not in item and "copy_retry_message" not in item
 
 
+def test_copy_that_fails_once_is_retried_by_its_own_message_and_delivered(client: LocalClient) -> None:
+    # Six cut downloads: the first attempt gives up (MediaCopier's six requests in all), so the
+    # copier schedules a retry on the job and sets its message's visibility; the second copies.
+    job_id = _submit(client, "[sim:cut=6]")
+
+    job = client.wait_for(job_id, timeout=60)
+
+    assert job["status"] == "DELIVERED", job
+    item = client.dynamodb.get_item(TableName=client.ready["table"], Key={"job_id": {"S": job_id}})["Item"]
+    assert item["copy_attempts"] == {"N": "2"}
+    assert "copy_retry_at" not in item and "copy_retry_message" not in item
+    assert len(client.simulated_request(job["request_id"])["media_requests"]) == 6 + 1
+
+
 # ------------------------------------------------------------------ refusals
 @pytest.mark.parametrize(
     ("directive", "reason", "media_requests"),
