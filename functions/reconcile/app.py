@@ -34,8 +34,20 @@ reconciler = Reconciler(
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = reconciler.run(time_left=lambda: context.get_remaining_time_in_millis() / 1000)
+    report = reconciler.run(
+        time_left=lambda: context.get_remaining_time_in_millis() / 1000, run_id=context.aws_request_id
+    )
     # JobsReconciled > 0 means callbacks went missing: the alarm in template.yaml watches it.
     metrics.add_metric(name="JobsReconciled", unit=MetricUnit.Count, value=report.reconciled)
     metrics.add_metric(name="ReconcilerRateLimited", unit=MetricUnit.Count, value=int(report.rate_limited))
-    return {"examined": report.examined, "reconciled": report.reconciled, "actions": report.actions}
+    # A run that found another one running; jobs a run had no time for (the next run takes them).
+    metrics.add_metric(name="ReconcilerRunsSkipped", unit=MetricUnit.Count, value=int(report.lease_held))
+    metrics.add_metric(name="ReconcilerJobsDeferred", unit=MetricUnit.Count, value=report.deferred + report.in_flight)
+    return {
+        "examined": report.examined,
+        "reconciled": report.reconciled,
+        "actions": report.actions,
+        "deferred": report.deferred,
+        "in_flight": report.in_flight,
+        "lease_held": report.lease_held,
+    }

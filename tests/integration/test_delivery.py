@@ -147,6 +147,25 @@ def test_transient_failure_on_every_receive_ends_delivery_failed_on_the_last_one
     assert "HTTP 503" in job["error"]["message"]
     record = client.simulated_request(job["request_id"])
     assert len(record["media_requests"]) == 5 * 3  # five receives, three attempts each
+    # The attempts are counted on the job (a re-driven message continues the count), and the
+    # retry it waited for is gone with the end of the copy.
+    item = client.dynamodb.get_item(TableName=client.ready["table"], Key={"job_id": {"S": job_id}})["Item"]
+    assert item["copy_attempts"] == {"N": "5"}
+    assert "copy_retry_at" not in item and "copy_retry_message" not in item
+
+
+def test_copy_that_fails_once_is_retried_by_its_own_message_and_delivered(client: LocalClient) -> None:
+    # Six cut downloads: the first attempt gives up (MediaCopier's six requests in all), so the
+    # copier schedules a retry on the job and sets its message's visibility; the second copies.
+    job_id = _submit(client, "[sim:cut=6]")
+
+    job = client.wait_for(job_id, timeout=60)
+
+    assert job["status"] == "DELIVERED", job
+    item = client.dynamodb.get_item(TableName=client.ready["table"], Key={"job_id": {"S": job_id}})["Item"]
+    assert item["copy_attempts"] == {"N": "2"}
+    assert "copy_retry_at" not in item and "copy_retry_message" not in item
+    assert len(client.simulated_request(job["request_id"])["media_requests"]) == 6 + 1
 
 
 # ------------------------------------------------------------------ refusals

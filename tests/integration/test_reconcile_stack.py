@@ -4,6 +4,7 @@ each with its object and one event. A stack of its own, whose reconciler looks a
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,3 +63,17 @@ def test_failed_job_without_callback_ends_failed_with_one_failed_event(quick_rec
         assert [e["type"] for e in inbox.for_job(job_id, wait=3.0)] == [JOB_FAILED]
     finally:
         inbox.close()
+
+
+def test_reconciler_runs_take_their_lease_in_the_jobs_table(quick_reconciler: LocalClient) -> None:
+    # The schedule fires every second; each run takes and gives back lease#reconciler.
+    client = quick_reconciler
+    deadline = time.monotonic() + 10
+    item: dict[str, Any] = {}
+    while not item and time.monotonic() < deadline:
+        key = {"job_id": {"S": "lease#reconciler"}}
+        item = client.dynamodb.get_item(TableName=client.ready["table"], Key=key).get("Item", {})
+        time.sleep(0.2)
+
+    # Neither index may hold it: no owner, no unfinished flag.
+    assert item and set(item) <= {"job_id", "lease_holder", "lease_until"}

@@ -303,13 +303,13 @@ def test_transient_failure_before_the_last_attempt_raises_and_releases_the_lease
     _completed_job(store, "j1", ["https://a.r2.dev/o.mp4"])
 
     with pytest.raises(TransientDeliveryError, match="HTTP 503"):
-        service.deliver("j1", attempt=2)
+        service.deliver("j1", attempt=2, message_id="m-1")
 
     job = store.get("j1")
     assert job is not None and job["status"] == "COPYING" and "copy_lease_until" not in job
     assert _events(aws) == []
     origin.broken.clear()
-    assert service.deliver("j1", attempt=3).status is JobStatus.DELIVERED
+    assert service.deliver("j1", attempt=3, message_id="m-1").status is JobStatus.DELIVERED  # its retry
     job = store.get("j1")
     assert job is not None and job["outputs"][0]["sha256"] == hashlib.sha256(body).hexdigest()
 
@@ -334,14 +334,14 @@ def test_composite_checksum_mismatch_leaves_the_job_unannounced_and_the_retry_re
 
     # When the first attempt runs: the message is retried, the job names no object, the object is untagged
     with pytest.raises(TransientDeliveryError, match="checksum of the completed multipart object differs"):
-        service.deliver("j1", attempt=1)
+        service.deliver("j1", attempt=1, message_id="m-1")
     job = store.get("j1")
     assert job is not None and job["status"] == "COPYING" and "copy_lease_until" not in job
     assert "outputs" not in job and "copied_outputs" not in job
     assert _tags(aws, key) == {} and _events(aws) == []
 
     # Then the retry writes the key again and delivers it tagged
-    assert service.deliver("j1", attempt=2).status is JobStatus.DELIVERED
+    assert service.deliver("j1", attempt=2, message_id="m-1").status is JobStatus.DELIVERED
     assert origin.gets == ["/o.mp4", "/o.mp4"]
     assert _tags(aws, key) == {"sha256": hashlib.sha256(body).hexdigest()}
     assert [e["type"] for e in _events(aws)] == [JOB_DELIVERED]
@@ -387,10 +387,10 @@ def test_retry_after_a_partial_copy_copies_only_the_missing_media(aws: dict[str,
     service, store = _service_with(aws, origin)
     _completed_job(store, "j1", ["https://a.r2.dev/a/0.mp4", "https://a.r2.dev/a/1.mp4"])
     with pytest.raises(TransientDeliveryError):
-        service.deliver("j1", attempt=1)
+        service.deliver("j1", attempt=1, message_id="m-1")
     origin.broken.clear()
 
-    service.deliver("j1", attempt=2)
+    service.deliver("j1", attempt=2, message_id="m-1")
 
     job = store.get("j1")
     assert job is not None and job["status"] == "DELIVERED" and "copied_outputs" not in job
@@ -439,10 +439,10 @@ def test_media_copy_handler_passes_receive_count_and_a_deadline(
     }.items():
         monkeypatch.setenv(name, value)
     module = load_function("MediaCopyFunction")
-    seen: list[tuple[str, int, float | None]] = []
+    seen: list[tuple[str, int, float | None, str | None]] = []
 
-    def deliver(job_id: str, *, attempt: int = 1, deadline: float | None = None) -> Any:
-        seen.append((job_id, attempt, deadline))
+    def deliver(job_id: str, *, attempt: int = 1, deadline: float | None = None, message_id: str | None = None) -> Any:
+        seen.append((job_id, attempt, deadline, message_id))
         raise TransientDeliveryError("origin down")
 
     monkeypatch.setattr(module.service, "deliver", deliver)
@@ -454,8 +454,9 @@ def test_media_copy_handler_passes_receive_count_and_a_deadline(
 
     assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
     assert module.service._max_attempts == 4
-    (_, attempt, deadline) = seen[0]
+    (_, attempt, deadline, message_id) = seen[0]
     assert attempt == 3
+    assert message_id == event["Records"][0]["messageId"]
     # FakeLambdaContext has 30 s left: stop a tenth of it early, leaving time to clean up.
     assert deadline is not None and started + 26 < deadline < started + 28
 

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,8 +15,10 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from lambda_support import create_jobs_table
+from lambda_support import create_jobs_table, load_function
 from moto import mock_aws
+from pixverse_jobs import observability, reconcile
+from pixverse_jobs import store as store_module
 from pixverse_jobs.callbacks import CallbackProcessor, parse_callback
 from pixverse_jobs.clock import epoch_seconds
 from pixverse_jobs.config import ReconcileSettings
@@ -41,6 +44,7 @@ class FakeGateway:
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    held: dict[str, threading.Event] = field(default_factory=dict)  # request_id -> answer when set
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         request_id = request.url.path.rsplit("/", 1)[-1]
@@ -49,6 +53,8 @@ class FakeGateway:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            if request_id in self.held:
+                self.held[request_id].wait(timeout=30)
             time.sleep(self.delay)
             status, body = self.answers.get(request_id, (404, {"error": "not found"}))
             return httpx.Response(status, json=body)
@@ -330,3 +336,163 @@ def test_reconcile_action_values_are_stable() -> None:
         "skipped",
         "poll_failed",
     ]
+
+
+# ---------------------------------------------------------------- one run at a time (finding 2.1)
+
+
+def test_run_that_finds_the_lease_held_exits_at_once_without_polling(world: World) -> None:
+    _job(world, "job_q", age_seconds=1200, status="QUEUED", request_id="req_q")
+    assert world.store.acquire_run_lease(reconcile.RUN_LEASE, "another-run", seconds=300)
+
+    report = world.reconciler.run(run_id="this-run")
+
+    assert report.lease_held is True
+    assert report.examined == 0 and report.actions == {}
+    assert world.gateway.calls == []
+
+
+def test_run_gives_the_lease_back_so_the_next_run_works(world: World) -> None:
+    _job(world, "job_q", age_seconds=1200, status="QUEUED", request_id="req_q")
+    world.gateway.answers["req_q"] = (200, _status_body("req_q", "PROCESSING"))
+
+    first = world.reconciler.run(run_id="run-1")
+    second = world.reconciler.run(run_id="run-2")
+
+    assert (first.lease_held, first.examined) == (False, 1)
+    assert (second.lease_held, second.examined) == (False, 1)
+    assert world.store.acquire_run_lease(reconcile.RUN_LEASE, "run-3", seconds=300)
+
+
+def test_lease_of_a_run_that_died_is_taken_over_once_expired(world: World) -> None:
+    _job(world, "job_q", age_seconds=1200, status="QUEUED", request_id="req_q")
+    world.gateway.answers["req_q"] = (200, _status_body("req_q", "PROCESSING"))
+    assert world.store.acquire_run_lease(reconcile.RUN_LEASE, "killed-run", seconds=-1)
+
+    report = world.reconciler.run(run_id="next-run")
+
+    assert report.lease_held is False and report.examined == 1
+    # The dead run, were it to come back, cannot free the lease of the run that took it over.
+    assert world.store.release_run_lease(reconcile.RUN_LEASE, "killed-run") is False
+
+
+def test_lease_lasts_a_little_longer_than_the_run_may(world: World) -> None:
+    world.reconciler.run(run_id="run-1", time_left=lambda: 300.0)  # released at its end
+    taken: dict[str, Any] = {}
+    real_acquire = world.store.acquire_run_lease
+
+    def acquire(name: str, holder: str, *, seconds: int) -> bool:
+        taken.update(name=name, holder=holder, seconds=seconds)
+        return real_acquire(name, holder, seconds=seconds)
+
+    world.store.acquire_run_lease = acquire  # type: ignore[method-assign]
+    world.reconciler.run(run_id="run-2", time_left=lambda: 300.0)
+
+    assert taken == {"name": reconcile.RUN_LEASE, "holder": "run-2", "seconds": 310}
+
+
+def test_run_started_while_another_runs_polls_nothing(world: World) -> None:
+    # Given a run busy polling a job (its poll answers only when the test lets it)
+    _job(world, "job_q", age_seconds=1200, status="QUEUED", request_id="req_q")
+    world.gateway.answers["req_q"] = (200, _status_body("req_q", "PROCESSING"))
+    answer = world.gateway.held["req_q"] = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(world.reconciler.run, run_id="run-1")
+        while not world.gateway.calls:
+            time.sleep(0.01)
+
+        # When a second run starts meanwhile (a late schedule, an async retry)
+        second = world.reconciler.run(run_id="run-2")
+        answer.set()
+
+    # Then it exits at once and the job is polled once, by the first run
+    assert second.lease_held is True and second.examined == 0
+    assert first.result().examined == 1
+    assert world.gateway.calls == ["req_q"]
+
+
+def test_lease_item_is_in_neither_index(world: World) -> None:
+    _job(world, "job_q", age_seconds=1200, status="QUEUED", request_id="req_q")
+    assert world.store.acquire_run_lease(reconcile.RUN_LEASE, "run-1", seconds=300)
+    ddb = world.store._client
+
+    indexed = {
+        index: [item["job_id"]["S"] for item in ddb.scan(TableName="jobs", IndexName=index)["Items"]]
+        for index in ("by_owner", "unfinished_by_age")
+    }
+
+    assert indexed == {"by_owner": ["job_q"], "unfinished_by_age": ["job_q"]}
+    lease_key = {"job_id": {"S": store_module.RUN_LEASE_PREFIX + reconcile.RUN_LEASE}}
+    lease = ddb.get_item(TableName="jobs", Key=lease_key)["Item"]
+    assert set(lease) == {"job_id", "lease_holder", "lease_until"}
+
+
+# ---------------------------------------------------------------- the time budget (finding 2.5)
+
+# Lambda time scaled down 100 times: a 300 s run in 3 s, a 13 s gateway poll (its connect and
+# read timeouts) in 0.13 s. The reconciler only reads ``time_left()``, so it runs as in Lambda.
+SCALE = 0.01
+
+
+def _scaled_budget(seconds: float) -> tuple[float, Any]:
+    deadline = time.monotonic() + seconds * SCALE
+    return deadline, lambda: (deadline - time.monotonic()) / SCALE
+
+
+def test_slow_gateway_run_returns_within_its_budget_and_says_what_it_left(world: World) -> None:
+    # Given 500 jobs to poll, 4 at a time, through a gateway taking 13 s per poll: 1,625 s of polls
+    world.gateway.delay = 13 * SCALE
+    for n in range(500):
+        _job(world, f"job_{n:03d}", age_seconds=1200 + n, status="QUEUED", request_id=f"req_{n:03d}")
+        world.gateway.answers[f"req_{n:03d}"] = (200, _status_body(f"req_{n:03d}", "QUEUED"))
+    deadline, time_left = _scaled_budget(300)
+
+    # When a run with 300 s (the function's timeout) goes at them
+    report = world.reconciler.run(time_left=time_left)
+    returned = time.monotonic()
+
+    # Then it returns before its deadline, with the reserve, and counts the jobs it left
+    assert returned <= deadline - reconcile.RESERVE_SECONDS * SCALE / 2, f"{deadline - returned:.3f} s left"
+    assert report.out_of_time is True
+    assert 0 < report.examined < 500 and report.deferred > 0
+    assert report.examined + report.deferred + report.in_flight == 500
+    assert len(world.gateway.calls) == report.examined + report.in_flight
+
+
+def test_poll_that_overruns_its_timeouts_does_not_hold_the_run_past_its_budget(world: World) -> None:
+    # Given a poll that does not answer (a gateway slower than the client's timeouts allow)
+    _job(world, "job_hung", age_seconds=1300, status="QUEUED", request_id="req_hung")
+    hung = world.gateway.held["req_hung"] = threading.Event()
+    deadline, time_left = _scaled_budget(100)
+    try:
+        # When a run with 100 s left starts it
+        report = world.reconciler.run(time_left=time_left)
+        returned = time.monotonic()
+    finally:
+        hung.set()
+
+    # Then the run returns at its reserve anyway, saying one job was still in flight
+    assert returned <= deadline, f"{returned - deadline:.3f} s late"
+    assert report.in_flight == 1 and report.examined == 0 and report.out_of_time is True
+
+
+def test_reconcile_handler_counts_a_run_skipped_for_the_lease(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in {
+        "JOBS_TABLE": "jobs",
+        "COPY_QUEUE_URL": world.queue_url,
+        "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
+        "PIXAZO_API_KEY_SECRET": "pixazo/api-key",
+        "POWERTOOLS_METRICS_DISABLED": "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(observability.metrics, "namespace", "PixverseJobsTests")
+    module = load_function("ReconcileFunction")
+    assert world.store.acquire_run_lease(reconcile.RUN_LEASE, "a-run-still-going", seconds=300)
+
+    result = module.handler({}, lambda_context)
+
+    assert result["lease_held"] is True and result["examined"] == 0
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert any(document.get("ReconcilerRunsSkipped") in (1, 1.0, [1.0]) for document in documents), documents

@@ -28,6 +28,8 @@ ALLOWED_MEDIA_HOSTS = "ALLOWED_MEDIA_HOSTS"
 DOWNLOAD_URL_EXPIRY_SECONDS = "DOWNLOAD_URL_EXPIRY_SECONDS"
 MAX_MEDIA_BYTES = "MAX_MEDIA_BYTES"
 COPY_MAX_RECEIVE_COUNT = "COPY_MAX_RECEIVE_COUNT"
+COPY_RETRY_BASE_SECONDS = "COPY_RETRY_BASE_SECONDS"
+COPY_RETRY_MAX_SECONDS = "COPY_RETRY_MAX_SECONDS"
 PROGRESS_EVENTS = "PROGRESS_EVENTS"
 RECONCILE_AFTER_SECONDS = "RECONCILE_AFTER_SECONDS"
 SUBMIT_DEADLINE_SECONDS = "SUBMIT_DEADLINE_SECONDS"
@@ -119,12 +121,25 @@ class DeliverySettings(NamedTuple):
     # The copy queue's maxReceiveCount: the copier fails the job on the last receive instead of
     # leaving it COPYING when the message moves to the dead-letter queue.
     max_receive_count: int
+    # The backoff between copy attempts (seconds): the n-th failed attempt's message comes back
+    # after base * 2^(n-1), capped at max, with jitter (see ``pixverse_jobs.delivery.CopyBackoff``).
+    copy_retry_base_seconds: int = 30
+    copy_retry_max_seconds: int = 900
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DeliverySettings:
         hosts = tuple(h.strip().lower() for h in _required(env, ALLOWED_MEDIA_HOSTS).split(",") if h.strip())
         if not hosts:
             raise ConfigurationError(f"{ALLOWED_MEDIA_HOSTS} names no host")
+        retry_base = _whole_number(env, COPY_RETRY_BASE_SECONDS, 30, 1, 3600)
+        # SQS holds a received message invisible for at most 12 hours in all, counted from the
+        # receive (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html);
+        # the copier may have used up to its 900 s timeout before it asks for the delay.
+        retry_max = _whole_number(env, COPY_RETRY_MAX_SECONDS, 900, 1, 43200 - 900)
+        if retry_max < retry_base:
+            raise ConfigurationError(
+                f"{COPY_RETRY_MAX_SECONDS} ({retry_max}) must not be less than {COPY_RETRY_BASE_SECONDS} ({retry_base})"
+            )
         return cls(
             bucket=_required(env, MEDIA_BUCKET),
             key_prefix=_optional(env, MEDIA_KEY_PREFIX, "videos").strip("/"),
@@ -133,6 +148,8 @@ class DeliverySettings(NamedTuple):
             allowed_media_hosts=hosts,
             max_media_bytes=_whole_number(env, MAX_MEDIA_BYTES, 5 * 1024**3, 1, 10_000 * 8 * 1024**2),
             max_receive_count=_whole_number(env, COPY_MAX_RECEIVE_COUNT, 5, 1, 1000),
+            copy_retry_base_seconds=retry_base,
+            copy_retry_max_seconds=retry_max,
         )
 
 

@@ -16,21 +16,37 @@ Where a job that cannot be copied ends: a permanent error (refused URL or addres
 wrong type, too large) ends it DELIVERY_FAILED at once. A transient one is first retried
 inside the invocation (``MediaCopier``), then by the queue: the message returns (partial batch
 failure) and is received again, up to the queue's maxReceiveCount, after which SQS moves it to
-the dead-letter queue. The copier itself turns the *last* receive's transient failure into
-DELIVERY_FAILED plus one ``pixverse.job.failed`` event (``attempt >= max_attempts``, the
-message's ApproximateReceiveCount against COPY_MAX_RECEIVE_COUNT, which template.yaml sets from
-the same parameter as the queue's maxReceiveCount). It is done here rather than by a consumer
+the dead-letter queue. The copier itself turns the *last* attempt's transient failure into
+DELIVERY_FAILED plus one ``pixverse.job.failed`` event (``attempt >= max_attempts``: the larger
+of the message's ApproximateReceiveCount and the attempts the job record counts, against
+COPY_MAX_RECEIVE_COUNT, which template.yaml sets from the same parameter as the queue's
+maxReceiveCount). It is done here rather than by a consumer
 of the dead-letter queue because the move to the DLQ runs no code of ours: nothing would end the
 job and publish its event; the copier on its last attempt knows the job, the reason and that no
 retry follows. The message is then reported successful, so the DLQ holds only messages whose
 last attempt could not even record the failure (a crash or timeout of that invocation, or
 DynamoDB / SNS being down); redriving them is safe, because ``deliver`` is idempotent.
+
+Backoff, and one copy request in flight per job. A failed message would come back only after
+the queue's visibility timeout (90 minutes), while the reconciler, finding the job COPYING
+without a lease, would send a fresh message (receive count 1) every run: a full download every
+5 minutes that never reaches the last attempt. Instead a transient failure records on the job
+when its retry is due (``copy_retry_at``, from ``CopyBackoff``) and which message carries it
+(``copy_retry_message``), and raises ``CopyRetryScheduled``; the handler then sets that
+message's visibility to the same delay (ChangeMessageVisibility). Until then the reconciler
+leaves the job alone and a duplicate message is dropped (the claim refuses it). Attempts are
+counted on the job (``copy_attempts``, set by the claim), so a duplicate or a re-driven message
+(receive count 1) continues the count instead of restarting it: the last attempt comes after
+at most ``max_attempts`` copies and ``CopyBackoff.bound(max_attempts)`` seconds of waiting.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +56,15 @@ from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, EventPublisher, buil
 from pixverse_jobs.media import MediaCopier, extension_for
 from pixverse_jobs.observability import logger
 from pixverse_jobs.states import FAILURES, JobStatus
-from pixverse_jobs.store import COPY_LEASE, PUBLISH_LEASE, Job, JobStore
+from pixverse_jobs.store import (
+    COPY_ATTEMPTS,
+    COPY_LEASE,
+    COPY_RETRY_AT,
+    COPY_RETRY_MESSAGE,
+    PUBLISH_LEASE,
+    Job,
+    JobStore,
+)
 from pixverse_jobs.views import job_view
 
 # Who publishes a job's final event: the write that ends the job takes it; any other delivery
@@ -48,6 +72,47 @@ from pixverse_jobs.views import job_view
 PUBLISH_LEASE_SECONDS = 120
 COPIED_ATTRIBUTE = "copied_outputs"
 DELIVERY_FAILED_CODE = "delivery_failed"
+
+
+# What a copy that ends (or ends the job) removes: its lease, its partial progress and its retry.
+_COPY_STATE = [COPY_LEASE, COPIED_ATTRIBUTE, COPY_RETRY_AT, COPY_RETRY_MESSAGE]
+
+
+@dataclass(frozen=True)
+class CopyBackoff:
+    """How long a failed copy's message stays away before the next attempt: after the n-th
+    failed attempt, a random point in the upper half of ``base_seconds * 2^(n-1)`` capped at
+    ``max_seconds`` ("equal jitter"): copies of many jobs failing together spread out, and each
+    delay is at least half its step, so the total wait is bounded above and below."""
+
+    base_seconds: int = 30
+    max_seconds: int = 900
+
+    def ceiling(self, failed: int) -> int:
+        """The longest delay after the ``failed``-th failed attempt."""
+        step: int = self.base_seconds * 2 ** max(0, min(failed, 64) - 1)
+        return min(self.max_seconds, step)
+
+    def delay(self, failed: int, rand: Callable[[], float] = random.random) -> int:
+        """Whole seconds (SQS visibility is set in seconds) to wait after the ``failed``-th
+        failed attempt."""
+        top = self.ceiling(failed)
+        return max(1, math.ceil(top / 2 + rand() * top / 2))
+
+    def bound(self, attempts: int) -> int:
+        """The most the waits between ``attempts`` attempts add up to."""
+        return sum(self.ceiling(n) for n in range(1, attempts))
+
+
+class CopyRetryScheduled(TransientDeliveryError):
+    """The copy failed transiently and its next attempt is due in ``retry_in`` seconds: the
+    message that carried it must come back then (ChangeMessageVisibility), not after the
+    queue's visibility timeout."""
+
+    def __init__(self, message: str, *, retry_in: int, attempt: int) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+        self.attempt = attempt
 
 
 @dataclass(frozen=True)
@@ -71,6 +136,8 @@ class DeliveryService:
         event_source: str,
         lease_seconds: int = 900,
         max_attempts: int = 5,
+        backoff: CopyBackoff | None = None,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
         self._copier = copier
@@ -80,14 +147,21 @@ class DeliveryService:
         self._source = event_source
         self._lease_seconds = lease_seconds
         self._max_attempts = max_attempts
+        self._backoff = backoff or CopyBackoff()
+        self._jitter = jitter
 
-    def deliver(self, job_id: str, *, attempt: int = 1, deadline: float | None = None) -> DeliveryOutcome:
+    def deliver(
+        self, job_id: str, *, attempt: int = 1, deadline: float | None = None, message_id: str | None = None
+    ) -> DeliveryOutcome:
         """Bring a job that reached a gateway outcome to its end, idempotently.
 
-        ``attempt`` is this message's receive count: on the last one (``max_attempts``) a
-        transient copy failure ends the job DELIVERY_FAILED instead of raising. ``deadline``
-        (``time.monotonic()``) is when a copy must stop to leave time to record the outcome.
-        Raises TransientDeliveryError when the message should be retried."""
+        ``attempt`` is this message's receive count; the job's own count of copy attempts wins
+        when it is higher. On the last attempt (``max_attempts``) a transient copy failure ends
+        the job DELIVERY_FAILED instead of raising. ``deadline`` (``time.monotonic()``) is when a
+        copy must stop to leave time to record the outcome. ``message_id`` names the queue
+        message: while a failed copy waits for its retry, only that message may copy again.
+        Raises CopyRetryScheduled (a TransientDeliveryError) when the copy should be retried
+        after its ``retry_in`` seconds, TransientDeliveryError for other retryable failures."""
         job = self._store.get(job_id)
         if job is None:
             logger.warning("copy requested for an unknown job; dropped", extra={"job_id": job_id})
@@ -98,7 +172,7 @@ class DeliveryService:
         holds_publication = False
         if status in (JobStatus.COMPLETED, JobStatus.COPYING):
             started = time.monotonic()
-            job, holds_publication = self._copy(job, attempt=attempt, deadline=deadline)
+            job, holds_publication = self._copy(job, attempt=attempt, deadline=deadline, message_id=message_id)
             status = JobStatus(job["status"])
             if status is JobStatus.DELIVERED:
                 copy_seconds = time.monotonic() - started
@@ -118,20 +192,47 @@ class DeliveryService:
         ext = extension_for(str(job.get("media_type") or ""), url)
         return f"{self._prefix}/{job['model']}/{job['job_id']}/{index}.{ext}"
 
-    def _copy(self, job: Job, *, attempt: int, deadline: float | None) -> tuple[Job, bool]:
+    def _copy(self, job: Job, *, attempt: int, deadline: float | None, message_id: str | None) -> tuple[Job, bool]:
         """Copy and end the job; the job after it, and whether this call ended it (and so holds
         its publication: the ending write takes the publish lease with it, at no extra cost)."""
         job_id = job["job_id"]
         now = epoch_seconds()
+        counted = job.get(COPY_ATTEMPTS)
+        # The job's count, not the message's alone: a re-driven or duplicate message starts at 1.
+        attempt = max(attempt, int(counted or 0) + 1)
+        values: dict[str, Any] = {":lease_now": now}
+        # Claimed only if the lease is free, no retry is pending for another message, and no
+        # other attempt was counted since the job was read (so each attempt counts once).
+        retry_gate = f"attribute_not_exists({COPY_RETRY_AT}) OR {COPY_RETRY_AT} <= :lease_now"
+        if message_id:
+            retry_gate += f" OR {COPY_RETRY_MESSAGE} = :message"
+            values[":message"] = message_id
+        if counted is None:
+            counted_gate = f"attribute_not_exists({COPY_ATTEMPTS})"
+        else:
+            counted_gate = f"{COPY_ATTEMPTS} = :counted"
+            values[":counted"] = int(counted)
         claim = self._store.advance(
             job_id,
             JobStatus.COPYING,
-            attributes={COPY_LEASE: now + self._lease_seconds},
-            extra_condition=f"attribute_not_exists({COPY_LEASE}) OR {COPY_LEASE} < :lease_now",
-            extra_values={":lease_now": now},
+            attributes={COPY_LEASE: now + self._lease_seconds, COPY_ATTEMPTS: attempt},
+            remove=[COPY_RETRY_AT, COPY_RETRY_MESSAGE],
+            extra_condition=(
+                f"(attribute_not_exists({COPY_LEASE}) OR {COPY_LEASE} < :lease_now) "
+                f"AND ({retry_gate}) AND ({counted_gate})"
+            ),
+            extra_values=values,
         )
         if not claim.applied:
-            logger.info("copy already in hand elsewhere", extra={"job_id": job_id, "status": claim.job["status"]})
+            retry_at = claim.job.get(COPY_RETRY_AT)
+            if claim.job.get("status") == JobStatus.COPYING and retry_at is not None and int(retry_at) > now:
+                # Its own message brings the retry; this one would start a second copy early.
+                logger.info(
+                    "copy retry already scheduled; duplicate request dropped",
+                    extra={"job_id": job_id, "retry_at": int(retry_at)},
+                )
+            else:
+                logger.info("copy already in hand elsewhere", extra={"job_id": job_id, "status": claim.job["status"]})
             return claim.job, False
         job = claim.job
         try:
@@ -146,19 +247,15 @@ class DeliveryService:
                     extra={"job_id": job_id, "attempt": attempt, "reason": str(exc)},
                 )
                 return self._fail(job_id, f"media copy failed after {attempt} attempts: {exc}"), True
-            logger.warning(
-                "media copy failed; the message will be retried",
-                extra={"job_id": job_id, "attempt": attempt, "max_attempts": self._max_attempts, "reason": str(exc)},
-            )
-            self._release_lease(job_id)
-            raise
-        except Exception:
+            raise self._schedule_retry(job_id, attempt, message_id, str(exc)) from exc
+        except Exception as exc:
             if attempt >= self._max_attempts:
                 # A bug must not leave the job COPYING forever once no retry follows.
                 logger.exception("media copy failed unexpectedly on the last attempt", extra={"job_id": job_id})
                 return self._fail(job_id, f"media copy failed after {attempt} attempts: internal error"), True
-            self._release_lease(job_id)
-            raise
+            # Backed off like any failure: a bug that fails every copy must not loop either.
+            logger.exception("media copy failed unexpectedly", extra={"job_id": job_id, "attempt": attempt})
+            raise self._schedule_retry(job_id, attempt, message_id, f"internal error: {type(exc).__name__}") from exc
         try:
             delivered = self._store.advance(
                 job_id,
@@ -168,7 +265,7 @@ class DeliveryService:
                     "delivered_at": utc_now_iso(),
                     PUBLISH_LEASE: epoch_seconds() + PUBLISH_LEASE_SECONDS,
                 },
-                remove=[COPY_LEASE, COPIED_ATTRIBUTE],
+                remove=_COPY_STATE,
                 from_statuses=[JobStatus.COPYING],
             )
         except Exception as exc:
@@ -237,18 +334,35 @@ class DeliveryService:
                 "error": {"code": DELIVERY_FAILED_CODE, "message": message},
                 PUBLISH_LEASE: epoch_seconds() + PUBLISH_LEASE_SECONDS,
             },
-            remove=[COPY_LEASE, COPIED_ATTRIBUTE],
+            remove=_COPY_STATE,
         ).job
 
-    def _release_lease(self, job_id: str) -> None:
-        # Give the lease back so the message's retry can copy at once.
+    def _schedule_retry(self, job_id: str, attempt: int, message_id: str | None, reason: str) -> CopyRetryScheduled:
+        """Give the lease back and record when the next attempt is due and which message brings
+        it; the error for the caller to raise, naming the delay to set on that message."""
+        retry_in = self._backoff.delay(attempt, self._jitter)
+        retry: dict[str, Any] = {COPY_RETRY_AT: epoch_seconds() + retry_in}
+        if message_id:
+            retry[COPY_RETRY_MESSAGE] = message_id
         self._store.annotate(
             job_id,
-            remove=[COPY_LEASE],
+            attributes=retry,
+            remove=[COPY_LEASE] if message_id else [COPY_LEASE, COPY_RETRY_MESSAGE],
             condition="#st = :copying",
             names={"#st": "status"},
             values={":copying": str(JobStatus.COPYING)},
         )
+        logger.warning(
+            "media copy failed; retry scheduled",
+            extra={
+                "job_id": job_id,
+                "attempt": attempt,
+                "max_attempts": self._max_attempts,
+                "retry_in": retry_in,
+                "reason": reason,
+            },
+        )
+        return CopyRetryScheduled(reason, retry_in=retry_in, attempt=attempt)
 
     def _publish_once(self, job: Job, *, holds_publication: bool = False) -> bool:
         """Publish the job's final event unless it is out already or another delivery is

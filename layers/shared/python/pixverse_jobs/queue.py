@@ -18,6 +18,31 @@ class CopyQueue:
         self._client.send_message(QueueUrl=self._url, MessageBody=json.dumps({"job_id": job_id}))
 
 
+class MessageVisibility:
+    """When a received message comes back (SQS ChangeMessageVisibility). The client is made on
+    first use: only a failed copy needs it, so a cold start does not pay for it."""
+
+    def __init__(self, client: Any = None) -> None:
+        self._given = client
+        self._made: Any = None
+
+    @property
+    def _client(self) -> Any:
+        if self._given is not None:
+            return self._given
+        if self._made is None:
+            self._made = boto3.client("sqs")
+        return self._made
+
+    def postpone(self, queue_url: str, receipt_handle: str, seconds: int) -> None:
+        """Make the received message visible again ``seconds`` from now. The time counts from
+        this call, and a message may stay invisible at most 12 hours after its receive
+        (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html)."""
+        self._client.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=int(seconds)
+        )
+
+
 def job_id_from_message(body: str) -> str:
     """The job id of a copy-queue message body; ValueError if it is not one."""
     data = json.loads(body)

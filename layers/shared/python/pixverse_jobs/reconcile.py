@@ -11,20 +11,33 @@ ended (and been announced) and are older than RECONCILE_AFTER_SECONDS, from the 
 * SUBMITTING without a request_id: its submit's outcome is unknown (sent, no answer in time). The
   gateway can be asked only by request_id, so its callback alone can move it on; it ends
   SUBMIT_FAILED (``submit_outcome_unknown``) only past MAX_JOB_AGE_SECONDS, never sooner;
-* COMPLETED / COPYING whose copy is not in hand (no live lease), or ended but not announced:
-  asks the copier again (it copies at most once and publishes at most once);
+* COMPLETED / COPYING whose copy is not in hand (no live lease, no retry scheduled), or ended
+  but not announced: asks the copier again (it copies at most once and publishes at most once);
+  a copy waiting for its retry is left to the message that carries it (one request in flight);
 * anything older than MAX_JOB_AGE_SECONDS ends in a terminal state with the reason ``timed_out``.
 
 Every job it ends goes through the copy queue, so the copier stays the only publisher of the
 job's one final event. Gateway polls run with bounded concurrency; a 429 stops the polling for
-the rest of the run (the next run resumes), so the reconciler never adds to a rate limit."""
+the rest of the run (the next run resumes), so the reconciler never adds to a rate limit.
+
+One run at a time: a run first takes a lease in the jobs table (``lease#reconciler``, expiring
+a little after the function's timeout) and gives it back at its end; a run that finds it held
+exits at once. Reserved concurrency would do the same, but Lambda refuses to reserve any in an
+account whose quota is small (it keeps 100 executions unreserved).
+
+The time budget is checked where the time goes: a worker starts a job only if the worst case of
+one job (a gateway poll at its connect + read timeouts, and the writes) still fits before the
+reserve kept to report; the run stops reading jobs then, and returns before the reserve even if
+a poll overran, counting the jobs it left to the next run (``deferred``, ``in_flight``)."""
 
 from __future__ import annotations
 
 import json
+import math
 import threading
+import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -34,11 +47,26 @@ from pixverse_jobs.callbacks import CallbackProcessor, parse_callback
 from pixverse_jobs.clock import epoch_seconds, from_iso, to_iso
 from pixverse_jobs.config import ReconcileSettings
 from pixverse_jobs.errors import CallbackRejected, GatewayError, GatewayRateLimited
-from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.gateway import DEFAULT_TIMEOUT, GatewayClient
 from pixverse_jobs.observability import logger
 from pixverse_jobs.queue import CopyQueue
 from pixverse_jobs.states import FAILURES, NEEDS_DELIVERY, OUTCOME_UNKNOWN_CODE, SUBMIT_ERROR, JobStatus
-from pixverse_jobs.store import COPY_LEASE, Job, JobStore
+from pixverse_jobs.store import COPY_LEASE, COPY_RETRY_AT, Job, JobStore
+
+# The lease that keeps one run at a time, and how long it outlives the run's own deadline: Lambda
+# stops a run at its timeout, so a run that dies holding it frees it soon after.
+RUN_LEASE = "reconciler"
+LEASE_MARGIN_SECONDS = 10
+MAX_RUN_SECONDS = 900  # Lambda's longest timeout: the lease of a run without a deadline
+# Time kept back at the end of a run to log its report, give the lease back and flush metrics.
+RESERVE_SECONDS = 10.0
+# The most one job may take: a gateway poll at the client's connect and read timeouts (3 s +
+# 10 s), then its conditional write and copy request (2 s).
+JOB_SECONDS = (DEFAULT_TIMEOUT.connect or 0.0) + (DEFAULT_TIMEOUT.read or 0.0) + 2.0
+# How long after a copy's retry was due its message may still be on its way (Lambda's SQS poller
+# picks it up within seconds; a backlog can hold it longer) before the reconciler asks again.
+RETRY_GRACE_SECONDS = 60
+_WAIT_SLICE_SECONDS = 0.05
 
 
 class Action(StrEnum):
@@ -61,6 +89,10 @@ class RunReport:
     examined: int = 0
     actions: dict[str, int] = field(default_factory=dict)
     rate_limited: bool = False
+    lease_held: bool = False  # another run held the lease: this one did nothing
+    out_of_time: bool = False  # the budget ran out before every candidate was looked at
+    deferred: int = 0  # jobs read but not started for lack of time: the next run takes them
+    in_flight: int = 0  # jobs still being worked on when the run had to return
 
     def count(self, action: Action) -> None:
         self.actions[str(action)] = self.actions.get(str(action), 0) + 1
@@ -82,6 +114,8 @@ class Reconciler:
         settings: ReconcileSettings,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reserve_seconds: float = RESERVE_SECONDS,
+        job_seconds: float = JOB_SECONDS,
     ) -> None:
         self._store = store
         self._gateway = gateway
@@ -89,32 +123,86 @@ class Reconciler:
         self._queue = queue
         self._settings = settings
         self._now = now
+        self._reserve = reserve_seconds
+        self._job_seconds = job_seconds
         self._rate_limited = threading.Event()
 
-    def run(self, *, time_left: Callable[[], float] = lambda: float("inf")) -> RunReport:
-        """One pass over the unfinished jobs older than RECONCILE_AFTER_SECONDS, oldest first.
-        Stops early when ``time_left()`` (seconds) runs low, leaving the rest to the next run."""
+    def run(self, *, time_left: Callable[[], float] = lambda: float("inf"), run_id: str = "") -> RunReport:
+        """One pass over the unfinished jobs older than RECONCILE_AFTER_SECONDS, oldest first,
+        unless another run holds the lease. Returns before ``time_left()`` (seconds) falls
+        under the reserve, leaving the jobs it could not start to the next run. ``run_id``
+        names this run as the lease's holder (the Lambda request id)."""
+        report = RunReport()
+        holder = run_id or uuid.uuid4().hex
+        lease_seconds = math.ceil(min(time_left(), MAX_RUN_SECONDS)) + LEASE_MARGIN_SECONDS
+        if not self._store.acquire_run_lease(RUN_LEASE, holder, seconds=lease_seconds):
+            report.lease_held = True
+            logger.warning("another reconciler run holds the lease; this run exits")
+            return report
+        try:
+            self._pass(report, time_left)
+        finally:
+            try:
+                self._store.release_run_lease(RUN_LEASE, holder)
+            except Exception:
+                # It expires on its own a little after this run's deadline.
+                logger.warning("could not give the reconciler lease back", exc_info=True)
+        if report.out_of_time:
+            logger.warning(
+                "reconciler out of time; the next run continues",
+                extra={"deferred": report.deferred, "in_flight": report.in_flight},
+            )
+        logger.info(
+            "reconciler run", extra={"examined": report.examined, "deferred": report.deferred, **report.actions}
+        )
+        return report
+
+    def _pass(self, report: RunReport, time_left: Callable[[], float]) -> None:
         now = self._now()
         cutoff = to_iso(now - timedelta(seconds=self._settings.after_seconds))
-        report = RunReport()
         self._rate_limited.clear()
         lock = threading.Lock()
+        counts = {"started": 0, "finished": 0}
+        actions: dict[str, int] = {}
+
+        def has_time_for_a_job() -> bool:
+            return time_left() >= self._reserve + self._job_seconds
 
         def handle(job: Job) -> None:
+            # Checked by the worker, when the job would start: the time the job itself may take
+            # must fit, not merely the time to hand it over.
+            if not has_time_for_a_job():
+                return  # counted as deferred: never started
+            with lock:
+                counts["started"] += 1
             action = self._reconcile_safely(job, now)
             with lock:
-                report.count(action)
+                counts["finished"] += 1
+                actions[str(action)] = actions.get(str(action), 0) + 1
 
-        with ThreadPoolExecutor(max_workers=self._settings.concurrency, thread_name_prefix="reconcile") as pool:
+        pool = ThreadPoolExecutor(max_workers=self._settings.concurrency, thread_name_prefix="reconcile")
+        futures: list[Future[None]] = []
+        pending: set[Future[None]] = set()
+        try:
             for job in self._candidates(cutoff):
-                if time_left() < 10:
-                    logger.warning("reconciler out of time; the next run continues", extra=report.actions)
+                if not has_time_for_a_job():
+                    report.out_of_time = True
                     break
-                report.examined += 1
-                pool.submit(handle, job)
+                futures.append(pool.submit(handle, job))
+            pending = set(futures)
+            while pending and time_left() > self._reserve:
+                _, pending = wait(pending, timeout=_WAIT_SLICE_SECONDS, return_when=FIRST_COMPLETED)
+        finally:
+            # Jobs not started yet are left to the next run; a poll still running (it overran
+            # JOB_SECONDS) ends on its own, and its write is conditional like every other.
+            pool.shutdown(wait=not pending, cancel_futures=True)
+        with lock:
+            report.actions = dict(actions)
+            report.examined = counts["finished"]
+            report.in_flight = counts["started"] - counts["finished"]
+            report.deferred = len(futures) - counts["started"]
+        report.out_of_time = report.out_of_time or report.deferred > 0 or report.in_flight > 0
         report.rate_limited = self._rate_limited.is_set()
-        logger.info("reconciler run", extra={"examined": report.examined, **report.actions})
-        return report
 
     def _candidates(self, cutoff: str) -> Iterable[Job]:
         start_key: dict[str, Any] | None = None
@@ -155,9 +243,8 @@ class Reconciler:
         if status in (JobStatus.COMPLETED, JobStatus.COPYING):
             if age > self._settings.max_age_seconds:
                 return self._time_out(job_id, JobStatus.DELIVERY_FAILED, [JobStatus.COMPLETED, JobStatus.COPYING])
-            lease = job.get(COPY_LEASE)
-            if status is JobStatus.COPYING and lease is not None and int(lease) > epoch_seconds():
-                return Action.SKIPPED  # a copier holds it right now
+            if status is JobStatus.COPYING and _copy_in_hand(job, epoch_seconds()):
+                return Action.SKIPPED  # a copier holds it, or its retry's message is on the way
             return self._request_delivery(job_id)
         if status is JobStatus.DELIVERED or status in FAILURES:
             # Ended, but its event is not out yet (the copier crashed before its outbox flag).
@@ -239,3 +326,14 @@ class Reconciler:
     def _request_delivery(self, job_id: str) -> Action:
         self._queue.request_delivery(job_id)
         return Action.DELIVERY_REQUESTED
+
+
+def _copy_in_hand(job: Job, now: int) -> bool:
+    """Whether a copier holds the job's copy (a live lease) or a failed copy's message will
+    bring its retry (until a grace period after it was due): asking again would start a second
+    copy request, and a message with a fresh receive count."""
+    lease = job.get(COPY_LEASE)
+    if lease is not None and int(lease) > now:
+        return True
+    retry_at = job.get(COPY_RETRY_AT)
+    return retry_at is not None and int(retry_at) + RETRY_GRACE_SECONDS > now

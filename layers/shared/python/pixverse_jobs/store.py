@@ -81,6 +81,18 @@ UNFINISHED = "unfinished"
 # Leases on a job record: the copier's hold on a copy, and a delivery's hold on publishing its event.
 COPY_LEASE = "copy_lease_until"
 PUBLISH_LEASE = "publish_lease_until"
+# A copy's retries, kept on the job so that neither a duplicate message nor a re-drive restarts
+# them: the copy attempts started so far, when the failed copy's message is due back, and which
+# message that is (the one request in flight for the job's copy).
+COPY_ATTEMPTS = "copy_attempts"
+COPY_RETRY_AT = "copy_retry_at"
+COPY_RETRY_MESSAGE = "copy_retry_message"
+# Run leases (one holder at a time for a periodic task) live in the jobs table under
+# ``lease#<name>`` keys. They carry no owner and no ``unfinished`` attribute, so neither index
+# ever holds them, and no TTL: a released lease is a two-attribute item reused by the next run.
+RUN_LEASE_PREFIX = "lease#"
+LEASE_HOLDER = "lease_holder"
+LEASE_UNTIL = "lease_until"
 
 
 def _idempotency_record_id(owner: str, key: str) -> str:
@@ -401,6 +413,48 @@ class JobStore:
             kwargs["ExpressionAttributeValues"] = _to_item(expr_values)
         try:
             self._client.update_item(**kwargs)
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def acquire_run_lease(self, name: str, holder: str, *, seconds: int) -> bool:
+        """Take the run lease ``name`` for ``holder`` for ``seconds``, unless another holder has
+        it and it has not expired; returns whether this call took it.
+
+        One conditional UpdateItem, which creates the item when it does not exist yet
+        (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html), so
+        of two runs starting together exactly one wins, and a holder that died frees it when
+        ``seconds`` have passed."""
+        now = epoch_seconds()
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(RUN_LEASE_PREFIX + name),
+                UpdateExpression="SET #holder = :holder, #until = :until",
+                ConditionExpression="attribute_not_exists(#until) OR #until < :now",
+                ExpressionAttributeNames={"#holder": LEASE_HOLDER, "#until": LEASE_UNTIL},
+                ExpressionAttributeValues=_to_item({":holder": holder, ":until": now + seconds, ":now": now}),
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def release_run_lease(self, name: str, holder: str) -> bool:
+        """Give the run lease ``name`` back, if ``holder`` still holds it (a run that outlived its
+        lease must not free the lease of the run that took it over)."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(RUN_LEASE_PREFIX + name),
+                UpdateExpression="REMOVE #holder, #until",
+                ConditionExpression="#holder = :holder",
+                ExpressionAttributeNames={"#holder": LEASE_HOLDER, "#until": LEASE_UNTIL},
+                ExpressionAttributeValues=_to_item({":holder": holder}),
+            )
         except ClientError as exc:
             if _is_conditional_failure(exc):
                 return False
