@@ -59,6 +59,8 @@ EXERCISED = {
         ("s3", "PutObjectTagging"),
         ("s3", "AbortMultipartUpload"),
         ("sns", "Publish"),
+        # The backoff of a copy whose attempt failed.
+        ("sqs", "ChangeMessageVisibility"),
     },
     "ReconcileFunction": {
         ("dynamodb", "Query"),
@@ -156,6 +158,8 @@ def _drive(client: LocalClient) -> None:
     submitted["lost"] = _accepted(client.submit(_prompt("lost", "[sim:no-callback]")))
     submitted["failed"] = _accepted(client.submit(_prompt("failed", "[sim:fail]")))
     submitted["refused_media"] = _accepted(client.submit(_prompt("gone", "[sim:media-status=410]")))
+    # A copy whose first attempt fails (six cut downloads): its message is backed off, then delivered.
+    submitted["flaky"] = _accepted(client.submit(_prompt("flaky", "[sim:cut=6]")))
     assert client.submit({"model": MODEL, "input": {}}).status_code == 400
     # The gateway refuses the next submit (402): the job ends SUBMIT_FAILED and its key is freed.
     assert client.gateway is not None
@@ -172,6 +176,7 @@ def _drive(client: LocalClient) -> None:
         "lost": "DELIVERED",
         "failed": "FAILED",
         "refused_media": "DELIVERY_FAILED",
+        "flaky": "DELIVERED",
     }
     assert {name: job["status"] for name, job in jobs.items()} == expected, jobs
 

@@ -285,9 +285,7 @@ class NoGateway:
 
 
 def _reconciler(world: World, queue: CopyQueue) -> Reconciler:
-    settings = ReconcileSettings(
-        after_seconds=600, submit_deadline_seconds=300, max_age_seconds=86400, concurrency=2, batch_size=500
-    )
+    settings = ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=2, batch_size=500)
     gateway: Any = NoGateway()
     return Reconciler(world.store, gateway, CallbackProcessor(world.store, queue), queue, settings, now=lambda: NOW)
 

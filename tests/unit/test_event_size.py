@@ -55,6 +55,7 @@ def _failed_job(error: str, char: str = EMOJI) -> dict[str, Any]:
         "input": widest_input(model, char),
         "metadata": widest_metadata(char),
         "webhook_mode": "terminal",
+        "submit_outcome": "accepted",
         "outputs": [],
         "error": {"code": "generation_failed", "message": error},
         "created_at": "2026-11-25T10:00:00Z",

@@ -28,9 +28,7 @@ from pixverse_jobs.reconcile import Action, Reconciler
 from pixverse_jobs.store import JobStore
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-SETTINGS = ReconcileSettings(
-    after_seconds=600, submit_deadline_seconds=300, max_age_seconds=86400, concurrency=4, batch_size=500
-)
+SETTINGS = ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=4, batch_size=500)
 MEDIA = "https://pub-582b7213209642b9b995c96c95a30381.r2.dev/v1/x/output.mp4"
 
 
@@ -282,9 +280,7 @@ def test_rate_limit_pauses_polling_until_the_next_run(world: World) -> None:
         world.reconciler._gateway,
         world.processor,
         world.queue,
-        ReconcileSettings(
-            after_seconds=600, submit_deadline_seconds=300, max_age_seconds=86400, concurrency=1, batch_size=500
-        ),
+        ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=1, batch_size=500),
         now=lambda: NOW,
     )
     for n in range(5):

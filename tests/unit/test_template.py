@@ -67,6 +67,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "s3:PutObjectTagging": {BUCKET_OBJECTS},
         "s3:AbortMultipartUpload": {BUCKET_OBJECTS},
         "sns:Publish": {"Ref:EventsTopic"},
+        # The backoff of a transiently failed copy.
+        "sqs:ChangeMessageVisibility": {"CopyQueue.Arn"},
     },
     "ReconcileFunction": {
         "dynamodb:Query": {"${JobsTable.Arn}/index/unfinished_by_age"},

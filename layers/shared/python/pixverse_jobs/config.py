@@ -32,7 +32,6 @@ COPY_RETRY_BASE_SECONDS = "COPY_RETRY_BASE_SECONDS"
 COPY_RETRY_MAX_SECONDS = "COPY_RETRY_MAX_SECONDS"
 PROGRESS_EVENTS = "PROGRESS_EVENTS"
 RECONCILE_AFTER_SECONDS = "RECONCILE_AFTER_SECONDS"
-SUBMIT_DEADLINE_SECONDS = "SUBMIT_DEADLINE_SECONDS"
 MAX_JOB_AGE_SECONDS = "MAX_JOB_AGE_SECONDS"
 RECONCILE_CONCURRENCY = "RECONCILE_CONCURRENCY"
 RECONCILE_BATCH_SIZE = "RECONCILE_BATCH_SIZE"
@@ -174,7 +173,6 @@ class ReconcileSettings(NamedTuple):
     """When the reconciler looks at a job, and how hard it may poll the gateway."""
 
     after_seconds: int  # a job this old without an end is polled
-    submit_deadline_seconds: int  # SUBMITTING this long (no request_id): SUBMIT_FAILED
     max_age_seconds: int  # a job this old ends in a terminal state, whatever the gateway says
     concurrency: int  # gateway status polls in flight
     batch_size: int  # jobs looked at per run
@@ -183,7 +181,6 @@ class ReconcileSettings(NamedTuple):
     def from_env(cls, env: Mapping[str, str]) -> ReconcileSettings:
         settings = cls(
             after_seconds=_whole_number(env, RECONCILE_AFTER_SECONDS, 900, 1, 7 * 86400),
-            submit_deadline_seconds=_whole_number(env, SUBMIT_DEADLINE_SECONDS, 300, 30, 86400),
             max_age_seconds=_whole_number(env, MAX_JOB_AGE_SECONDS, 86400, 60, 30 * 86400),
             concurrency=_whole_number(env, RECONCILE_CONCURRENCY, 4, 1, 32),
             batch_size=_whole_number(env, RECONCILE_BATCH_SIZE, 500, 1, 10000),
