@@ -220,6 +220,10 @@ def test_real_template_routes_follow_their_auth(overrides: dict[str, str], job_r
         "GET /jobs/{job_id}": ("SubmitFunction", job_route_kind),
         "GET /jobs": ("SubmitFunction", job_route_kind),
         "POST /webhooks/pixazo/{job_id}": ("WebhookFunction", None),
+        # Other methods reach the functions, which answer 405.
+        "ANY /jobs": ("SubmitFunction", job_route_kind),
+        "ANY /jobs/{job_id}": ("SubmitFunction", job_route_kind),
+        "ANY /webhooks/pixazo/{job_id}": ("WebhookFunction", None),
     }
 
 
