@@ -28,6 +28,13 @@ def _submits_received(client: LocalClient) -> int:
     return int(client.gateway.get("/_sim/stats").json()["submits_received"])
 
 
+def _submit_counts(client: LocalClient) -> tuple[int, int]:
+    """The simulator's submits received and accepted so far (its /_sim/stats counters)."""
+    assert client.gateway is not None
+    stats = client.gateway.get("/_sim/stats").json()
+    return int(stats["submits_received"]), int(stats["submits_accepted"])
+
+
 def test_idempotency_key_repeat_returns_same_job_without_new_submit(client: LocalClient) -> None:
     key = f"order-{uuid.uuid4()}"
     body = _body()
@@ -168,7 +175,7 @@ def test_submit_answered_after_the_api_timeout_is_202_then_delivered_once(
 ) -> None:
     # Given a gateway that accepts the job at once but answers the submit only after 35 s
     tag = uuid.uuid4().hex
-    before = _submits_received(client)
+    received_before, accepted_before = _submit_counts(client)
     body = {"model": "pixverse-v6-text-to-video", "input": {"prompt": f"A lighthouse at dusk {tag}"}}
 
     # When the job is submitted
@@ -184,7 +191,9 @@ def test_submit_answered_after_the_api_timeout_is_202_then_delivered_once(
     assert final["status"] == "DELIVERED"
     assert final["submit_outcome"] == "accepted"
     assert [e["type"] for e in inbox.for_job(job_id, wait=2.0)] == [JOB_DELIVERED]
-    assert _submits_received(client) - before == 1
+    # One gateway submit, received and accepted (so billed) once: no retry after the late answer.
+    received, accepted = _submit_counts(client)
+    assert (received - received_before, accepted - accepted_before) == (1, 1)
     assert [r["request_id"] for r in _simulated_by_prompt(client, tag)] == [final["request_id"]]
 
 
