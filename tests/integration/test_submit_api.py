@@ -4,6 +4,7 @@ that answers the submit later than the API can wait."""
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from pixverse_jobs.events import JOB_DELIVERED
+from pixverse_jobs.request_size import submit_body_limit
 from pixverse_local.harness import EventInbox, LocalClient
 
 
@@ -75,7 +77,10 @@ def test_oversized_body_is_413_and_writes_nothing(client: LocalClient) -> None:
     before = _submits_received(client)
     count = client.dynamodb.scan(TableName=client.ready["table"], Select="COUNT")["Count"]
     body = _body()
-    body["input"]["prompt"] = "x" * (70 * 1024)
+    # Just over the limit the catalog's widest request sets (whatever spacing the client uses).
+    body["input"]["prompt"] = ""
+    envelope = len(json.dumps(body).encode())
+    body["input"]["prompt"] = "x" * (submit_body_limit() - envelope + 100)
     response = client.submit(body)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
