@@ -145,9 +145,9 @@ def backend(*, overrides: Mapping[str, str] | None = None, processing_seconds: f
     """moto server with the template's resources, the gateway simulator and a media origin.
     ``processing_seconds``: how long the simulator keeps a request PROCESSING."""
     import boto3
+    from pixverse_local.aws.provision import provision
+    from pixverse_local.aws.template import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, CfnTemplate, Resolver, read_application
     from pixverse_local.gateway_sim import GatewaySimulator
-    from pixverse_local.provision import provision
-    from pixverse_local.template import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, CfnTemplate, Resolver, read_application
 
     with moto_process() as endpoint, origin_process() as origin:
         session = boto3.session.Session(

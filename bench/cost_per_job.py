@@ -258,7 +258,7 @@ def _wait_for_events(sqs: Any, queue_url: str, wanted: int, timeout: float) -> l
 def run_child(jobs: int, out: Path) -> None:  # noqa: PLR0915 - one straight story, told in order
     import boto3
     import httpx
-    from pixverse_local.provision import TABLE, TOPIC
+    from pixverse_local.aws.provision import TABLE, TOPIC
     from pixverse_local.stack import LocalStack
 
     session = boto3.session.Session(

@@ -8,7 +8,7 @@ Three inputs, one verdict:
   physical ARN, plus its AWS managed policies (whose actions are known here, see
   ``MANAGED_POLICIES``);
 * **the calls**: the local stack's per-function call log (``LOCAL_AWS_CALL_LOG``, written by
-  ``pixverse_local.awshooks``): function, service and API operation of every call;
+  ``pixverse_local.aws.client_hooks``): function, service and API operation of every call;
 * **the requests**: moto server's own request recording (``MOTO_ENABLE_RECORDING``), which carries
   what the call log lacks: the table, index, queue, topic, secret or object each request touched.
 
@@ -46,9 +46,8 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import boto3
-from pixverse_local.provision import bucket_name
-from pixverse_local.stack import DEFAULT_STACK_NAME
-from pixverse_local.template import (
+from pixverse_local.aws.provision import bucket_name
+from pixverse_local.aws.template import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
     CfnTemplate,
@@ -56,6 +55,7 @@ from pixverse_local.template import (
     Resolver,
     load_yaml,
 )
+from pixverse_local.stack import DEFAULT_STACK_NAME
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 

@@ -15,9 +15,9 @@ import sys
 import threading
 from types import FrameType
 
-from pixverse_local.provision import ProvisionError
+from pixverse_local.aws.provision import ProvisionError
+from pixverse_local.aws.template import TemplateError
 from pixverse_local.stack import DEFAULT_STACK_NAME, LocalStack, LocalStackError
-from pixverse_local.template import TemplateError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -41,16 +41,15 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from pixverse_local.api import LocalHttpApi
-from pixverse_local.awshooks import FunctionClientHooks
-from pixverse_local.errors import LocalStackError as LocalStackError  # noqa: PLC0414 - re-exported
-from pixverse_local.fidelity import event_per_resolver
-from pixverse_local.lambda_runtime import AccountConcurrency, account_concurrency_setting, is_module_under
-from pixverse_local.lambda_runtime import LocalFunction as LocalFunction  # noqa: PLC0414 - re-exported
-from pixverse_local.poller import DEFAULT_WORKERS, SqsPoller
-from pixverse_local.provision import BUCKET, QUEUE, TABLE, TOPIC, provision
-from pixverse_local.scheduler import ScheduleError, Scheduler
-from pixverse_local.template import (
+from pixverse_local.aws.apigateway import LocalHttpApi
+from pixverse_local.aws.client_hooks import FunctionClientHooks
+from pixverse_local.aws.lambda_runtime import AccountConcurrency, account_concurrency_setting, is_module_under
+from pixverse_local.aws.lambda_runtime import LocalFunction as LocalFunction  # noqa: PLC0414 - re-exported
+from pixverse_local.aws.moto_server import event_per_resolver
+from pixverse_local.aws.provision import BUCKET, QUEUE, TABLE, TOPIC, provision
+from pixverse_local.aws.schedules import ScheduleError, Scheduler
+from pixverse_local.aws.sqs_event_source import DEFAULT_WORKERS, SqsPoller
+from pixverse_local.aws.template import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_REGION,
     Application,
@@ -60,7 +59,8 @@ from pixverse_local.template import (
     Resolver,
     read_application,
 )
-from pixverse_local.timescale import TimeScaleError, time_scale_from
+from pixverse_local.aws.timescale import TimeScaleError, time_scale_from
+from pixverse_local.errors import LocalStackError as LocalStackError  # noqa: PLC0414 - re-exported
 
 LOG = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class MotoServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int | None = None, *, time_scale: float = 1.0) -> None:
         self.host = host
-        self.time_scale = time_scale  # SQS delays in the server (fidelity.py, timescale.py)
+        self.time_scale = time_scale  # SQS delays in the server (moto_server.py, timescale.py)
         self.port = port or free_port(host)
         self._process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the process
@@ -104,8 +104,8 @@ class MotoServer:
 
     def start(self, timeout: float = 30.0) -> str:
         """Start the process and wait until it answers HTTP; return its URL."""
-        # moto server with DynamoDB's per-item write serialization restored (see fidelity.py).
-        command = [sys.executable, "-m", "pixverse_local.fidelity", "-H", self.host, "-p", str(self.port)]
+        # moto server with DynamoDB's per-item write serialization restored (see moto_server.py).
+        command = [sys.executable, "-m", "pixverse_local.aws.moto_server", "-H", self.host, "-p", str(self.port)]
         command += ["--time-scale", repr(self.time_scale)]
         # Its own session: a terminal's Ctrl-C reaches only us, and we stop it after the pollers that
         # use it; the parent-death signal keeps it from outliving a killed parent (Linux).
@@ -305,7 +305,7 @@ class LocalStack:
 
         self.environment = function_environment(application.functions, self._overrides(media_host))
         self._apply_environ(self.environment)
-        # One event per container, as in Lambda (see fidelity.py), before any handler is imported.
+        # One event per container, as in Lambda (see moto_server.py), before any handler is imported.
         event_per_resolver()
         hooks = FunctionClientHooks.from_env(self._env)
         if hooks is not None:

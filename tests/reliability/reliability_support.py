@@ -166,7 +166,7 @@ def local_stack(
     log_path: Path, env: Mapping[str, str], parameters: Mapping[str, str] | None = None
 ) -> Iterator[tuple[StackProcess, LocalClient]]:
     """``python -m pixverse_local`` of its own, with ``env`` and template ``parameters`` (the local
-    stack restores DynamoDB's atomic writes and one event per invocation, see pixverse_local.fidelity);
+    stack restores DynamoDB's atomic writes and one event per invocation, see pixverse_local.aws.moto_server);
     asserts that it stops cleanly."""
     process = StackProcess(
         log_path=log_path, env=dict(env), parameter_overrides=dict(parameters or {}), start_timeout=90

@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from pixverse_local.api import MAX_BODY_BYTES, LocalHttpApi, Router, translate_result
+from pixverse_local.aws.apigateway import MAX_BODY_BYTES, LocalHttpApi, Router, translate_result
+from pixverse_local.aws.template import CfnTemplate, FunctionSpec, HttpRoute, Resolver, read_application
 from pixverse_local.stack import LocalFunction
-from pixverse_local.template import CfnTemplate, FunctionSpec, HttpRoute, Resolver, read_application
 
 TEMPLATE = """
 Transform: AWS::Serverless-2016-10-31

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from pixverse_local.authorizers import AuthorizationError, IamCaller, iam_caller, jwt_context
+from pixverse_local.aws.authorizers import AuthorizationError, IamCaller, iam_caller, jwt_context
 
 
 def _token(claims: dict[str, Any]) -> str:

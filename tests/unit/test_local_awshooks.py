@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from pixverse_local.awshooks import FaultInjector, FunctionClientHooks, acting_as
+from pixverse_local.aws.client_hooks import FaultInjector, FunctionClientHooks, acting_as
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The local stack's restored AWS guarantees, time scale and service limits (pixverse_local.fidelity)."""
+"""The local stack's restored AWS guarantees, time scale and service limits (pixverse_local.aws.moto_server)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from botocore.exceptions import ClientError
 from lambda_support import create_jobs_table, load_event
 from moto import mock_aws
-from pixverse_local.fidelity import (
+from pixverse_local.aws.moto_server import (
     DYNAMODB_NESTING_MESSAGE,
     atomic_dynamodb_writes,
     attribute_depth,
     event_per_resolver,
     item_size,
 )
-from pixverse_local.fidelity import main as fidelity_main
+from pixverse_local.aws.moto_server import main as fidelity_main
+from pixverse_local.aws.timescale import TimeScaleError, parse_time_scale
 from pixverse_local.stack import MotoServer
-from pixverse_local.timescale import TimeScaleError, parse_time_scale
 
 
 def test_moto_dynamodb_writes_are_serialized() -> None:
@@ -90,7 +90,7 @@ def test_each_resolver_keeps_its_own_event() -> None:
 
 # ------------------------------------------------------------------------------------------ moto server
 # The limits and the time scale live in the moto server process the local stack starts
-# (python -m pixverse_local.fidelity); these tests talk to one through boto3, as the functions do.
+# (python -m pixverse_local.aws.moto_server); these tests talk to one through boto3, as the functions do.
 SERVER_SCALE = 0.01
 
 

@@ -12,8 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
-from pixverse_local.errors import LocalStackError
-from pixverse_local.lambda_runtime import (
+from pixverse_local.aws.lambda_runtime import (
     MAX_SYNC_RESPONSE_BYTES,
     AccountConcurrency,
     FunctionTimeoutError,
@@ -24,10 +23,10 @@ from pixverse_local.lambda_runtime import (
     account_concurrency_setting,
     marshal_response,
 )
-from pixverse_local.poller import SqsPoller
-from pixverse_local.provision import ReservedConcurrencyError, check_reserved_concurrency, provision
-from pixverse_local.scheduler import Scheduler
-from pixverse_local.template import (
+from pixverse_local.aws.provision import ReservedConcurrencyError, check_reserved_concurrency, provision
+from pixverse_local.aws.schedules import Scheduler
+from pixverse_local.aws.sqs_event_source import SqsPoller
+from pixverse_local.aws.template import (
     CfnTemplate,
     FunctionSpec,
     Resolver,
@@ -35,6 +34,7 @@ from pixverse_local.template import (
     TemplateError,
     read_application,
 )
+from pixverse_local.errors import LocalStackError
 
 
 def _function(
@@ -146,7 +146,7 @@ def test_scheduled_run_that_times_out_just_ends_with_a_log_line(
     spec = ScheduleEventSpec("Fn", "Every", "Schedule", "rate(5 minutes)", '{"sleep": 5}', True)
     scheduler = Scheduler([(spec, function.invoke)], interval_seconds=0.05)
 
-    with caplog.at_level(logging.ERROR, logger="pixverse_local.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="pixverse_local.aws.schedules"):
         scheduler.start()
         time.sleep(1.4)
         scheduler.stop()

@@ -19,10 +19,10 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from pixverse_local.poller import SqsPoller, failed_message_ids
-from pixverse_local.scheduler import ScheduleError, Scheduler, rate_seconds
+from pixverse_local.aws.schedules import ScheduleError, Scheduler, rate_seconds
+from pixverse_local.aws.sqs_event_source import SqsPoller, failed_message_ids
+from pixverse_local.aws.template import ScheduleEventSpec
 from pixverse_local.stack import LocalStack, LocalStackError, MotoServer
-from pixverse_local.template import ScheduleEventSpec
 
 TIME_SCALE = 0.01
 

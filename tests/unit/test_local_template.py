@@ -11,9 +11,8 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from pixverse_local.provision import Provisioner, generate_secret_string
-from pixverse_local.stack import LocalStackError, MotoServer, function_environment
-from pixverse_local.template import (
+from pixverse_local.aws.provision import Provisioner, generate_secret_string
+from pixverse_local.aws.template import (
     CfnTemplate,
     FunctionSpec,
     PhysicalResource,
@@ -22,6 +21,7 @@ from pixverse_local.template import (
     load_yaml,
     read_application,
 )
+from pixverse_local.stack import LocalStackError, MotoServer, function_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

@@ -9,7 +9,7 @@ without a second code path: ``LOCAL_TIME_SCALE=0.01`` makes a 5400 s visibility 
 
 Scaled: SQS visibility timeouts (the queue's default, ``ReceiveMessage``'s and every
 ``ChangeMessageVisibility``), SQS delays (the queue's ``DelaySeconds`` and a message's), and the
-schedules' ``rate(...)``. This happens inside the moto server process (see fidelity.py) and in the
+schedules' ``rate(...)``. This happens inside the moto server process (see moto_server.py) and in the
 scheduler, so the pollers and the functions' own SQS calls see the same behaviour.
 
 Not scaled, on purpose: Lambda function timeouts and the HTTP API's 30 s are *limits* the product

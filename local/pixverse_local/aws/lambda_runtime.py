@@ -37,7 +37,7 @@ Settings (environment of the local stack):
 * ``LOCAL_ACCOUNT_CONCURRENCY``: the account's Lambda "Concurrent executions" quota, default 1000
   (AWS's default; new accounts may get as few as 10). Tests set it small. Provisioning refuses
   reservations that leave fewer than 100 unreserved executions, as ``PutFunctionConcurrency``
-  does (see :func:`pixverse_local.provision.check_reserved_concurrency`).
+  does (see :func:`pixverse_local.aws.provision.check_reserved_concurrency`).
 
 Local deviations, on purpose: a function keeps at most ``max_containers`` (16) execution
 environments and queues invocations beyond them (Lambda would start more); Lambda's burst scaling
@@ -64,9 +64,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from pixverse_local.awshooks import acting_as
+from pixverse_local.aws.client_hooks import acting_as
+from pixverse_local.aws.template import FunctionSpec
 from pixverse_local.errors import LocalStackError
-from pixverse_local.template import FunctionSpec
 
 LOG = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from pixverse_local.template import ScheduleEventSpec
+from pixverse_local.aws.template import ScheduleEventSpec
 
 LOG = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Found by the reliability suite (tests/reliability), which measured both.
 1. DynamoDB serializes the writes to an item; moto (5.2.x) checks a write's ConditionExpression and
    then applies it with no lock in between, so two concurrent conditional UpdateItems can both pass
    the same condition (measured: 328 QUEUED -> COMPLETED transitions for 320 jobs whose callbacks
-   came three times at once). ``python -m pixverse_local.fidelity`` runs moto server with its
+   came three times at once). ``python -m pixverse_local.aws.moto_server`` runs moto server with its
    DynamoDB writes under one lock.
 
 2. Lambda runs one invocation per execution environment; the local stack runs each function's
@@ -34,8 +34,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pixverse_local.timescale import ENV_NAME as TIME_SCALE_ENV
-from pixverse_local.timescale import TimeScaleError, parse_time_scale, scaled_milliseconds
+from pixverse_local.aws.timescale import ENV_NAME as TIME_SCALE_ENV
+from pixverse_local.aws.timescale import TimeScaleError, parse_time_scale, scaled_milliseconds
 
 _DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 # One lock for every DynamoDB write, whichever wrapper takes it first (reentrant: the limit checks

@@ -5,7 +5,7 @@ paths, then ``{param}`` paths, then greedy ``{proxy+}`` paths, then ``$default``
 version 2.0 event API Gateway builds, and the function's result is translated back to HTTP as API
 Gateway does it.
 
-Callers (see :mod:`pixverse_local.authorizers`): on routes behind the API's IAM authorizer the
+Callers (see :mod:`pixverse_local.aws.authorizers`): on routes behind the API's IAM authorizer the
 local-only request header ``X-Local-Principal-Arn: <IAM user, assumed-role or root ARN>`` makes the
 caller that principal, with ``requestContext.authorizer.iam`` filled as API Gateway fills it for a
 SigV4 signer (``userArn``, ``accountId``, ``userId``/``callerId`` as ``AIDA...`` or
@@ -22,7 +22,7 @@ Failures answer as API Gateway answers them:
   result API Gateway cannot read: 500 ``{"message": "Internal Server Error"}``
   (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-troubleshooting-lambda.html);
 * Lambda throttled the invocation (reserved or account concurrency, see
-  :mod:`pixverse_local.lambda_runtime`): 500 as well, "If the Lambda API rejects the invocation
+  :mod:`pixverse_local.aws.lambda_runtime`): 500 as well, "If the Lambda API rejects the invocation
   request, API Gateway returns a 500 error code"
   (https://docs.aws.amazon.com/lambda/latest/dg/services-apigateway-errors.html);
 * the integration did not answer within its ``TimeoutInMillis`` (template; at most and by default
@@ -55,15 +55,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pixverse_local.authorizers import (
+from pixverse_local.aws.authorizers import (
     LOCAL_ACCOUNT_ID,
     LOCAL_PRINCIPAL_HEADER,
     AuthorizationError,
     iam_caller,
     jwt_context,
 )
-from pixverse_local.lambda_runtime import TooManyRequestsError
-from pixverse_local.template import HttpRoute, local_api_id
+from pixverse_local.aws.lambda_runtime import TooManyRequestsError
+from pixverse_local.aws.template import HttpRoute, local_api_id
 
 LOG = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Every table, bucket, topic, queue and secret is created from its own ``Properties`` in template.yaml,
 in dependency order (a queue's dead-letter queue before the queue), and registered with the
-:class:`~pixverse_local.template.Resolver` so later references resolve to real physical ids.
+:class:`~pixverse_local.aws.template.Resolver` so later references resolve to real physical ids.
 
 Physical names are ``<stack>-<LogicalId>`` unless the template names the resource (bucket names are
 lower-cased). Against an endpoint that already holds them (``AWS_ENDPOINT_URL`` given twice)
@@ -37,13 +37,12 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pixverse_local.errors import LocalStackError
-from pixverse_local.lambda_runtime import (
+from pixverse_local.aws.lambda_runtime import (
     ACCOUNT_CONCURRENCY_ENV,
     DEFAULT_ACCOUNT_CONCURRENCY,
     MINIMUM_UNRESERVED_CONCURRENCY,
 )
-from pixverse_local.template import (
+from pixverse_local.aws.template import (
     SERVERLESS_FUNCTION,
     CfnTemplate,
     PhysicalResource,
@@ -53,6 +52,7 @@ from pixverse_local.template import (
     reserved_concurrency,
     resource_dependencies,
 )
+from pixverse_local.errors import LocalStackError
 
 LOG = logging.getLogger(__name__)
 
