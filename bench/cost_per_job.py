@@ -78,7 +78,7 @@ MINIMUM_REASONS = [
     "not per job: Secrets Manager reads (cached per container) and the reconciler's runs (per schedule)",
 ]
 WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem"}
-# Time the write-unit tracker spends in a function's thread (its read-back), taken off that
+# Time the write-unit tracker spends in a function's worker thread (its read-back), taken off that
 # invocation's duration.
 _overhead = threading.local()
 
@@ -183,30 +183,31 @@ class Durations:
         self.invocations: dict[str, list[float]] = defaultdict(list)
         self.inits: dict[str, list[float]] = defaultdict(list)
         self.in_flight = 0
-        self._local = threading.local()
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def patched(self) -> Iterator[None]:
-        from pixverse_local.stack import LocalFunction
+        """Time each handler call in the thread that runs it (the emulated Lambda's worker), where
+        the write tracker's read-backs also run, so their time comes off that invocation alone; a
+        new container's import (init) happens before, in the invoking thread, and is timed apart."""
+        from pixverse_local.aws.lambda_runtime import Invocation, LocalFunction
 
-        original_invoke = LocalFunction.invoke
+        original_call = Invocation._call
         original_load = LocalFunction._load_handler
         durations = self
 
-        def invoke(function: Any, event: dict[str, Any]) -> Any:
-            durations._local.init = 0.0
+        def call(invocation: Any) -> Any:
             _overhead.seconds = 0.0
             with durations._lock:
                 durations.in_flight += 1
             started = time.perf_counter()
             try:
-                return original_invoke(function, event)
+                return original_call(invocation)
             finally:
-                elapsed = time.perf_counter() - started - durations._local.init - _overhead.seconds
+                elapsed = time.perf_counter() - started - _overhead.seconds
                 with durations._lock:
                     durations.in_flight -= 1
-                    durations.invocations[function.spec.logical_id].append(elapsed)
+                    durations.invocations[invocation._function.spec.logical_id].append(elapsed)
 
         def load(spec: Any) -> Any:
             started = time.perf_counter()
@@ -214,16 +215,15 @@ class Durations:
                 return original_load(spec)
             finally:
                 elapsed = time.perf_counter() - started
-                durations._local.init = getattr(durations._local, "init", 0.0) + elapsed
                 with durations._lock:
                     durations.inits[spec.logical_id].append(elapsed)
 
-        LocalFunction.invoke = invoke  # type: ignore[method-assign]
+        Invocation._call = call  # type: ignore[method-assign]
         LocalFunction._load_handler = staticmethod(load)  # type: ignore[method-assign,assignment]
         try:
             yield
         finally:
-            LocalFunction.invoke = original_invoke  # type: ignore[method-assign]
+            Invocation._call = original_call  # type: ignore[method-assign]
             LocalFunction._load_handler = staticmethod(original_load)  # type: ignore[method-assign,assignment]
 
     def wait_quiet(self, quiet: float = 0.6, timeout: float = 30.0) -> None:
