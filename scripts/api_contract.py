@@ -124,20 +124,37 @@ class JobPage(BaseModel):
 
 
 class CallbackOutput(BaseModel):
-    media_url: list[str] = Field(description="The finished media, copied into the bucket.")
+    media_url: list[Annotated[str, Field(min_length=1)]] = Field(
+        description="The finished media, copied into the bucket."
+    )
     media_type: str | None = None
+
+
+# What pixverse_jobs.callbacks.parse_callback refuses with a 400 and no schema keyword of the fields
+# alone says: a COMPLETED callback carries at least one media URL (schemathesis sent one without).
+_COMPLETED_HAS_MEDIA = {
+    "if": {"properties": {"status": {"const": "COMPLETED"}}, "required": ["status"]},
+    "then": {
+        "required": ["output"],
+        "properties": {
+            "output": {"type": "object", "required": ["media_url"], "properties": {"media_url": {"minItems": 1}}}
+        },
+    },
+}
 
 
 class GatewayCallback(BaseModel):
     """The gateway's callback: the shape of its GET /v2/requests/status/{request_id} answer."""
 
-    model_config = ConfigDict(extra="allow", title="GatewayCallback")
+    model_config = ConfigDict(extra="allow", title="GatewayCallback", json_schema_extra=_COMPLETED_HAS_MEDIA)
 
     request_id: str = Field(min_length=1, description="Must be the job's request_id, or the callback is refused (409).")
     status: GatewayStatus
     model_id: str | None = None
     error: str | None = None
-    output: CallbackOutput | None = Field(default=None, description="Required with COMPLETED.")
+    output: CallbackOutput | None = Field(
+        default=None, description="Required with COMPLETED, with at least one media_url."
+    )
     created_at: str | None = None
     updated_at: str | None = None
     completed_at: str | None = None
