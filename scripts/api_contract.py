@@ -22,6 +22,7 @@ from pixverse_jobs.config import WEBHOOK_MODES
 from pixverse_jobs.jobs import DEFAULT_PAGE_SIZE, IDEMPOTENCY_KEY_PATTERN, MAX_METADATA_BYTES, MAX_PAGE_SIZE
 from pixverse_jobs.states import GATEWAY_STATUSES, JobStatus, SubmitOutcome
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 # The enums the document shows, derived from the code so that they cannot drift from it.
 if TYPE_CHECKING:  # mypy cannot follow a Literal computed at run time
@@ -132,7 +133,7 @@ class CallbackOutput(BaseModel):
 
 # What pixverse_jobs.callbacks.parse_callback refuses with a 400 and no schema keyword of the fields
 # alone says: a COMPLETED callback carries at least one media URL (schemathesis sent one without).
-_COMPLETED_HAS_MEDIA = {
+_COMPLETED_HAS_MEDIA: JsonDict = {
     "if": {"properties": {"status": {"const": "COMPLETED"}}, "required": ["status"]},
     "then": {
         "required": ["output"],
