@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from pixverse_local.harness import LocalClient, StackProcess
-from reliability_support import current_scale, local_stack
+from reliability_support import ResultsBook, current_scale, local_stack
 from schemathesis_support import run_schemathesis
 
 FULL = current_scale().name == "full"
@@ -35,7 +35,9 @@ def fuzzed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sta
         yield started
 
 
-def test_schemathesis_finds_nothing(fuzzed_stack: tuple[StackProcess, LocalClient], tmp_path: Path) -> None:
+def test_schemathesis_finds_nothing(
+    fuzzed_stack: tuple[StackProcess, LocalClient], tmp_path: Path, results: ResultsBook
+) -> None:
     stack, _ = fuzzed_stack
     assert stack.ready is not None
 
@@ -49,4 +51,8 @@ def test_schemathesis_finds_nothing(fuzzed_stack: tuple[StackProcess, LocalClien
 
     print(run.stdout[-4000:])
     print(f"schemathesis: {MAX_EXAMPLES} examples per operation, {run.seconds:.1f} s")
+    results.record(
+        "schemathesis",
+        {"examples_per_operation": MAX_EXAMPLES, "seconds": round(run.seconds, 1), "exit_code": run.returncode},
+    )
     assert run.returncode == 0, run.report()
