@@ -22,6 +22,7 @@ from pixverse_jobs.config import WEBHOOK_MODES
 from pixverse_jobs.jobs import DEFAULT_PAGE_SIZE, IDEMPOTENCY_KEY_PATTERN, MAX_METADATA_BYTES, MAX_PAGE_SIZE
 from pixverse_jobs.states import GATEWAY_STATUSES, JobStatus, SubmitOutcome
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 # The enums the document shows, derived from the code so that they cannot drift from it.
 if TYPE_CHECKING:  # mypy cannot follow a Literal computed at run time
@@ -124,20 +125,37 @@ class JobPage(BaseModel):
 
 
 class CallbackOutput(BaseModel):
-    media_url: list[str] = Field(description="The finished media, copied into the bucket.")
+    media_url: list[Annotated[str, Field(min_length=1)]] = Field(
+        description="The finished media, copied into the bucket."
+    )
     media_type: str | None = None
+
+
+# What pixverse_jobs.callbacks.parse_callback refuses with a 400 and no schema keyword of the fields
+# alone says: a COMPLETED callback carries at least one media URL (schemathesis sent one without).
+_COMPLETED_HAS_MEDIA: JsonDict = {
+    "if": {"properties": {"status": {"const": "COMPLETED"}}, "required": ["status"]},
+    "then": {
+        "required": ["output"],
+        "properties": {
+            "output": {"type": "object", "required": ["media_url"], "properties": {"media_url": {"minItems": 1}}}
+        },
+    },
+}
 
 
 class GatewayCallback(BaseModel):
     """The gateway's callback: the shape of its GET /v2/requests/status/{request_id} answer."""
 
-    model_config = ConfigDict(extra="allow", title="GatewayCallback")
+    model_config = ConfigDict(extra="allow", title="GatewayCallback", json_schema_extra=_COMPLETED_HAS_MEDIA)
 
     request_id: str = Field(min_length=1, description="Must be the job's request_id, or the callback is refused (409).")
     status: GatewayStatus
     model_id: str | None = None
     error: str | None = None
-    output: CallbackOutput | None = Field(default=None, description="Required with COMPLETED.")
+    output: CallbackOutput | None = Field(
+        default=None, description="Required with COMPLETED, with at least one media_url."
+    )
     created_at: str | None = None
     updated_at: str | None = None
     completed_at: str | None = None
@@ -156,8 +174,8 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     code: str = Field(
-        description="validation_error, not_found, idempotency_conflict, payload_too_large, callback_rejected, "
-        "model_not_found, insufficient_balance, rate_limited, gateway_error, gateway_auth_error, "
+        description="validation_error, not_found, method_not_allowed, idempotency_conflict, payload_too_large, "
+        "callback_rejected, model_not_found, insufficient_balance, rate_limited, gateway_error, gateway_auth_error, "
         "gateway_unavailable, internal"
     )
     message: str
@@ -194,6 +212,16 @@ WEBHOOK_ERRORS = {
 }
 
 
+def _other_methods(*allowed: str) -> str:
+    """The sentence each operation's description ends with: a 405 belongs to no documented
+    operation (it answers the methods the document does not list), so it is said in words."""
+    methods = ", ".join(sorted(allowed))
+    return (
+        f" Any other method on this path answers 405 method_not_allowed (the error body) with the header "
+        f"Allow: {methods}."
+    )
+
+
 def _ok(status: int, description: str, model: type[Any]) -> dict[int, OpenAPIResponse]:
     return {status: {"description": description, "content": {"application/json": {"model": model}}}}
 
@@ -220,7 +248,8 @@ def doc_resolver() -> APIGatewayHttpResolver:
         "submits it to the gateway with a signed webhook URL. Answers 202 with the job: status QUEUED "
         "(submit_outcome accepted), or, when the gateway's answer did not come before the API's timeout, "
         "status SUBMITTING with submit_outcome unknown: the gateway may have the job, nothing is sent again, "
-        "and its callback completes it. A refusal answers the gateway's error, the job SUBMIT_FAILED.",
+        "and its callback completes it. A refusal answers the gateway's error, the job SUBMIT_FAILED."
+        + _other_methods("GET", "POST"),
         response_description="The job, accepted by the gateway or with its submit's outcome not known yet",
         responses={**_ok(202, "The job", JobView), **_errors(400, 402, 409, 413, 429, 500, 502, 503)},
         tags=["jobs"],
@@ -243,7 +272,8 @@ def doc_resolver() -> APIGatewayHttpResolver:
     @app.get(
         "/jobs/<job_id>",
         summary="Get a job",
-        description="The caller's job; once DELIVERED, each output carries a short-lived presigned download_url.",
+        description="The caller's job; once DELIVERED, each output carries a short-lived presigned download_url."
+        + _other_methods("GET"),
         responses={**_ok(200, "The job", JobView), **_errors(404, 500)},
         tags=["jobs"],
     )
@@ -254,7 +284,7 @@ def doc_resolver() -> APIGatewayHttpResolver:
         "/jobs",
         summary="List the caller's jobs",
         description="Newest first, through the by_owner index. With status, a page may hold fewer than limit jobs "
-        "while next_token is still set.",
+        "while next_token is still set." + _other_methods("GET", "POST"),
         responses={**_ok(200, "A page of jobs", JobPage), **_errors(400, 500)},
         tags=["jobs"],
     )
@@ -279,7 +309,9 @@ def doc_resolver() -> APIGatewayHttpResolver:
         description="The signed URL each job is submitted with. Verifies sig before reading the body, then "
         "applies the callback with one conditional write: duplicates, late and out-of-order callbacks change "
         f"nothing and answer 200. Bodies over {MAX_CALLBACK_BYTES} bytes answer 413; a callback whose request_id "
-        "is another job's answers 409. Error codes: callback_rejected, not_found, payload_too_large, internal.",
+        "is another job's answers 409. Error codes: callback_rejected, not_found, payload_too_large, internal."
+        + _other_methods("POST")
+        + " It is answered before the sig is checked.",
         responses={
             **_ok(200, "The callback was received (applied or not)", CallbackAnswer),
             **_errors(400, 401, 404, 409, 413, 500, described=WEBHOOK_ERRORS),

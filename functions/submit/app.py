@@ -1,4 +1,5 @@
-"""SubmitFunction: POST /jobs, GET /jobs/{job_id} and GET /jobs (HTTP API, payload 2.0).
+"""SubmitFunction: POST /jobs, GET /jobs/{job_id} and GET /jobs (HTTP API, payload 2.0); any other
+method on those paths (template.yaml's ANY routes) is a 405 with Allow (``http_errors``).
 
 The Powertools resolver routes; the catalog (``pixverse_jobs.catalog`` through
 ``parse_submit_request`` and ``parse_list_query``) validates, reporting every bad field at once

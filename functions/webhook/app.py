@@ -1,4 +1,5 @@
-"""WebhookFunction: POST /webhooks/pixazo/{job_id}?sig=HEX, the gateway's callbacks.
+"""WebhookFunction: POST /webhooks/pixazo/{job_id}?sig=HEX, the gateway's callbacks (any other
+method on the path: 405 with ``Allow: POST``).
 
 Verify, then act: a missing or wrong signature is a 401 before the body is read. The rest is
 ``callbacks.CallbackReceiver``: one conditional write per callback, one copy request on the
@@ -21,7 +22,14 @@ from pixverse_jobs.callbacks import CallbackProcessor, CallbackReceiver, Progres
 from pixverse_jobs.errors import CallbackRejected, JobNotFound
 from pixverse_jobs.events import EventPublisher
 from pixverse_jobs.observability import logger, metrics
-from pixverse_jobs.proxy import callback_answer, error_body, internal_answer, not_found_answer, proxy_response
+from pixverse_jobs.proxy import (
+    callback_answer,
+    error_body,
+    internal_answer,
+    method_not_allowed_answer,
+    not_found_answer,
+    proxy_response,
+)
 from pixverse_jobs.queue import CopyQueue
 from pixverse_jobs.secrets import SecretReader
 from pixverse_jobs.signing import SignatureVerifier
@@ -47,8 +55,17 @@ receiver = CallbackReceiver(
 )
 
 
+# The one method of the webhook path. template.yaml routes every other one here too (ANY), so that
+# the gateway, or whoever probes the URL, gets a 405 with Allow rather than API Gateway's 404.
+CALLBACK_METHOD = "POST"
+
+
 def receive_callback(event: dict[str, Any]) -> dict[str, Any]:
-    """``POST /webhooks/pixazo/{job_id}``: the only route API Gateway sends here."""
+    """``POST /webhooks/pixazo/{job_id}``; any other method on the path is a 405 with ``Allow``,
+    answered before the signature is checked, with no AWS call."""
+    method = str(((event.get("requestContext") or {}).get("http") or {}).get("method") or "").upper()
+    if method != CALLBACK_METHOD:
+        return proxy_response(*method_not_allowed_answer(method, [CALLBACK_METHOD]))
     job_id = str((event.get("pathParameters") or {}).get("job_id") or "")
     if not job_id:
         return proxy_response(404, error_body("not_found", "no such route"))

@@ -558,3 +558,78 @@ def test_the_api_timeout_the_submit_function_assumes_is_the_templates(env: dict[
     assert api_timeout == module.API_INTEGRATION_TIMEOUT_SECONDS
     # Lambda's own timeout is no shorter: the API's, counted from timeEpoch, is the one that bounds
     assert resources["SubmitFunction"]["Properties"]["Timeout"] >= api_timeout
+
+
+# ------------------------------------------------ other methods: 405 with Allow (issue 13, 2.14)
+OTHER_METHODS = ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "HEAD", "QUERY"]
+
+
+def _other_method_event(method: str, path: str, route_path: str) -> dict[str, Any]:
+    """What API Gateway sends through template.yaml's ``ANY`` route of ``route_path``."""
+    event = load_event("get_job")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method
+    event["routeKey"] = event["requestContext"]["routeKey"] = f"ANY {route_path}"
+    if "{job_id}" in route_path:
+        event["pathParameters"] = {"job_id": path.rsplit("/", 1)[1]}
+    else:
+        event.pop("pathParameters", None)
+    return event
+
+
+@pytest.mark.parametrize("method", OTHER_METHODS)
+@pytest.mark.parametrize(
+    ("path", "route_path", "allow"),
+    [("/jobs", "/jobs", "GET, POST"), (f"/jobs/{JOB_ID}", "/jobs/{job_id}", "GET")],
+    ids=["jobs", "job"],
+)
+def test_other_method_on_a_job_path_is_405_with_allow(
+    env: dict[str, Any], lambda_context: Any, method: str, path: str, route_path: str, allow: str
+) -> None:
+    seen: list[httpx.Request] = []
+    module = _submit_module(seen, httpx.Response(202, json={"request_id": "r1"}))
+
+    response = module.handler(_other_method_event(method, path, route_path), lambda_context)
+
+    assert response["statusCode"] == 405
+    assert response["headers"]["Allow"] == allow
+    assert response["headers"]["Content-Type"] == "application/json"
+    error = json.loads(response["body"])["error"]
+    assert (error["code"], error["details"]) == ("method_not_allowed", [])
+    assert method in error["message"] and allow in error["message"]
+    assert seen == [] and _stored_ids(env) == []
+
+
+def test_other_method_with_a_body_that_is_not_json_is_still_405(env: dict[str, Any], lambda_context: Any) -> None:
+    # The body checks are POST's: a PUT's body is never read, whatever it holds.
+    module = _submit_module([], httpx.Response(202, json={"request_id": "r1"}))
+    event = _other_method_event("PUT", "/jobs", "/jobs")
+    event["headers"]["content-type"] = "text/plain"
+    event["body"] = "not json"
+
+    response = module.handler(event, lambda_context)
+
+    assert (response["statusCode"], response["headers"]["Allow"]) == (405, "GET, POST")
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/nowhere"), ("PUT", "/jobs/a/b"), ("GET", "/jobs/")])
+def test_a_path_of_no_route_is_still_404_not_found(
+    env: dict[str, Any], lambda_context: Any, method: str, path: str
+) -> None:
+    module = _submit_module([], httpx.Response(202, json={"request_id": "r1"}))
+    event = _other_method_event(method, path, "/jobs")
+
+    response = module.handler(event, lambda_context)
+
+    assert response["statusCode"] == 404
+    assert "Allow" not in response["headers"]
+    assert json.loads(response["body"])["error"]["code"] == "not_found"
+
+
+def test_get_of_an_unknown_job_is_still_404_not_found(env: dict[str, Any], lambda_context: Any) -> None:
+    module = _submit_module([], httpx.Response(202, json={"request_id": "r1"}))
+
+    response = module.handler(load_event("get_job"), lambda_context)
+
+    assert response["statusCode"] == 404
+    assert json.loads(response["body"])["error"]["message"] == f"job {JOB_ID} not found"

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 from doc_examples import DOC_EXAMPLES
-from lambda_support import template_resources
+from lambda_support import load_event, template_resources
 from pixverse_jobs.catalog import MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,15 +53,39 @@ def test_committed_event_schema_is_what_the_code_generates() -> None:
     )
 
 
-def test_document_has_every_template_route_and_no_other(committed: dict[str, Any]) -> None:
-    template_routes = {
-        tuple(resource["Properties"]["RouteKey"].lower().split(" ", 1))
+def _template_routes() -> set[tuple[str, str]]:
+    return {
+        (method.lower(), path)
         for resource in template_resources().values()
         if resource["Type"] == "AWS::ApiGatewayV2::Route"
+        for method, path in [resource["Properties"]["RouteKey"].split(" ", 1)]
     }
-    documented = {(method, path) for path, operations in committed["paths"].items() for method in operations}
 
-    assert documented == template_routes
+
+def test_document_has_every_template_route_and_no_other(committed: dict[str, Any]) -> None:
+    # An ANY route is no operation: it takes the methods the others do not, for the 405 below.
+    operations = {(method, path) for method, path in _template_routes() if method != "any"}
+    documented = {(method, path) for path, ops in committed["paths"].items() for method in ops}
+
+    assert documented == operations
+
+
+def test_every_documented_path_and_no_other_has_an_any_route(committed: dict[str, Any]) -> None:
+    """Without ``ANY`` on a path, API Gateway answers another method itself with a 404 (no route),
+    and the function's 405 with Allow is never seen (issue 13, 2.14: schemathesis' unsupported_method)."""
+    any_paths = {path for method, path in _template_routes() if method == "any"}
+
+    assert any_paths == set(committed["paths"])
+
+
+def test_each_operation_states_the_allow_header_of_its_path(committed: dict[str, Any]) -> None:
+    for path, operations in committed["paths"].items():
+        methods = ", ".join(sorted(method.upper() for method in operations))
+        for method, operation in operations.items():
+            assert (
+                f"405 method_not_allowed (the error body) with the header Allow: {methods}."
+                in (operation["description"])
+            ), f"{method} {path}"
 
 
 def _routes(resolver: Any) -> set[tuple[str, str]]:
@@ -103,6 +127,10 @@ def test_doc_example_input_matches_its_model_schema(committed: dict[str, Any], m
         ("pixverse", {"prompt": "p", "aspect_ratio": "16:9", "resolution": "720p", "duration": 4}),
         ("pixverse-v6-text-to-video", {"prompt": "p", "colour": "red"}),
         ("pixverse-v6-text-to-video", {"prompt": "p", "generate_audio_switch": 1}),
+        # Whitespace only: schemathesis sent "\f" as a schema-valid prompt (issue 13, 2.14).
+        ("pixverse-v6-text-to-video", {"prompt": "\f"}),
+        ("pixverse-v6-text-to-video", {"prompt": " \x1c\u3000\n"}),
+        ("pixverse-v6-text-to-video", {"prompt": "\x85\u2028"}),
     ],
 )
 def test_model_schema_refuses_what_the_catalog_refuses(committed: dict[str, Any], model: str, params: Any) -> None:
@@ -121,7 +149,14 @@ def _parameter(committed: dict[str, Any], path: str, method: str, name: str) -> 
 
 def test_error_codes_include_every_code_the_api_answers(committed: dict[str, Any]) -> None:
     described = committed["components"]["schemas"]["ErrorBody"]["properties"]["code"]["description"]
-    for code in ("callback_rejected", "model_not_found", "payload_too_large", "not_found", "internal"):
+    for code in (
+        "callback_rejected",
+        "model_not_found",
+        "payload_too_large",
+        "not_found",
+        "method_not_allowed",
+        "internal",
+    ):
         assert code in described
 
 
@@ -163,3 +198,41 @@ def test_idempotency_key_is_documented_as_the_code_checks_it(committed: dict[str
 
 def test_callback_request_id_is_documented_non_empty(committed: dict[str, Any]) -> None:
     assert committed["components"]["schemas"]["GatewayCallback"]["properties"]["request_id"]["minLength"] == 1
+
+
+# ------------------------------------------------ callbacks the webhook refuses, the schema refuses (2.14)
+def _callback_schema(committed: dict[str, Any]) -> dict[str, Any]:
+    return {"$ref": "#/components/schemas/GatewayCallback", "components": committed["components"]}
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        {"request_id": "r1", "status": "COMPLETED"},
+        {"request_id": "r1", "status": "COMPLETED", "output": None},
+        {"request_id": "r1", "status": "COMPLETED", "output": {"media_url": []}},
+        {"request_id": "r1", "status": "PROCESSING", "output": {"media_url": [""]}},
+        {"request_id": "", "status": "QUEUED"},
+    ],
+    ids=["completed-no-output", "completed-null-output", "completed-no-media", "empty-url", "empty-request-id"],
+)
+def test_callback_schema_refuses_what_the_webhook_refuses(committed: dict[str, Any], callback: Any) -> None:
+    from pixverse_jobs.callbacks import parse_callback
+    from pixverse_jobs.errors import CallbackRejected
+
+    with pytest.raises(CallbackRejected):
+        parse_callback(json.dumps(callback))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(callback, _callback_schema(committed))
+
+
+def test_callback_schema_takes_the_callbacks_the_webhook_takes(committed: dict[str, Any]) -> None:
+    from pixverse_jobs.callbacks import parse_callback
+
+    for callback in (
+        json.loads(load_event("webhook_callback")["body"]),
+        {"request_id": "r1", "status": "PROCESSING", "output": None},
+        {"request_id": "r1", "status": "FAILED", "error": "policy"},
+    ):
+        parse_callback(json.dumps(callback))
+        jsonschema.validate(callback, _callback_schema(committed))

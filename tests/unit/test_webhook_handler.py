@@ -302,6 +302,30 @@ def test_bad_signature_is_refused_before_the_body_is_read(
     assert status == 401
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "HEAD", "QUERY"])
+@pytest.mark.parametrize("sig", ["valid", None, "0" * 64], ids=["signed", "unsigned", "forged"])
+def test_other_method_is_405_allow_post_before_the_signature_and_costs_no_call(
+    aws: Aws, webhook: ModuleType, lambda_context: Any, method: str, sig: str | None
+) -> None:
+    # Given a job and a callback body, sent with another method through template.yaml's ANY route
+    _seed(aws)
+    before = aws.store.get(JOB_ID)
+    log = _CallLog(webhook)
+    event = _event(_body("COMPLETED"), sig=sig)
+    event["requestContext"]["http"]["method"] = method
+    event["routeKey"] = event["requestContext"]["routeKey"] = "ANY /webhooks/pixazo/{job_id}"
+
+    # When it arrives
+    response = webhook.handler(event, lambda_context)
+
+    # Then it is a 405 naming POST, decided before the signature (no secret read), with no AWS call
+    assert (response["statusCode"], response["headers"]["Allow"]) == (405, "POST")
+    assert json.loads(response["body"])["error"]["code"] == "method_not_allowed"
+    assert log.take() == []
+    assert aws.store.get(JOB_ID) == before
+    assert aws.queued() == []
+
+
 def test_another_jobs_payload_on_a_terminal_job_is_still_409(
     aws: Aws, webhook: ModuleType, lambda_context: Any
 ) -> None:

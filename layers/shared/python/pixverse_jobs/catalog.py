@@ -31,6 +31,12 @@ V6_I2V_RESOLUTION_NOTE = (
 )
 
 
+# check() refuses a required string that is all whitespace (str.strip()); the schema says so with
+# one character that is whitespace neither to Python (str.isspace: also U+001C-U+001F and U+0085)
+# nor to JSON Schema's ECMA-262 \s. Without it a generator sent "\f" as a valid prompt (issue 13, 2.14).
+NOT_BLANK_PATTERN = r"[^\s\x1c-\x1f\x85]"
+
+
 @dataclass(frozen=True)
 class Param:
     """One documented request parameter."""
@@ -110,6 +116,8 @@ class Param:
             if self.is_url:
                 schema["format"] = "uri"
                 schema["pattern"] = "^https?://"
+            elif self.required:
+                schema["pattern"] = NOT_BLANK_PATTERN
         return schema
 
 

@@ -9,10 +9,12 @@ import base64
 import binascii
 import functools
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from pixverse_jobs.errors import (
     FieldError,
@@ -29,6 +31,7 @@ from pixverse_jobs.proxy import (
     error_body,
     internal_answer,
     json_text,
+    method_not_allowed_answer,
     not_found_answer,
     proxy_response,
     rejection_answer,
@@ -55,15 +58,19 @@ def _gateway_response(exc: GatewayError, extra: dict[str, Any] | None = None) ->
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def json_body_limits(max_bytes: int) -> Callable[[Handler], Handler]:
+def json_body_limits(max_bytes: int, methods: frozenset[str] = frozenset({"POST"})) -> Callable[[Handler], Handler]:
     """Refuse a request body larger than ``max_bytes`` (413) or not declared as JSON (400)
     before the resolver parses or validates it: a huge body costs no parsing, and nothing
-    downstream sees it."""
+    downstream sees it. Only the bodies of ``methods`` (the routes that read one) are checked:
+    any other method goes to the resolver, whose routes never read its body, and a method no
+    route takes is a 405 there whatever its body."""
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def checked(event: dict[str, Any], context: Any) -> dict[str, Any]:
-            rejection = _body_rejection(event, max_bytes)
+            method = str(((event.get("requestContext") or {}).get("http") or {}).get("method") or "").upper()
+            # An event without a method is checked all the same: API Gateway always sets one.
+            rejection = _body_rejection(event, max_bytes) if method in methods or not method else None
             if rejection is None:
                 return handler(event, context)
             return proxy_response(*rejection_answer(rejection))
@@ -105,8 +112,36 @@ def _body_rejection(event: dict[str, Any], max_bytes: int) -> RequestRejected | 
     return None
 
 
+def _path_pattern(route_path: str) -> re.Pattern[str]:
+    """A resolver route's path (``/jobs/<job_id>``) as API Gateway matches ``/jobs/{job_id}``: a
+    path variable is any one non-empty segment. (The resolver's own patterns take fewer characters
+    than API Gateway routes, so they cannot say whether a path is one of the API's.)"""
+    segments = route_path.strip("/").split("/")
+    parts = ["[^/]+" if re.fullmatch(r"<\w+>", s) else re.escape(s) for s in segments]
+    return re.compile("/" + "/".join(parts))
+
+
+def allowed_methods(app: APIGatewayHttpResolver, path: str) -> set[str]:
+    """The methods ``app`` answers on ``path`` (empty: not a path of this API)."""
+    # Powertools keeps its routes in these two lists and has no public accessor for them;
+    # tests/unit/test_handlers.py answers 405 through this function, so a rename fails there.
+    routes = app._static_routes + app._dynamic_routes
+    return {route.method for route in routes if _path_pattern(route.path).fullmatch(path)}
+
+
 def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     """Map every domain exception to its HTTP answer; anything else is a logged 500."""
+
+    @app.not_found
+    def _no_route(exc: NotFoundError) -> Response[str]:
+        # The resolver found no route for the method and path. template.yaml's ANY routes send
+        # every other method on the API's paths here: that is a 405 naming the allowed methods.
+        # Without this handler the catch-all below made each of them a 500.
+        event = app.current_event
+        allowed = allowed_methods(app, event.path)
+        if allowed:
+            return json_response(*method_not_allowed_answer(event.http_method.upper(), allowed))
+        return json_response(404, error_body("not_found", "no such resource"))
 
     @app.exception_handler(RequestRejected)
     def _rejected(exc: RequestRejected) -> Response[str]:

@@ -9,6 +9,7 @@ answers from the same error body, so both speak one format:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from pixverse_jobs.errors import CallbackRejected, FieldError, JobNotFound, RequestRejected
@@ -69,6 +70,16 @@ def callback_answer(exc: CallbackRejected) -> Answer:
 
 def not_found_answer(exc: JobNotFound) -> Answer:
     return 404, error_body("not_found", f"job {exc.job_id} not found")
+
+
+def method_not_allowed_answer(method: str, allowed: Iterable[str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """405 for a method the resource does not take, with the ``Allow`` header RFC 9110 (15.5.6)
+    requires: API Gateway's own answer to a method no route takes is a 404, which says the resource
+    does not exist, so template.yaml routes every other method on the API's paths (``ANY``) to the
+    function, which answers this instead."""
+    methods = ", ".join(sorted(set(allowed)))
+    message = f"method {method or '(none)'} is not allowed on this resource; allowed: {methods}"
+    return 405, error_body("method_not_allowed", message), {"Allow": methods}
 
 
 # EMF metric (namespace POWERTOOLS_METRICS_NAMESPACE, dimensions service and function): every 500
