@@ -26,7 +26,6 @@ apart, per run). Secret reads are per container, not per job, and reported apart
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import math
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import BENCH_DIR, ROOT, median, run_json_child
+from pixverse_local.aws.moto_server import attribute_value_size
+from pixverse_local.aws.moto_server import item_size as moto_item_size
 
 # Lambda arm64 on-demand, us-east-1, as published on aws.amazon.com/lambda/pricing (checked 2026):
 # duration per GB-second and requests per million. Free tier ignored.
@@ -84,39 +85,12 @@ _overhead = threading.local()
 
 
 # ------------------------------------------------------------------ DynamoDB item sizes and WRU
-def _number_size(text: str) -> int:
-    digits = text.lstrip("-").replace(".", "").split("e")[0].split("E")[0].strip("0") or "0"
-    return math.ceil(len(digits) / 2) + 1
-
-
-def attribute_size(value: dict[str, Any]) -> int:
-    """Bytes DynamoDB counts for one typed attribute value (its documented sizing rules)."""
-    (kind, inner), *_ = value.items()
-    if kind == "S":
-        return len(str(inner).encode())
-    if kind == "N":
-        return _number_size(str(inner))
-    if kind == "B":
-        return len(inner) if isinstance(inner, bytes | bytearray) else len(base64.b64decode(inner))
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(str(v).encode()) for v in inner)
-    if kind == "NS":
-        return sum(_number_size(str(v)) for v in inner)
-    if kind == "BS":
-        return sum(len(v) for v in inner)
-    if kind == "L":
-        return 3 + sum(1 + attribute_size(v) for v in inner)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + 1 + attribute_size(v) for k, v in inner.items())
-    raise ValueError(f"unknown DynamoDB type {kind}")
+# DynamoDB's item sizing rules, as the local stack's moto server enforces the 400 KB limit with them.
+attribute_size = attribute_value_size
 
 
 def item_size(item: dict[str, Any] | None) -> int:
-    if not item:
-        return 0
-    return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
+    return moto_item_size(item) if item else 0
 
 
 def units(size: int) -> int:

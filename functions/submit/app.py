@@ -120,7 +120,9 @@ def list_jobs() -> Response[str]:
     return json_response(200, {"jobs": [job_view(j) for j in jobs], "next_token": token})
 
 
-@json_body_limits(MAX_BODY_BYTES)
+# GET too: its routes read no body, and a body sent with one is a client's mistake to refuse (400 /
+# 413, as before the routes took other methods), not to ignore. Other methods answer 405 whatever their body.
+@json_body_limits(MAX_BODY_BYTES, methods=frozenset({"POST", "GET"}))
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -124,6 +124,37 @@ def test_gateway_402_leaves_job_submit_failed(env: dict[str, Any], lambda_contex
     assert job is not None and job["status"] == "SUBMIT_FAILED"
 
 
+def test_submit_failed_write_is_retried_after_the_gateway_refused(
+    env: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a gateway that refuses the submit (402) and a table that throttles the first two
+    # SUBMIT_FAILED writes
+    module = _submit_module([], httpx.Response(402, json={"error": "Insufficient Balance", "message": "empty"}))
+    monkeypatch.setattr(jobs_module, "ACCEPTANCE_RETRY_DELAY_SECONDS", 0.0)
+    store = module.service._store
+    real_advance = store.advance
+    failures = {"left": 2}
+
+    def advance(job_id: str, target: Any, **kwargs: Any) -> Any:
+        if target == "SUBMIT_FAILED" and failures["left"]:
+            failures["left"] -= 1
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "UpdateItem")
+        return real_advance(job_id, target, **kwargs)
+
+    monkeypatch.setattr(store, "advance", advance)
+
+    # When the job is submitted
+    response = module.handler(load_event("submit_job"), lambda_context)
+
+    # Then the caller gets the gateway's refusal and the job is ended, not left SUBMITTING (which
+    # would read as "outcome unknown" until MaxJobAgeSeconds)
+    assert response["statusCode"] == 402
+    error = json.loads(response["body"])["error"]
+    job = JobStore(env["table"], env["ddb"]).get(error["job_id"])
+    assert job is not None and job["status"] == "SUBMIT_FAILED"
+    assert failures["left"] == 0
+
+
 def test_gateway_auth_error_is_502_without_the_key(env: dict[str, Any], lambda_context: Any) -> None:
     module = _submit_module([], httpx.Response(401, json={"error": "Unauthorized"}))
     response = module.handler(load_event("submit_job"), lambda_context)

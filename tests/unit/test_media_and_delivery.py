@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from lambda_support import create_jobs_table, load_event, load_function
 from moto import mock_aws
-from pixverse_jobs.delivery import DeliveryService
+from pixverse_jobs.delivery import RECORD_RETRY_SECONDS, CopyRetryScheduled, DeliveryService
 from pixverse_jobs.errors import PermanentDeliveryError, TransientDeliveryError
 from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, EventPublisher, event_id
 from pixverse_jobs.media import MediaCopier
@@ -515,8 +515,11 @@ def test_failed_delivered_write_gives_the_lease_back_and_the_retry_does_not_copy
     monkeypatch.setattr(store, "advance", advance_failing_delivered)
 
     # When the first attempt fails on that write
-    with pytest.raises(TransientDeliveryError, match="recording the delivery failed"):
+    with pytest.raises(CopyRetryScheduled, match="recording the delivery failed") as scheduled:
         service.deliver("job_w", attempt=1)
+
+    # Then its message comes back within seconds, not after the queue's visibility timeout
+    assert scheduled.value.retry_in == RECORD_RETRY_SECONDS <= 10
 
     # Then the lease is back and the copied object is recorded
     job = store.get("job_w")

@@ -104,6 +104,10 @@ class CopyBackoff:
         return sum(self.ceiling(n) for n in range(1, attempts))
 
 
+# How soon a copy whose objects are in S3 but whose DELIVERED write failed is tried again.
+RECORD_RETRY_SECONDS = 5
+
+
 class CopyRetryScheduled(TransientDeliveryError):
     """The copy failed transiently and its next attempt is due in ``retry_in`` seconds: the
     message that carried it must come back then (ChangeMessageVisibility), not after the
@@ -282,7 +286,11 @@ class DeliveryService:
                     names={"#st": "status"},
                     values={":copying": str(JobStatus.COPYING)},
                 )
-            raise TransientDeliveryError(f"recording the delivery failed: {type(exc).__name__}") from exc
+            # Back soon: the copy is done, only the write is missing; SQS would otherwise hold the
+            # message for the queue's visibility timeout (90 minutes on AWS).
+            raise CopyRetryScheduled(
+                f"recording the delivery failed: {type(exc).__name__}", retry_in=RECORD_RETRY_SECONDS, attempt=attempt
+            ) from exc
         return delivered.job, delivered.applied
 
     def _copy_media(self, job: Job, deadline: float | None) -> list[dict[str, Any]]:

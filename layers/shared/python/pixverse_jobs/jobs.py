@@ -286,8 +286,7 @@ class JobService:
             error = {"code": exc.code, "message": exc.message}
             if exc.accepted_possible:
                 return self._outcome_unknown(record, error)
-            # The caller learns of this failure in the answer: no event, so off the unfinished index.
-            self._store.advance(job_id, JobStatus.SUBMIT_FAILED, attributes={"error": error}, remove=[UNFINISHED])
+            self._record_refusal(job_id, error)
             raise JobSubmitFailed(job_id, str(JobStatus.SUBMIT_FAILED), exc) from exc
         logger.append_keys(request_id=accepted.request_id)
         return self._record_acceptance(job_id, accepted.request_id)
@@ -319,25 +318,30 @@ class JobService:
         """Store the request_id of a request the gateway accepted (and will bill): the one write
         that must not be lost, so it is retried here beyond the SDK's own retries. If every
         attempt fails, the id is in the error log, and the gateway's callback stores it."""
-        for attempt in range(1, ACCEPTANCE_WRITE_ATTEMPTS + 1):
-            try:
-                transition = self._store.advance(
-                    job_id, JobStatus.QUEUED, request_id=request_id, from_statuses=[JobStatus.SUBMITTING]
-                )
-                if not transition.applied:
-                    # A callback outran us and already moved the job: keep its status, add the id.
-                    transition = self._store.set_request_id(job_id, request_id)
-                return transition.job
-            except Exception:
-                if attempt == ACCEPTANCE_WRITE_ATTEMPTS:
-                    logger.exception(
-                        "the gateway accepted the job but its request_id could not be stored",
-                        extra={"job_id": job_id, "request_id": request_id},
-                    )
-                    raise
-                logger.warning("storing the request_id failed; retrying", extra={"attempt": attempt})
-                time.sleep(ACCEPTANCE_RETRY_DELAY_SECONDS * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+
+        def accept() -> Job:
+            transition = self._store.advance(
+                job_id, JobStatus.QUEUED, request_id=request_id, from_statuses=[JobStatus.SUBMITTING]
+            )
+            if not transition.applied:
+                # A callback outran us and already moved the job: keep its status, add the id.
+                transition = self._store.set_request_id(job_id, request_id)
+            return transition.job
+
+        return _retried(accept, "the gateway accepted the job but its request_id could not be stored", request_id)
+
+    def _record_refusal(self, job_id: str, error: dict[str, str]) -> None:
+        """End a job the gateway refused (it was not accepted, nothing is billed) SUBMIT_FAILED.
+        Retried like the acceptance: a job left SUBMITTING without a request_id reads as "outcome
+        unknown", and only MAX_JOB_AGE_SECONDS would end it. The caller learns of the failure in
+        the answer, so no event: the job leaves the unfinished index."""
+
+        def refuse() -> Job:
+            return self._store.advance(
+                job_id, JobStatus.SUBMIT_FAILED, attributes={"error": error}, remove=[UNFINISHED]
+            ).job
+
+        _retried(refuse, "the gateway refused the job but SUBMIT_FAILED could not be recorded", "")
 
     def list_jobs(
         self,
@@ -382,6 +386,21 @@ class JobService:
         if job is None or job.get("owner") != owner:
             raise JobNotFound(job_id)
         return job
+
+
+def _retried(write: Callable[[], Job], failure: str, request_id: str) -> Job:
+    """``write``, tried ACCEPTANCE_WRITE_ATTEMPTS times with a doubling pause: for the writes that
+    record what the gateway did with a submit, which nothing else could record later."""
+    for attempt in range(1, ACCEPTANCE_WRITE_ATTEMPTS + 1):
+        try:
+            return write()
+        except Exception:
+            if attempt == ACCEPTANCE_WRITE_ATTEMPTS:
+                logger.exception(failure, extra={"request_id": request_id} if request_id else None)
+                raise
+            logger.warning("recording the submit's outcome failed; retrying", extra={"attempt": attempt})
+            time.sleep(ACCEPTANCE_RETRY_DELAY_SECONDS * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
 
 
 MAX_PAGE_SIZE = 100
