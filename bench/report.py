@@ -351,9 +351,15 @@ def _capacity(section: dict[str, Any]) -> list[str]:
         )
     lines += _table(header, rows)
     lines += _table(
-        ["run", "ceiling, one caller (jobs/s)", "ceiling, per deployment (jobs/s)", "limited by"],
+        ["run", "ceiling, one caller (jobs/s)", "set by", "ceiling, per deployment (jobs/s)", "set by"],
         [
-            [label, c["one_caller_jobs_per_s"], c["per_deployment_jobs_per_s"], c["limited_by"]]
+            [
+                label,
+                c["one_caller_jobs_per_s"],
+                ", ".join(c["one_caller_limited_by"]),
+                c["per_deployment_jobs_per_s"],
+                ", ".join(c["per_deployment_limited_by"]),
+            ]
             for label, c in r["ceilings"].items()
         ],
     )
@@ -366,6 +372,7 @@ def _capacity(section: dict[str, Any]) -> list[str]:
             "callbacks/job",
             "largest item bytes",
             "table WCU/job",
+            "index writes/job",
             "index WCU/job",
         ],
         [
@@ -377,6 +384,7 @@ def _capacity(section: dict[str, Any]) -> list[str]:
                 s["callbacks_per_job"],
                 s["largest_item_bytes"],
                 s["table_wcu_per_job"],
+                ", ".join(f"{k} {v}" for k, v in s["index_writes_per_job"].items()),
                 ", ".join(f"{k} {v}" for k, v in s["index_wcu_per_job"].items()),
             ]
             for label, s in runs.items()

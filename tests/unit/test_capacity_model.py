@@ -151,11 +151,15 @@ def test_summary_finds_the_hottest_key_its_scope_and_the_ceilings(capacity: Any)
     ceilings = summary["ceilings"]["terminal/typical"]
     assert ceilings["per_deployment_jobs_per_s"] == pytest.approx(83.3)
     assert ceilings["one_caller_jobs_per_s"] == pytest.approx(83.3)
+    # One caller is held by both keys alike; a deployment only by the key every caller shares.
+    assert ceilings["one_caller_limited_by"] == ["by_owner", "unfinished_by_age"]
+    assert ceilings["per_deployment_limited_by"] == ["unfinished_by_age"]
     run = summary["runs"]["terminal/typical"]
     assert run["writes_per_job"] == 6 and run["table_wcu_per_job"] == 12
+    assert run["index_writes_per_job"] == {"by_owner": 6, "unfinished_by_age": 6}
     assert run["by_key"]["table"]["ceiling_jobs_per_s"] is None  # one job per job_id: no rate limit
     # Within a quarter of the issue's 100 jobs/s: the verdict says so.
-    assert any("measured 83.3 jobs/s" in v and "the issue is right" in v for v in summary["verdicts"])
+    assert any("about 100 jobs/s" in v and ": right: measured 83.3 jobs/s" in v for v in summary["verdicts"])
     # Sync: two progress callbacks add 2 x 2 WCU per job on each key; at 4 and 8 of them the
     # ceiling is 1000 / (12 + 4 x 2) and 1000 / (12 + 8 x 2).
     sync = summary["sync_extrapolation"]["typical"]
@@ -226,3 +230,15 @@ def test_the_recorder_keeps_each_write_with_its_images_and_keys(capacity: Any) -
     assert update.wcu == 2 and refused.failed and refused.wcu == 2 and refused.index == ()
     # WriteUnits' own counters still run underneath (cost_per_job's machinery, reused).
     assert tracker.writes == 3 and tracker.failed_conditions == 1
+
+
+def test_a_claimed_ceiling_off_by_the_writes_per_job_is_called_wrong_and_explained(capacity: Any) -> None:
+    # 6 writes of a 50,054-byte item: 49 WCU each, 294 per job: 3.4 jobs/s, not 1,000 / 49 = 20.
+    runs = {"terminal/largest": {"largest_item_bytes": 50054, "writes_per_job": 6.0}}
+    ceilings = {
+        "terminal/largest": {"per_deployment_jobs_per_s": 3.4, "per_deployment_limited_by": ["unfinished_by_age"]}
+    }
+    verdicts = capacity._verdicts(runs, [], ceilings)
+    line = next(v for v in verdicts if "about 20 jobs/s" in v)
+    assert ": wrong: measured 3.4 jobs/s" in line and "x5.9 lower" in line
+    assert "1,000 / 49 WCU, the units of one write" in line
