@@ -11,9 +11,10 @@ the functions' client hooks with cost_per_job.py's ``WriteUnits`` (item before t
 server's ``item_size`` (DynamoDB's sizing rules). For each write:
 
 * the table: WCU = ceil(max(before, after) / 1 KB), at least 1; a refused condition still costs
-  the current item's size ("Managing settings on DynamoDB provisioned capacity tables", write
-  capacity units: UpdateItem consumes the larger of the before and after image; a failed
-  conditional write consumes the item's size). Its partition key is the job_id.
+  the current item's size (DynamoDB developer guide, "DynamoDB read and write operations",
+  capacity unit consumption for write operations: UpdateItem consumes the larger of the item's
+  sizes before and after the update; a write whose condition fails still consumes write units for
+  the existing item's size). Its partition key is the job_id.
 * each GSI, as "Provisioned throughput considerations for global secondary indexes" (DynamoDB
   developer guide, GSI.html#GSI.ThroughputConsiderations.Writes) counts it: an item that gains the
   index's key attributes is one put; one that loses them is one delete; one whose index key value
