@@ -324,6 +324,100 @@ def _webhook(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _capacity(section: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    lines = ["## 5. Capacity: DynamoDB writes per partition key, and the ceiling they allow", ""]
+    lines += _header("capacity", section)
+    runs = r["runs"]
+    labels = list(runs)
+    lines += [
+        f"{r['jobs_per_run']} jobs per run through the local stack, one caller per run, runs: "
+        + ", ".join(f"`{label}` ({runs[label]['delivered']}/{runs[label]['jobs']} delivered)" for label in labels)
+        + ". Typical input: a 400-character prompt; largest: the widest request the catalog accepts "
+        f"(4-byte characters, metadata at its limit). Ceiling = {r['partition_wcu_per_second']:,} WCU/s per "
+        "partition ÷ the hottest partition key's WCU per job. Method: " + r["method"] + ".",
+        "",
+    ]
+    header = ["index", "partition key", "scope (measured)", "projection"]
+    header += [f"WCU/job {label}" for label in labels]
+    header += [f"ceiling jobs/s {label}" for label in labels]
+    rows = []
+    for row in r["table"]:
+        keys = row.get("keys") or []
+        rows.append(
+            [row["index"], f"`{keys[0]}`" if keys else "-", row["scope"], row["projection"]]
+            + [row[label]["wcu_per_job"] for label in labels]
+            + [row[label]["ceiling_jobs_per_s"] for label in labels]
+        )
+    lines += _table(header, rows)
+    lines += _table(
+        ["run", "ceiling, one caller (jobs/s)", "set by", "ceiling, per deployment (jobs/s)", "set by"],
+        [
+            [
+                label,
+                c["one_caller_jobs_per_s"],
+                ", ".join(c["one_caller_limited_by"]),
+                c["per_deployment_jobs_per_s"],
+                ", ".join(c["per_deployment_limited_by"]),
+            ]
+            for label, c in r["ceilings"].items()
+        ],
+    )
+    lines += _table(
+        [
+            "run",
+            "writes/job",
+            "status changes/job",
+            "failed conditions/job",
+            "callbacks/job",
+            "largest item bytes",
+            "table WCU/job",
+            "index writes/job",
+            "index WCU/job",
+        ],
+        [
+            [
+                label,
+                s["writes_per_job"],
+                s["status_changes_per_job"],
+                s["failed_conditions_per_job"],
+                s["callbacks_per_job"],
+                s["largest_item_bytes"],
+                s["table_wcu_per_job"],
+                ", ".join(f"{k} {v}" for k, v in s["index_writes_per_job"].items()),
+                ", ".join(f"{k} {v}" for k, v in s["index_wcu_per_job"].items()),
+            ]
+            for label, s in runs.items()
+        ],
+    )
+    for kind, entry in r.get("sync_extrapolation", {}).items():
+        lines += [
+            f"Sync mode, {kind} input: the simulator sent {entry['measured_progress_callbacks_per_job']} progress "
+            "callbacks per job (its 0.2 s poll cycle); the gateway polls at most every ~15 s, so a job generating "
+            "for T s gets about T/15. Each one adds, and the ceiling at 4 / 8 of them: "
+            + "; ".join(
+                f"{index} {e['wcu_per_progress_callback']} WCU -> "
+                + " / ".join(f"{v} jobs/s" for v in e["ceiling_jobs_per_s"].values())
+                for index, e in entry["by_index"].items()
+            )
+            + ".",
+            "",
+        ]
+    for label in labels[:1] + [label for label in labels if label.endswith("largest")][:1]:
+        lines += [f"The writes of one job, `{label}`:", ""]
+        lines += _table(
+            ["operation", "status", "item bytes", "table WCU", "index writes (WCU)"],
+            [
+                [w["operation"], w["status"], w["item_bytes"], w["table_wcu"], w["index"]]
+                for w in runs[label]["sample_job_writes"]
+            ],
+        )
+    lines += ["The issue's figures (BEFORE, on paper) against the measurement:", ""]
+    lines += [f"- {verdict}" for verdict in r["verdicts"]]
+    lines.append("")
+    return lines
+
+
 def _built(section: dict[str, Any]) -> list[str]:
     result = section["result"]
     lines = ["", "## Cold import from the built artifacts (Lambda's 1980 file dates)", ""]
@@ -371,7 +465,14 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines += _table(
         ["target", "verdict"], [[name, "met" if met else "**missed**"] for name, met in results["targets"].items()]
     )
-    renderers = {"copy": _copy, "cold": _cold, "built": _built, "cost": _cost, "webhook": _webhook}
+    renderers = {
+        "copy": _copy,
+        "cold": _cold,
+        "built": _built,
+        "cost": _cost,
+        "webhook": _webhook,
+        "capacity": _capacity,
+    }
     for name, section in benchmarks.items():
         lines += renderers[name](section)
     return "\n".join(lines).rstrip() + "\n"
