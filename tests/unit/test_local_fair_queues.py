@@ -158,6 +158,18 @@ def test_a_queue_without_groups_still_hands_out_oldest_first(sqs: Any) -> None:
     assert [body for bodies in receives for body in bodies] == [f"m-{i:02d}" for i in range(25)]
 
 
+def test_queue_attributes_still_count_visible_and_in_flight_messages(sqs: Any) -> None:
+    url = _queue(sqs)
+    _send(sqs, url, [f"a-{i}" for i in range(15)], "a")
+    _send(sqs, url, [f"b-{i}" for i in range(5)], "b")
+    _receive(sqs, url)
+
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+    assert attributes["ApproximateNumberOfMessages"] == "10"
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "10"
+
+
 # ---------------------------------------------------------------- the group id itself
 def test_message_group_id_comes_back_on_the_message_and_in_the_lambda_record(sqs: Any) -> None:
     url = _queue(sqs)

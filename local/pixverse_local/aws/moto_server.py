@@ -417,7 +417,9 @@ def sqs_fair_queues() -> None:
         return
     Queue._pixverse_fair = True  # type: ignore[attr-defined]
     # moto's ReceiveMessage hands out ``Queue.messages`` (the visible ones) in that list's order, and
-    # stops at the count asked for; the same property only counts them elsewhere.
+    # stops at the count asked for. The same property counts the visible messages for the queue's
+    # attributes, which moto reads on every send and every message received: that count keeps moto's
+    # cheaper list.
     visible_oldest_first: Callable[[Any], list[Any]] = Queue.__dict__["messages"].fget
 
     def messages(self: Any) -> list[Any]:
@@ -426,7 +428,11 @@ def sqs_fair_queues() -> None:
             return visible  # one message per tenant: oldest first already is the fair order
         return fair_order(visible, self._messages)
 
+    def approximate_number_of_messages(self: Any) -> int:
+        return len(visible_oldest_first(self))
+
     Queue.messages = property(messages)  # type: ignore[assignment,method-assign]
+    Queue.approximate_number_of_messages = property(approximate_number_of_messages)  # type: ignore[assignment,method-assign]
 
     original_validate = SQSBackend._validate_message
 
