@@ -20,6 +20,11 @@ Found by the reliability suite (tests/reliability), which measured both.
    256 KiB, DynamoDB items over 400 KB or nested deeper than 32 levels, SQS messages whose body and
    attributes together exceed the queue's MaximumMessageSize. Each is refused with the error AWS
    answers, cited where it is checked.
+
+5. SQS fair queues (``sqs_fair_queues``): on AWS a standard queue whose producers set MessageGroupId
+   keeps a tenant with a large backlog from holding back the others; moto hands a standard queue's
+   messages out oldest first whatever their group. The policy emulated, and how it relates to AWS's,
+   is set out in that section.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ import argparse
 import base64
 import binascii
 import copy
+import heapq
 import os
+import string
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pixverse_local.aws.timescale import ENV_NAME as TIME_SCALE_ENV
@@ -328,6 +336,121 @@ def _key_values(table: Any, key: Mapping[str, Any]) -> tuple[Any, Any] | None:
     return DynamoType(key[table.hash_key_attr]), range_value
 
 
+# ------------------------------------------------------------------------------------------ SQS fair queues
+# What AWS documents (SQS developer guide, "Amazon SQS fair queues" and "How Amazon SQS fair queues
+# work"; SendMessage API reference, MessageGroupId):
+# - "In standard queues, using MessageGroupId enables fair queues"; "Unlike FIFO queues, messages
+#   with the same MessageGroupId can be processed in parallel, maintaining the high throughput of
+#   standard queues." The group is the tenant, and "Each message without a MessageGroupId is treated
+#   as belonging to its own distinct tenant."
+# - A tenant is marked a noisy neighbour when it holds more than 10% of the queue's in-flight messages
+#   and at least 30 of its own, or more than 10% of recent consumer processing time ("these thresholds
+#   are approximate"). From then on, receives return quiet tenants' messages whenever some are
+#   waiting; among several noisy tenants, the one with the fewest messages in flight goes first.
+#   Noisy messages are neither dropped nor throttled (SQS sets no per-tenant consumption rate): with
+#   no quiet message waiting they are handed out as usual. A tenant is quiet again once its backlog
+#   is drained, or after 5 minutes without a send.
+# - MessageGroupId: at most 128 characters, alphanumeric and punctuation (!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~).
+#
+# What is emulated here, for standard queues only (FIFO queues keep moto's behaviour untouched):
+# ReceiveMessage takes, one message at a time, from the tenant with the fewest messages in flight
+# (received and still invisible, counting those this very receive has taken), ties going to the tenant
+# whose next message is oldest; within a tenant, oldest first. So groups take turns, a tenant with a
+# backlog in flight yields to every tenant with fewer, and a queue without groups is served oldest
+# first as before. No message is held back while the receive has room: throughput is unchanged.
+# The emulation is always on, where AWS turns prioritisation on per tenant after detecting it (by
+# approximate thresholds and a processing-time share that are not emulated): locally a quiet tenant
+# never waits behind a backlog, on AWS it may until the noisy tenant is detected. Code and tests should
+# rely only on what both give, a quiet tenant's messages not waiting for a noisy backlog to drain,
+# never on exact positions.
+# The group id comes back as the MessageGroupId system attribute (moto already returns it), and so in
+# the Lambda record's attributes (sqs_event_source.build_sqs_event copies them).
+MESSAGE_GROUP_ID_MAX_LENGTH = 128
+_MESSAGE_GROUP_ID_CHARACTERS = frozenset(string.ascii_letters + string.digits + string.punctuation)
+
+
+def message_group_id_problem(group_id: str) -> str | None:
+    """Why SQS would refuse ``group_id`` as a MessageGroupId, or None when it is valid."""
+    if not group_id:
+        return "MessageGroupId must not be empty."
+    if len(group_id) > MESSAGE_GROUP_ID_MAX_LENGTH:
+        return f"MessageGroupId can be at most {MESSAGE_GROUP_ID_MAX_LENGTH} characters long."
+    if not set(group_id) <= _MESSAGE_GROUP_ID_CHARACTERS:
+        return "MessageGroupId can contain only alphanumeric characters and punctuation."
+    return None
+
+
+def _tenant(message: Any) -> tuple[str, str]:
+    """The fair-queue tenant of a moto message: its group, or the message alone when it has none."""
+    return ("group", message.group_id) if message.group_id is not None else ("message", message.id)
+
+
+def fair_order(visible: Sequence[Any], queued: Iterable[Any]) -> list[Any]:
+    """``visible`` (moto messages, oldest first) in the order a fair queue hands them out.
+
+    ``queued`` is every message of the queue; those not visible are the ones in flight. Repeatedly
+    the tenant with the fewest in flight gives its oldest waiting message, and then counts it as in
+    flight; ties go to the tenant whose next message is oldest.
+    """
+    in_flight = Counter(_tenant(message) for message in queued if not message.visible)
+    waiting: dict[tuple[str, str], deque[tuple[int, Any]]] = {}
+    for position, message in enumerate(visible):
+        waiting.setdefault(_tenant(message), deque()).append((position, message))
+    heap = [(in_flight[tenant], messages[0][0], tenant) for tenant, messages in waiting.items()]
+    heapq.heapify(heap)
+    order: list[Any] = []
+    while heap:
+        taken, _, tenant = heapq.heappop(heap)
+        messages = waiting[tenant]
+        order.append(messages.popleft()[1])
+        if messages:
+            heapq.heappush(heap, (taken + 1, messages[0][0], tenant))
+    return order
+
+
+def sqs_fair_queues() -> None:
+    """Make moto's standard queues behave as SQS fair queues (see the section's comment)."""
+    from moto.sqs.exceptions import InvalidParameterValue
+    from moto.sqs.models import Queue, SQSBackend
+
+    if getattr(Queue, "_pixverse_fair", False):
+        return
+    Queue._pixverse_fair = True  # type: ignore[attr-defined]
+    # moto's ReceiveMessage hands out ``Queue.messages`` (the visible ones) in that list's order, and
+    # stops at the count asked for. The same property counts the visible messages for the queue's
+    # attributes, which moto reads on every send and every message received: that count keeps moto's
+    # cheaper list.
+    visible_oldest_first: Callable[[Any], list[Any]] = Queue.__dict__["messages"].fget
+
+    def messages(self: Any) -> list[Any]:
+        visible = visible_oldest_first(self)
+        if self.fifo_queue or all(message.group_id is None for message in visible):
+            return visible  # one message per tenant: oldest first already is the fair order
+        return fair_order(visible, self._messages)
+
+    def approximate_number_of_messages(self: Any) -> int:
+        return len(visible_oldest_first(self))
+
+    Queue.messages = property(messages)  # type: ignore[assignment,method-assign]
+    Queue.approximate_number_of_messages = property(approximate_number_of_messages)  # type: ignore[assignment,method-assign]
+
+    original_validate = SQSBackend._validate_message
+
+    def validate_message(self: Any, queue: Any, *args: Any, **kwargs: Any) -> None:
+        # moto calls this for every entry of a batch before it sends any, so a bad group id refuses the
+        # whole batch with nothing sent. moto checks no group id at all; FIFO queues are left as moto has them.
+        group_id = kwargs.get("group_id", args[3] if len(args) > 3 else None)
+        if not queue.fifo_queue and group_id is not None:
+            problem = message_group_id_problem(str(group_id))
+            if problem is not None:
+                raise InvalidParameterValue(
+                    f"Value {group_id} for parameter MessageGroupId is invalid. Reason: {problem}"
+                )
+        original_validate(self, queue, *args, **kwargs)
+
+    SQSBackend._validate_message = validate_message  # type: ignore[method-assign]
+
+
 def event_per_resolver() -> None:
     """Keep each API resolver's current event on the instance, not on the shared class."""
     from aws_lambda_powertools.event_handler import api_gateway
@@ -365,6 +488,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(str(exc))
     atomic_dynamodb_writes()
     aws_service_limits()
+    sqs_fair_queues()
     scale_sqs_delays(scale)
     from moto.server import main as moto_main
 

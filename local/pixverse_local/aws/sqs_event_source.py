@@ -45,7 +45,13 @@ class BatchOutcome:
 
 
 def build_sqs_event(messages: Sequence[dict[str, Any]], *, queue_arn: str, region: str) -> dict[str, Any]:
-    """The Lambda SQS event for messages as ``ReceiveMessage`` returned them."""
+    """The Lambda SQS event for messages as ``ReceiveMessage`` returned them.
+
+    A record's ``attributes`` are the message's system attributes as received, so ``MessageGroupId``
+    is there for a FIFO queue's messages and for a fair queue's (a standard queue's messages sent with
+    a group, moto_server.py); absent for a message sent without one, as Powertools' SQS record model
+    has it optional.
+    """
     records = []
     for message in messages:
         record: dict[str, Any] = {
