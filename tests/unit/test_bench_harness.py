@@ -24,7 +24,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             sys.executable,
             str(BENCH / "run.py"),
             "--only",
-            "copy,cold,cost,webhook",
+            "copy,cold,cost,webhook,capacity",
             "--sizes",
             "16",
             "--copy-variants",
@@ -41,6 +41,8 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "2",
             "--callbacks",
             "10",
+            "--capacity-jobs",
+            "1",
             "--out-dir",
             str(out),
         ],
@@ -57,7 +59,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_every_benchmark_writes_its_section_and_a_verdict_per_target(smoke: dict[str, Any]) -> None:
-    assert list(smoke["benchmarks"]) == ["copy", "cold", "cost", "webhook"]
+    assert list(smoke["benchmarks"]) == ["copy", "cold", "cost", "webhook", "capacity"]
     assert {
         "copy.peak_growth_at_largest",
         "copy.wall_vs_fastest_peer",
