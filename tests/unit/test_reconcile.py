@@ -294,6 +294,28 @@ def test_rate_limit_pauses_polling_until_the_next_run(world: World) -> None:
     assert report.actions == {"skipped": 5}
 
 
+def test_rate_limit_does_not_freeze_the_age_timeout(world: World) -> None:
+    # Given a gateway that answers every status poll 429, and jobs past MAX_JOB_AGE_SECONDS
+    for n in range(3):
+        _job(world, f"job_old_{n}", age_seconds=SETTINGS.max_age_seconds + 60 + n, status="QUEUED", request_id=f"r{n}")
+        world.gateway.answers[f"r{n}"] = (429, {"error": "Too Many Requests"})
+    _job(world, "job_young", age_seconds=1200, status="PROCESSING", request_id="r_young")
+    world.gateway.answers["r_young"] = (429, {"error": "Too Many Requests"})
+
+    # When the reconciler runs (its polling paused by the first 429)
+    report = world.reconciler.run()
+
+    # Then the old jobs still end timed_out and go to the copier for their event; the young one waits
+    assert report.rate_limited is True
+    assert report.actions.get("timed_out") == 3
+    for n in range(3):
+        job = world.store.get(f"job_old_{n}")
+        assert job is not None and job["status"] == "ERROR" and job["error"]["code"] == "timed_out"
+    young = world.store.get("job_young")
+    assert young is not None and young["status"] == "PROCESSING"
+    assert world.copy_requests() == ["job_old_0", "job_old_1", "job_old_2"]
+
+
 def test_polls_run_concurrently_within_the_bound(world: World) -> None:
     world.gateway.delay = 0.05
     for n in range(16):

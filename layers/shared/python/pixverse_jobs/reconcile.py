@@ -233,8 +233,10 @@ class Reconciler:
             return self._resolve_submitting(job, age)
         if status in (JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.PROCESSING):
             action = self._poll(job)
-            if action in (Action.POLLED_OUTCOME, Action.SKIPPED):
+            if action is Action.POLLED_OUTCOME:
                 return action
+            # A job past its age ends even while the gateway's 429 pauses polling: a rate limit
+            # must not freeze the timeouts (they need no gateway call).
             if age > self._settings.max_age_seconds:
                 return self._time_out(
                     job_id, JobStatus.ERROR, [JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.PROCESSING]
