@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -424,15 +425,21 @@ def test_checker_reports_the_tagging_calls_a_removed_put_object_tagging_grant_wa
 
 
 # ---------------------------------------------------------------- the callback buffer, throttled
-# A stack of its own whose DynamoDB UpdateItems fail half the time as if the SDK had given up
-# (ThrottlingException, LOCAL_AWS_FAULTS). The local stack draws its faults per operation, not per
-# function, so the submit function, the copier and the reconciler see them too; each has its own
-# retry. What is checked: the gateway is never answered 5xx (the webhook buffers what the table
-# refuses), every job is delivered exactly once, and the buffer path's calls (the webhook's
-# SendMessage to CallbackBufferQueue, CallbackBufferFunction's UpdateItem, SendMessage and
-# ChangeMessageVisibility) are allowed by the roles and made on the resources they grant.
+# A stack of its own whose webhook and buffer consumer see their DynamoDB UpdateItems fail half
+# the time as if the SDK had given up (ThrottlingException, LOCAL_AWS_FAULTS; narrowed to these two
+# functions by fault_scope/sitecustomize.py, as the local stack draws faults per operation only).
+# What is checked: the gateway is never answered 5xx (the webhook buffers what the table refuses),
+# every job is delivered exactly once, and the buffer path's calls (the webhook's SendMessage to
+# CallbackBufferQueue, CallbackBufferFunction's UpdateItem, SendMessage and ChangeMessageVisibility)
+# are allowed by the roles and made on the resources they grant.
 BUFFER_FUNCTIONS = ("WebhookFunction", "CallbackBufferFunction")
-BUFFER_FAULTS = {"LOCAL_AWS_FAULTS": "dynamodb.UpdateItem=0.5", "LOCAL_AWS_FAULT_SEED": "1414"}
+FAULT_SCOPE = Path(__file__).resolve().parent / "fault_scope"
+BUFFER_FAULTS = {
+    "LOCAL_AWS_FAULTS": "dynamodb.UpdateItem=0.5",
+    "LOCAL_AWS_FAULT_SEED": "1414",
+    "LOCAL_AWS_FAULT_FUNCTIONS": ",".join(BUFFER_FUNCTIONS),
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULT_SCOPE), os.environ.get("PYTHONPATH", "")])),
+}
 BUFFER_JOBS = 5
 BUFFER_EXERCISED = {
     "WebhookFunction": {("dynamodb", "UpdateItem"), ("sqs", "SendMessage")},
@@ -524,6 +531,7 @@ def test_throttled_webhook_writes_answer_no_5xx_and_every_job_is_delivered_once(
 
     # the faults did meet the webhook (else this proves nothing)
     assert webhook_faults >= 3, "setup: the injected faults did not reach the webhook's writes"
+    assert {c.function for c in run.faulted} <= set(BUFFER_FUNCTIONS), "setup: faults reached other functions"
     # every callback the gateway sent was answered 2xx at the first attempt: nothing for it to retry
     assert len(buffered_run.callback_answers) == BUFFER_JOBS
     answers = [code for codes in buffered_run.callback_answers.values() for code in codes]
