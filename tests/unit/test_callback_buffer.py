@@ -446,3 +446,15 @@ def test_retry_delay_doubles_with_jitter_and_is_capped() -> None:
     for attempt, ceiling in [(1, 5), (2, 10), (3, 20), (10, 900), (1000, 900)]:
         delays = {retry_delay(attempt, 5, 900) for _ in range(50)}
         assert all(ceiling / 2 - 1 <= d <= ceiling for d in delays), (attempt, delays)
+
+
+def test_buffer_settings_name_the_bad_setting() -> None:
+    from pixverse_jobs.errors import ConfigurationError
+
+    assert config.CallbackBufferSettings.from_env({}) == config.CallbackBufferSettings("", 5, 900)
+    with pytest.raises(ConfigurationError, match="CALLBACK_RETRY_MAX_SECONDS"):
+        config.CallbackBufferSettings.from_env(
+            {"CALLBACK_RETRY_BASE_SECONDS": "60", "CALLBACK_RETRY_MAX_SECONDS": "30"}
+        )
+    with pytest.raises(ConfigurationError, match="CALLBACK_RETRY_BASE_SECONDS"):
+        config.CallbackBufferSettings.from_env({"CALLBACK_RETRY_BASE_SECONDS": "0"})
