@@ -68,6 +68,7 @@ _SETTINGS_CACHES = (
     config.queue_settings,
     config.progress_settings,
     config.reconcile_settings,
+    config.callback_buffer_settings,
 )
 
 

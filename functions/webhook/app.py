@@ -3,7 +3,10 @@ method on the path: 405 with ``Allow: POST``).
 
 Verify, then act: a missing or wrong signature is a 401 before the body is read. The rest is
 ``callbacks.CallbackReceiver``: one conditional write per callback, one copy request on the
-transition to a gateway outcome, answered in milliseconds.
+transition to a gateway outcome, answered in milliseconds. A callback whose write fails for a
+passing reason (a throttled table, DynamoDB's 500/503, a lost connection) is kept on the callback
+buffer queue and answered 200 once SQS stored it (``pixverse_jobs.callback_buffer``);
+CallbackBufferFunction applies it later.
 
 Cold start: this module imports neither httpx nor pydantic (the webhook never calls out over
 HTTP) nor the Powertools event handler (API Gateway routes one route here, so there is nothing to
@@ -18,6 +21,7 @@ import boto3
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixverse_jobs import config
+from pixverse_jobs.callback_buffer import CallbackBuffer
 from pixverse_jobs.callbacks import CallbackProcessor, CallbackReceiver, ProgressEvents
 from pixverse_jobs.errors import CallbackRejected, JobNotFound
 from pixverse_jobs.events import EventPublisher
@@ -36,6 +40,7 @@ from pixverse_jobs.signing import SignatureVerifier
 from pixverse_jobs.store import JobStore
 
 _progress_settings = config.progress_settings()
+_buffer_queue_url = config.callback_buffer_settings().queue_url
 
 # One client per service per container; tests reach them here to count the calls they make.
 dynamodb = boto3.client("dynamodb")
@@ -52,6 +57,8 @@ receiver = CallbackReceiver(
         if sns is not None
         else None,
     ),
+    # The same SQS client as the copy requests: no second client on the cold start.
+    CallbackBuffer(_buffer_queue_url, sqs) if _buffer_queue_url else None,
 )
 
 
@@ -81,6 +88,10 @@ def receive_callback(event: dict[str, Any]) -> dict[str, Any]:
         # The gateway retries a 5xx; the sig is in the query string, which is never logged.
         logger.exception("unhandled error")
         return proxy_response(*internal_answer("webhook"))
+    if outcome.buffered:
+        # 200, not 202: the gateway's doc asks for "200 OK"; the callback is stored, not applied.
+        body = {"job_id": job_id, "status": str(outcome.status), "applied": False, "buffered": True}
+        return proxy_response(200, body)
     return proxy_response(200, {"job_id": job_id, "status": str(outcome.status), "applied": outcome.applied})
 
 

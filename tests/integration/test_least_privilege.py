@@ -16,12 +16,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import iam_support as iam
 import pytest
-from pixverse_local.harness import ROOT, LocalClient, StackProcess
+from pixverse_jobs.events import JOB_DELIVERED
+from pixverse_local.harness import ROOT, EventInbox, LocalClient, StackProcess
 
 TEMPLATE_PATH = ROOT / "template.yaml"
 FUNCTIONS = ("SubmitFunction", "WebhookFunction", "MediaCopyFunction", "ReconcileFunction")
@@ -420,3 +422,143 @@ def test_checker_reports_the_tagging_calls_a_removed_put_object_tagging_grant_wa
         "s3 PutObjectTagging",
     }, by_resource
     assert all(bucket_objects in p for p in by_resource), by_resource
+
+
+# ---------------------------------------------------------------- the callback buffer, throttled
+# A stack of its own whose webhook and buffer consumer see their DynamoDB UpdateItems fail half
+# the time as if the SDK had given up (ThrottlingException, LOCAL_AWS_FAULTS; narrowed to these two
+# functions by fault_scope/sitecustomize.py, as the local stack draws faults per operation only).
+# What is checked: the gateway is never answered 5xx (the webhook buffers what the table refuses),
+# every job is delivered exactly once, and the buffer path's calls (the webhook's SendMessage to
+# CallbackBufferQueue, CallbackBufferFunction's UpdateItem, SendMessage and ChangeMessageVisibility)
+# are allowed by the roles and made on the resources they grant.
+BUFFER_FUNCTIONS = ("WebhookFunction", "CallbackBufferFunction")
+FAULT_SCOPE = Path(__file__).resolve().parent / "fault_scope"
+BUFFER_FAULTS = {
+    "LOCAL_AWS_FAULTS": "dynamodb.UpdateItem=0.5",
+    "LOCAL_AWS_FAULT_SEED": "1414",
+    "LOCAL_AWS_FAULT_FUNCTIONS": ",".join(BUFFER_FUNCTIONS),
+    "PYTHONPATH": os.pathsep.join(filter(None, [str(FAULT_SCOPE), os.environ.get("PYTHONPATH", "")])),
+}
+BUFFER_JOBS = 5
+BUFFER_EXERCISED = {
+    "WebhookFunction": {("dynamodb", "UpdateItem"), ("sqs", "SendMessage")},
+    "CallbackBufferFunction": {
+        ("dynamodb", "UpdateItem"),
+        ("sqs", "SendMessage"),
+        ("sqs", "ChangeMessageVisibility"),
+    },
+}
+
+
+@dataclass
+class BufferedRun:
+    recorded: RecordedRun
+    jobs: dict[str, dict[str, Any]]
+    delivered_events: Counter[str]
+    callback_answers: dict[str, list[int | None]]
+    submit_answers: list[int]
+
+
+def _submit_until_accepted(client: LocalClient, body: dict[str, Any], answers: list[int]) -> str:
+    """POST /jobs as a careful caller does: the same Idempotency-Key until it is settled."""
+    key = f"buffer-{uuid.uuid4().hex}"
+    for _ in range(10):
+        response = client.submit(body, headers={"Idempotency-Key": key})
+        answers.append(response.status_code)
+        if response.status_code in (200, 202):
+            job_id: str = response.json()["job_id"]
+            return job_id
+    raise AssertionError(f"submit never accepted: {answers}")
+
+
+@pytest.fixture(scope="module")
+def buffered_run(tmp_path_factory: pytest.TempPathFactory) -> BufferedRun:
+    if os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("PIXAZO_BASE_URL"):
+        pytest.skip("needs the local stack's own moto server and gateway simulator")
+    workdir = tmp_path_factory.mktemp("callback-buffer")
+    call_log, recording = workdir / "calls.jsonl", workdir / "moto-recording.jsonl"
+    env = {
+        "LOCAL_AWS_CALL_LOG": str(call_log),
+        "MOTO_ENABLE_RECORDING": "true",
+        "MOTO_RECORDER_FILEPATH": str(recording),
+        "RECONCILE_AFTER_SECONDS": "5",
+        "LOCAL_RECONCILE_EVERY_SECONDS": "2",
+        "LOCAL_TIME_SCALE": "0.001",
+        **BUFFER_FAULTS,
+    }
+    parameters = iam.template_parameters(TEMPLATE_PATH, {})
+    process = StackProcess(env=env, log_path=workdir / "local-stack.log")
+    process.start()
+    try:
+        assert process.ready is not None
+        client = LocalClient(process.ready)
+        inbox = EventInbox(client)
+        try:
+            stack = iam.discover_physical(TEMPLATE_PATH, parameters, process.ready["aws"])
+            submit_answers: list[int] = []
+            # Sync mode: a callback on every poll cycle, so many webhook writes meet the faults.
+            ids = [
+                _submit_until_accepted(client, {**_prompt(f"buffer {n}"), "webhook_mode": "sync"}, submit_answers)
+                for n in range(BUFFER_JOBS)
+            ]
+            jobs = {job_id: client.wait_for(job_id, timeout=120) for job_id in ids}
+            events = inbox.collect(wait=3.0)
+            delivered = Counter(str(e.get("subject")) for e in events if e.get("type") == JOB_DELIVERED)
+            answers = {
+                job_id: [c["status_code"] for c in client.simulated_request(job["request_id"])["callbacks"]]
+                for job_id, job in jobs.items()
+                if job.get("request_id")
+            }
+        finally:
+            inbox.close()
+            client.close()
+    finally:
+        code = process.stop()
+    assert code == 0, f"local stack exited {code}; log: {workdir / 'local-stack.log'}"
+    calls, faulted = iam.load_call_log(call_log)
+    operations = {(c.service, c.operation) for c in calls}
+    requests = iam.load_moto_recording(recording, stack, operations)
+    return BufferedRun(
+        RecordedRun(calls, faulted, requests, stack, parameters), jobs, delivered, answers, submit_answers
+    )
+
+
+def test_throttled_webhook_writes_answer_no_5xx_and_every_job_is_delivered_once(buffered_run: BufferedRun) -> None:
+    run = buffered_run.recorded
+    webhook_faults = run.faulted[iam.Call("WebhookFunction", "dynamodb", "UpdateItem")]
+    print(f"\nwebhook UpdateItems failed: {webhook_faults}; callback answers: {buffered_run.callback_answers}")
+
+    # the faults did meet the webhook (else this proves nothing)
+    assert webhook_faults >= 3, "setup: the injected faults did not reach the webhook's writes"
+    assert {c.function for c in run.faulted} <= set(BUFFER_FUNCTIONS), "setup: faults reached other functions"
+    # every callback the gateway sent was answered 2xx at the first attempt: nothing for it to retry
+    assert len(buffered_run.callback_answers) == BUFFER_JOBS
+    answers = [code for codes in buffered_run.callback_answers.values() for code in codes]
+    assert answers and all(code is not None and 200 <= code < 300 for code in answers), answers
+    # every job delivered, with exactly one delivered event
+    assert {job["status"] for job in buffered_run.jobs.values()} == {"DELIVERED"}, buffered_run.jobs
+    assert buffered_run.delivered_events == Counter(dict.fromkeys(buffered_run.jobs, 1))
+
+
+def test_buffer_path_calls_are_made_and_allowed(buffered_run: BufferedRun, sam_template: dict[str, Any]) -> None:
+    run = buffered_run.recorded
+    every = run.calls  # faulted calls included: each needed its permission too
+    made = {f: {(c.service, c.operation) for c in every if c.function == f} for f in BUFFER_FUNCTIONS}
+    roles = _roles(run, sam_template)
+    roles.update(
+        iam.expand_roles(
+            iam.translate(sam_template),
+            ("CallbackBufferFunction",),
+            template_path=TEMPLATE_PATH,
+            parameters=run.parameters,
+            physical=run.stack.resources,
+        )
+    )
+
+    assert {f: sorted(BUFFER_EXERCISED[f] - made[f]) for f in BUFFER_FUNCTIONS} == {f: [] for f in BUFFER_FUNCTIONS}
+    assert iam.calls_not_allowed(roles, every) == []
+    # Faulted calls never reached the emulator: only the others have requests to match.
+    assert iam.requests_not_attributable(roles, run.calls - run.faulted, run.requests) == []
+    unused = [p for p in iam.unused_write_grants(roles, every) if p.startswith(BUFFER_FUNCTIONS)]
+    assert unused == []

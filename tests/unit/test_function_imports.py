@@ -88,3 +88,14 @@ def test_submit_handler_imports_no_pydantic() -> None:
 
     assert loaded["heavy"] == ["httpx"]
     assert "pixverse_jobs.catalog" in loaded["layer"]
+
+
+def test_callback_buffer_handler_imports_neither_httpx_nor_pydantic() -> None:
+    # It applies callbacks through the webhook's CallbackProcessor: nothing that calls out over HTTP.
+    loaded = _import_function("callback_buffer", PROGRESS_EVENTS="false")
+
+    assert loaded["heavy"] == []
+    assert loaded["event_handler"] is False
+    assert loaded["sns_client"] is False
+    assert "pixverse_jobs.callback_buffer" in loaded["layer"]
+    assert not {"pixverse_jobs.gateway", "pixverse_jobs.jobs", "pixverse_jobs.media"} & set(loaded["layer"])

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 REGION = "us-east-1"
 
-FUNCTIONS = ("SubmitFunction", "WebhookFunction", "MediaCopyFunction", "ReconcileFunction")
+FUNCTIONS = ("SubmitFunction", "WebhookFunction", "MediaCopyFunction", "ReconcileFunction", "CallbackBufferFunction")
 
 # action -> the resources it may touch, in the notation of `_resource_names`.
 TABLE = "JobsTable.Arn"
@@ -54,7 +54,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
     },
     "WebhookFunction": {
         "dynamodb:UpdateItem": {TABLE},
-        "sqs:SendMessage": {"CopyQueue.Arn"},
+        # Copy requests, and the callbacks a throttled table could not take (the callback buffer).
+        "sqs:SendMessage": {"CopyQueue.Arn", "CallbackBufferQueue.Arn"},
         "secretsmanager:GetSecretValue": {SIGNING_SECRET},
         # pixverse.job.progress events, only when the ProgressEvents parameter is true.
         "sns:Publish if PublishProgress": {"Ref:EventsTopic"},
@@ -75,6 +76,14 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "dynamodb:UpdateItem": {TABLE},
         "sqs:SendMessage": {"CopyQueue.Arn"},
         "secretsmanager:GetSecretValue": {GATEWAY_KEY_SECRET},
+    },
+    # The webhook's CallbackProcessor, later: no secret (the callbacks were verified before they
+    # were buffered), and its own queue only to postpone a callback the table still refuses.
+    "CallbackBufferFunction": {
+        "dynamodb:UpdateItem": {TABLE},
+        "sqs:SendMessage": {"CopyQueue.Arn"},
+        "sqs:ChangeMessageVisibility": {"CallbackBufferQueue.Arn"},
+        "sns:Publish if PublishProgress": {"Ref:EventsTopic"},
     },
 }
 BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
@@ -98,6 +107,7 @@ EXPECTED_MANAGED_POLICIES = {
     # Added by SAM for the SQS event source: receive/delete/attributes, which the poller needs.
     "MediaCopyFunction": {BASIC_EXECUTION, SQS_EXECUTION, XRAY_WRITE},
     "ReconcileFunction": {BASIC_EXECUTION, XRAY_WRITE},
+    "CallbackBufferFunction": {BASIC_EXECUTION, SQS_EXECUTION, XRAY_WRITE},
 }
 
 WEBHOOK_ROUTE = ("post", "/webhooks/pixazo/{job_id}")
@@ -417,14 +427,56 @@ def test_copy_queue_redrives_to_dead_letter_queue(cfn_template: dict[str, Any]) 
 def test_copy_event_source_reports_batch_item_failures(cfn_template: dict[str, Any]) -> None:
     mappings = _resources_of_type(cfn_template, "AWS::Lambda::EventSourceMapping")
 
-    assert len(mappings) == 1
-    (mapping,) = (m["Properties"] for m in mappings.values())
-    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["CopyQueue", "Arn"]}
+    sources = {_resource_name(m["Properties"]["EventSourceArn"]): m["Properties"] for m in mappings.values()}
+    assert set(sources) == {"CopyQueue.Arn", "CallbackBufferQueue.Arn"}
+    mapping = sources["CopyQueue.Arn"]
     assert mapping["FunctionName"] == {"Ref": "MediaCopyFunction"}
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
-@pytest.mark.parametrize("queue", ["CopyQueue", "CopyDeadLetterQueue"])
+# ---------------------------------------------------------------- callback buffer
+
+
+def test_callback_buffer_event_source_reports_failures_at_small_concurrency(cfn_template: dict[str, Any]) -> None:
+    mappings = _resources_of_type(cfn_template, "AWS::Lambda::EventSourceMapping")
+    (mapping,) = [
+        m["Properties"]
+        for m in mappings.values()
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["CallbackBufferQueue", "Arn"]}
+    ]
+
+    assert mapping["FunctionName"] == {"Ref": "CallbackBufferFunction"}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # A throttled table is why the messages are there: the drain must not add much load to it.
+    # SQS event sources take MaximumConcurrency from 2 to 1000.
+    assert 2 <= mapping["ScalingConfig"]["MaximumConcurrency"] <= 5
+
+
+def test_callback_buffer_queue_redrives_to_a_watched_dead_letter_queue(cfn_template: dict[str, Any]) -> None:
+    resources = cfn_template["Resources"]
+    queue = resources["CallbackBufferQueue"]["Properties"]
+    consumer_timeout = resources["CallbackBufferFunction"]["Properties"]["Timeout"]
+
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["CallbackBufferDeadLetterQueue", "Arn"]}
+    assert queue["VisibilityTimeout"] >= 6 * consumer_timeout
+    assert (
+        resources["CallbackBufferDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
+        > queue["MessageRetentionPeriod"]
+    )
+    alarmed = {
+        _resource_name(d["Value"])
+        for alarm in _resources_of_type(cfn_template, "AWS::CloudWatch::Alarm").values()
+        for d in alarm["Properties"].get("Dimensions", [])
+        if alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+    assert "CallbackBufferDeadLetterQueue.QueueName" in alarmed
+    webhook_env = resources["WebhookFunction"]["Properties"]["Environment"]["Variables"]
+    assert webhook_env["CALLBACK_BUFFER_QUEUE_URL"] == {"Ref": "CallbackBufferQueue"}
+
+
+@pytest.mark.parametrize(
+    "queue", ["CopyQueue", "CopyDeadLetterQueue", "CallbackBufferQueue", "CallbackBufferDeadLetterQueue"]
+)
 def test_queue_is_encrypted_at_rest(cfn_template: dict[str, Any], queue: str) -> None:
     assert cfn_template["Resources"][queue]["Properties"]["SqsManagedSseEnabled"] is True
 
@@ -595,7 +647,7 @@ def test_sam_build_layer_holds_package_and_dependencies(tmp_path: Path) -> None:
         if not _runs_on_lambda(tag)
     ]
     assert foreign == [], "wheels not built for arm64 / CPython 3.13"
-    for function in ("SubmitFunction", "WebhookFunction", "MediaCopyFunction", "ReconcileFunction"):
+    for function in FUNCTIONS:
         artifacts = {p.name for p in (build_dir / function).iterdir()} - {"__pycache__"}
         assert "app.py" in artifacts
         # Python modules only: no function ships a package of its own (pydantic included).

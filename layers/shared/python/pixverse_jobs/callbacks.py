@@ -23,7 +23,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -49,6 +49,7 @@ METRIC_CALLBACKS = "Callbacks"  # dimension status: every authenticated, well-fo
 METRIC_DUPLICATE = "CallbacksDuplicate"  # refused by the state machine: duplicate or late
 METRIC_REJECTED = "CallbacksRejected"  # 4xx: bad signature, malformed, another request's
 METRIC_ENQUEUE_FAILED = "CallbackEnqueueFailed"  # the copy request could not be sent (answered 500)
+METRIC_BUFFERED = "CallbacksBuffered"  # write failed for a passing reason: kept on the buffer queue
 METRIC_PROGRESS_PUBLISHED = "ProgressEventsPublished"
 METRIC_PROGRESS_FAILED = "ProgressEventsFailed"
 
@@ -74,6 +75,22 @@ class CallbackOutcome:
     applied: bool
     changed: bool
     status: JobStatus
+    # Not applied yet: the write failed for a passing reason and the callback waits on the buffer
+    # queue (``callback_buffer``); ``status`` is then the callback's, not the job's.
+    buffered: bool = False
+
+
+class CallbackHolder(Protocol):
+    """Where a verified callback waits when its write failed for a passing reason
+    (``pixverse_jobs.callback_buffer.CallbackBuffer``)."""
+
+    def retryable(self, exc: BaseException) -> bool:
+        """Whether the write failure ``exc`` may pass, so the callback is worth keeping."""
+        ...
+
+    def hold(self, job_id: str, callback: Callback) -> str:
+        """Store the callback durably; raises if it could not."""
+        ...
 
 
 def callback_body(body: str | None, *, base64_encoded: bool) -> bytes:
@@ -235,9 +252,12 @@ class CallbackReceiver:
     before the body is read), 413 / 400 (oversize, malformed), 409 (another request's payload).
     Neither the signature nor the secret is ever logged or echoed."""
 
-    def __init__(self, verifier: SignatureVerifier, processor: CallbackProcessor) -> None:
+    def __init__(
+        self, verifier: SignatureVerifier, processor: CallbackProcessor, buffer: CallbackHolder | None = None
+    ) -> None:
         self._verifier = verifier
         self._processor = processor
+        self._buffer = buffer
 
     def authenticate(self, job_id: str, signature: str | None) -> None:
         """Raise CallbackRejected(401) unless ``signature`` is the job's URL signature."""
@@ -253,7 +273,15 @@ class CallbackReceiver:
             callback = parse_callback(callback_body(body, base64_encoded=base64_encoded))
             logger.append_keys(request_id=callback.request_id)
             count_by(METRIC_CALLBACKS, status=str(callback.status))
-            outcome = self._processor.process(job_id, callback)
+            try:
+                outcome = self._processor.process(job_id, callback)
+            except Exception as exc:
+                # Only after the signature and the parse, and never for a refusal (CallbackRejected,
+                # JobNotFound): those are not retryable, so they are answered as before.
+                buffer = self._buffer
+                if buffer is None or not buffer.retryable(exc):
+                    raise
+                return self._hold(buffer, job_id, callback, exc)
         except CallbackRejected as exc:
             logger.warning("callback refused", extra={"reason": exc.message, "http_status": exc.status_code})
             metrics.add_metric(name=METRIC_REJECTED, unit=MetricUnit.Count, value=1)
@@ -261,3 +289,15 @@ class CallbackReceiver:
         if not outcome.applied:
             metrics.add_metric(name=METRIC_DUPLICATE, unit=MetricUnit.Count, value=1)
         return outcome
+
+    @staticmethod
+    def _hold(buffer: CallbackHolder, job_id: str, callback: Callback, cause: Exception) -> CallbackOutcome:
+        # If the buffer cannot take it either, its error propagates and the webhook answers 5xx
+        # as it did before the buffer: the gateway retries, nothing is lost.
+        message_id = buffer.hold(job_id, callback)
+        logger.warning(
+            "callback buffered: the job's write failed for a passing reason",
+            extra={"error": type(cause).__name__, "detail": str(cause)[:300], "message_id": message_id},
+        )
+        metrics.add_metric(name=METRIC_BUFFERED, unit=MetricUnit.Count, value=1)
+        return CallbackOutcome(applied=False, changed=False, status=callback.status, buffered=True)

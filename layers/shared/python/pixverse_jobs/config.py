@@ -35,6 +35,9 @@ RECONCILE_AFTER_SECONDS = "RECONCILE_AFTER_SECONDS"
 MAX_JOB_AGE_SECONDS = "MAX_JOB_AGE_SECONDS"
 RECONCILE_CONCURRENCY = "RECONCILE_CONCURRENCY"
 RECONCILE_BATCH_SIZE = "RECONCILE_BATCH_SIZE"
+CALLBACK_BUFFER_QUEUE_URL = "CALLBACK_BUFFER_QUEUE_URL"
+CALLBACK_RETRY_BASE_SECONDS = "CALLBACK_RETRY_BASE_SECONDS"
+CALLBACK_RETRY_MAX_SECONDS = "CALLBACK_RETRY_MAX_SECONDS"
 
 WEBHOOK_MODES = ("terminal", "sync")
 
@@ -201,6 +204,32 @@ class QueueSettings(NamedTuple):
         return cls(copy_queue_url=_required(env, COPY_QUEUE_URL))
 
 
+class CallbackBufferSettings(NamedTuple):
+    """The callback buffer (SQS): where the webhook keeps a callback its table write could not
+    take, and how long the consumer waits before it tries a still-throttled table again."""
+
+    queue_url: str  # empty: no buffer, a throttled callback is answered 500 as before
+    retry_base_seconds: int = 5
+    retry_max_seconds: int = 900
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CallbackBufferSettings:
+        retry_base = _whole_number(env, CALLBACK_RETRY_BASE_SECONDS, 5, 1, 3600)
+        # A received message stays invisible at most 12 hours from its receive
+        # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ChangeMessageVisibility.html).
+        retry_max = _whole_number(env, CALLBACK_RETRY_MAX_SECONDS, 900, 1, 43200 - 60)
+        if retry_max < retry_base:
+            raise ConfigurationError(
+                f"{CALLBACK_RETRY_MAX_SECONDS} ({retry_max}) must not be less than "
+                f"{CALLBACK_RETRY_BASE_SECONDS} ({retry_base})"
+            )
+        return cls(
+            queue_url=env.get(CALLBACK_BUFFER_QUEUE_URL, "").strip(),
+            retry_base_seconds=retry_base,
+            retry_max_seconds=retry_max,
+        )
+
+
 @cache
 def store_settings() -> StoreSettings:
     return StoreSettings.from_env(os.environ)
@@ -239,3 +268,8 @@ def progress_settings() -> ProgressSettings:
 @cache
 def reconcile_settings() -> ReconcileSettings:
     return ReconcileSettings.from_env(os.environ)
+
+
+@cache
+def callback_buffer_settings() -> CallbackBufferSettings:
+    return CallbackBufferSettings.from_env(os.environ)
