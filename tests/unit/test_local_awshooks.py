@@ -84,7 +84,7 @@ def test_injected_fault_raises_client_error_and_is_logged(tmp_path: Path, sessio
     }
 
 
-@pytest.mark.parametrize("spec", ["sns.Publish", "sns=0.1", "sns.Publish=2", "sns.Publish=x"])
+@pytest.mark.parametrize("spec", ["sns.Publish", "sns=0.1", "sns.Publish=2", "sns.Publish=x", ":sns.Publish=0.1"])
 def test_bad_fault_spec_names_the_entry(spec: str) -> None:
     with pytest.raises(ValueError, match="LOCAL_AWS_FAULTS entry"):
         FaultInjector.parse(spec)
@@ -98,3 +98,23 @@ def test_seeded_faults_repeat() -> None:
         second.should_fail("dynamodb", "UpdateItem") for _ in range(50)
     ]
     assert 0 < first.injected["dynamodb.UpdateItem"] < 50
+
+
+def test_function_scoped_fault_fails_only_that_functions_calls() -> None:
+    faults = FaultInjector.parse("WebhookFunction:dynamodb.UpdateItem=1")
+
+    with acting_as("WebhookFunction"):
+        assert faults.should_fail("dynamodb", "UpdateItem")
+    with acting_as("MediaCopyFunction"):
+        assert not faults.should_fail("dynamodb", "UpdateItem")
+    assert not faults.should_fail("dynamodb", "UpdateItem")  # outside any function
+    assert faults.injected["dynamodb.UpdateItem"] == 1
+
+
+def test_function_scoped_rate_wins_over_the_rate_for_every_function() -> None:
+    faults = FaultInjector.parse("dynamodb.UpdateItem=1,ReconcileFunction:dynamodb.UpdateItem=0")
+
+    with acting_as("ReconcileFunction"):
+        assert not faults.should_fail("dynamodb", "UpdateItem")
+    with acting_as("SubmitFunction"):
+        assert faults.should_fail("dynamodb", "UpdateItem")

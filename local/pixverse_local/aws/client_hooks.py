@@ -74,7 +74,11 @@ class CallRecorder:
 
 
 class FaultInjector:
+    """Fails function AWS calls on purpose, by operation, optionally only in one function:
+    ``LOCAL_AWS_FAULTS=dynamodb.UpdateItem=0.1,WebhookFunction:sqs.SendMessage=0.5``."""
+
     def __init__(self, rates: Mapping[str, float], seed: int | None = None) -> None:
+        # "service.Operation" (every function) or "Function:service.Operation" -> rate
         self._rates = dict(rates)
         self._random = random.Random(seed)  # noqa: S311 - a fault schedule, not a secret
         self._lock = threading.Lock()
@@ -82,28 +86,33 @@ class FaultInjector:
 
     @classmethod
     def parse(cls, spec: str, seed: int | None = None) -> FaultInjector:
-        """``service.Operation=P,...``; ValueError naming the bad entry."""
+        """``[Function:]service.Operation=P,...``; ValueError naming the bad entry."""
         rates: dict[str, float] = {}
         for entry in filter(None, (e.strip() for e in spec.split(","))):
             name, _, raw = entry.partition("=")
-            service, _, operation = name.partition(".")
+            function, _, call = name.rpartition(":")
+            service, _, operation = call.partition(".")
             try:
                 rate = float(raw)
             except ValueError:
                 rate = -1.0
-            if not service or not operation or not 0 <= rate <= 1:
-                raise ValueError(f"LOCAL_AWS_FAULTS entry {entry!r} is not service.Operation=P with 0 <= P <= 1")
-            rates[f"{service}.{operation}"] = rate
+            if not service or not operation or not 0 <= rate <= 1 or (function == "" and ":" in name):
+                raise ValueError(
+                    f"LOCAL_AWS_FAULTS entry {entry!r} is not [Function:]service.Operation=P with 0 <= P <= 1"
+                )
+            rates[f"{function}:{service}.{operation}" if function else f"{service}.{operation}"] = rate
         return cls(rates, seed)
 
     def should_fail(self, service: str, operation: str) -> bool:
-        rate = self._rates.get(f"{service}.{operation}", 0.0)
+        call = f"{service}.{operation}"
+        # The function's own rate, if the spec names it, else the rate for every function.
+        rate = self._rates.get(f"{current_function.get()}:{call}", self._rates.get(call, 0.0))
         if rate <= 0:
             return False
         with self._lock:
             fail = self._random.random() < rate
             if fail:
-                self.injected[f"{service}.{operation}"] += 1
+                self.injected[call] += 1
         return fail
 
 
