@@ -257,3 +257,41 @@ def test_a_job_that_left_the_index_since_is_not_a_candidate(ddb: Any, monkeypatc
     monkeypatch.setattr(store, "batch_get", after_an_event)
 
     assert [j["job_id"] for j in store.iter_unfinished(created_before=_created_at(60))] == [_job_id(2)]
+
+
+def test_backfill_gives_old_jobs_their_shard_keys_once(ddb: Any) -> None:
+    """Upgrade: jobs the old code wrote (no owner_shard, unfinished "1") are listed and sharded
+    after the backfill; an announced job does not get `unfinished` back; a second run does nothing."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "backfill_index_shards.py"
+    spec = importlib.util.spec_from_file_location("backfill_index_shards", path)
+    assert spec and spec.loader
+    backfill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(backfill)
+    for n in range(5):
+        item = {
+            "job_id": {"S": _job_id(n)},
+            "owner": {"S": OWNER},
+            "status": {"S": "QUEUED"},
+            "created_at": {"S": _created_at(n)},
+        }
+        if n != 4:
+            item[UNFINISHED] = {"S": "1"}
+        ddb.put_item(TableName="jobs", Item=item)
+    store = JobStore("jobs", ddb)
+    service = JobService(store, gateway=Any, webhook_secret=lambda: "unused")  # type: ignore[arg-type]
+    query = ListQuery(status=None, limit=10, start_key=None)
+    assert service.list_jobs(query, owner=OWNER) == ([], None)
+
+    first = backfill.backfill(ddb, "jobs")
+    second = backfill.backfill(ddb, "jobs")
+
+    assert (first["owner_shard"], first["unfinished"]) == (5, 4)
+    assert (second["owner_shard"], second["unfinished"]) == (0, 0)
+    jobs, _ = service.list_jobs(query, owner=OWNER)
+    assert [j["job_id"] for j in jobs] == [_job_id(n) for n in range(4, -1, -1)]
+    unfinished = {item[UNFINISHED]["S"] for item in ddb.scan(TableName="jobs", IndexName=UNFINISHED_INDEX)["Items"]}
+    assert unfinished and all(key.startswith("u#") for key in unfinished)
+    assert len(list(store.iter_unfinished(created_before=_created_at(3600)))) == 4

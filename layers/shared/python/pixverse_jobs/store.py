@@ -174,7 +174,8 @@ class IndexPage:
 
     @property
     def frontier(self) -> str | None:
-        return (self.last_key or {}).get("created_at", {}).get("S")
+        value = (self.last_key or {}).get("created_at", {}).get("S")
+        return str(value) if value is not None else None
 
 
 def _idempotency_record_id(owner: str, key: str) -> str:
