@@ -1,5 +1,22 @@
-"""Give the jobs written before the sharded indexes their shard keys (one step of the upgrade from
-by_owner / unfinished_by_age to by_owner_shard / unfinished_shard; README, upgrade path).
+"""Give the jobs written before the sharded indexes their shard keys: one step of the upgrade from
+by_owner / unfinished_by_age to by_owner_shard / unfinished_shard.
+
+Upgrading a deployed stack. A GSI's key schema cannot change, so the sharded indexes are new
+indexes, and DynamoDB creates or deletes only one GSI per UpdateTable ("You can create or delete
+only one global secondary index per UpdateTable operation", API UpdateTable,
+GlobalSecondaryIndexUpdates), which is what CloudFormation runs for a change of the table's
+GlobalSecondaryIndexes. Going straight to this template (two creates, two deletes) fails the
+update, so:
+
+1. deploy the current code with the old template plus ``owner_shard`` in AttributeDefinitions and
+   the ``unfinished_shard`` index (one create); wait until DescribeTable shows it ACTIVE;
+2. the same plus the ``by_owner_shard`` index (one create); wait until ACTIVE;
+3. deploy this version (the new code; the template without ``unfinished_by_age``: one delete), then
+   run this script: until it ends, GET /jobs lists only the jobs created since step 3, and the
+   reconciler reads the old jobs at the legacy key ``"1"``;
+4. deploy this version's template as it is (without ``by_owner``: one delete).
+
+A new stack creates both indexes at once (CreateTable has no such limit).
 
 A job written by the old code has ``owner`` but no ``owner_shard``, so the by_owner_shard index
 does not hold it and GET /jobs does not list it; an unfinished one has ``unfinished = "1"``, which
