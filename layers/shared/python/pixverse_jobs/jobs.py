@@ -17,6 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ from pixverse_jobs.observability import logger
 from pixverse_jobs.proxy import lambda_payload_bytes
 from pixverse_jobs.signing import webhook_url
 from pixverse_jobs.states import SUBMIT_ERROR, JobStatus
-from pixverse_jobs.store import OWNER_SHARDS, UNFINISHED, IndexEntry, Job, JobStore
+from pixverse_jobs.store import OWNER_SHARDS, UNFINISHED, IndexEntry, IndexPage, Job, JobStore
 from pixverse_jobs.views import job_view
 
 MAX_METADATA_BYTES = 2048
@@ -484,41 +485,34 @@ class OwnerListing:
     def page(self) -> tuple[list[IndexEntry], dict[str, Any] | None]:
         """The page's entries, newest first, and the position of the next page (None: no more)."""
         pending: list[IndexEntry] = []
-        open_keys: dict[int, dict[str, Any] | None] = {}  # shard -> its next ExclusiveStartKey
+        open_keys: dict[int, dict[str, Any]] = {}  # shard -> its next ExclusiveStartKey
         frontiers: dict[int, str] = {}
-        reads = 0
-        for shard in range(OWNER_SHARDS):
-            reads += self._read(shard, None, pending, open_keys, frontiers)
+        # The first read of every shard at once: a page's latency is one Query, not sixteen.
+        with ThreadPoolExecutor(max_workers=OWNER_SHARDS, thread_name_prefix="list") as pool:
+            first = list(pool.map(lambda shard: self._query(shard, None), range(OWNER_SHARDS)))
+        for shard, index_page in enumerate(first):
+            self._absorb(shard, index_page, pending, open_keys, frontiers)
+        reads = OWNER_SHARDS
         while True:
             pending.sort(key=_sort_key, reverse=True)
             newest_open = max(frontiers.values(), default=None)
             settled = [e for e in pending if newest_open is None or e.created_at > newest_open]
-            if len(settled) > self._limit:
-                return settled[: self._limit], self._position(
-                    settled[self._limit - 1].created_at, settled[self._limit - 1].job_id
-                )
-            if len(settled) == self._limit:
-                more = newest_open is not None or len(pending) > len(settled)
-                last = settled[-1]
-                return settled, self._position(last.created_at, last.job_id) if more else None
+            if len(settled) >= self._limit:
+                last = settled[self._limit - 1]
+                more = newest_open is not None or len(pending) > self._limit
+                return settled[: self._limit], self._position(last.created_at, last.job_id) if more else None
             if newest_open is None:
                 return settled, None
             if reads >= LIST_READS_PER_PAGE * OWNER_SHARDS:
                 # Out of reads: everything newer than the newest frontier was looked at.
                 return settled, self._position(newest_open, AFTER_ALL_AT)
             for shard in [s for s, f in frontiers.items() if f == newest_open]:
-                reads += self._read(shard, open_keys[shard], pending, open_keys, frontiers)
+                self._absorb(shard, self._query(shard, open_keys[shard]), pending, open_keys, frontiers)
+                reads += 1
 
-    def _read(
-        self,
-        shard: int,
-        start_key: dict[str, Any] | None,
-        pending: list[IndexEntry],
-        open_keys: dict[int, dict[str, Any] | None],
-        frontiers: dict[int, str],
-    ) -> int:
-        """Read one page of ``shard`` after ``start_key`` into ``pending``; returns 1 (a read)."""
-        index_page = self._store.query_owner_shard(
+    def _query(self, shard: int, start_key: dict[str, Any] | None) -> IndexPage:
+        """One page of ``shard`` after ``start_key``, at or before the token's created_at."""
+        return self._store.query_owner_shard(
             self._owner,
             shard,
             status=self._status,
@@ -526,6 +520,16 @@ class OwnerListing:
             limit=self._limit,
             start_key=start_key,
         )
+
+    def _absorb(
+        self,
+        shard: int,
+        index_page: IndexPage,
+        pending: list[IndexEntry],
+        open_keys: dict[int, dict[str, Any]],
+        frontiers: dict[int, str],
+    ) -> None:
+        """Add a shard's page to ``pending`` (the entries after the token) and move its frontier."""
         after = self._after
         pending.extend(e for e in index_page.entries if after is None or _sort_key(e) < after)
         frontier = index_page.frontier
@@ -535,7 +539,6 @@ class OwnerListing:
         else:
             open_keys.pop(shard, None)
             frontiers.pop(shard, None)
-        return 1
 
     def _position(self, created_at: str, job_id: str) -> dict[str, Any]:
         return {"job_id": {"S": job_id}, "owner": {"S": self._owner}, "created_at": {"S": created_at}}
