@@ -521,6 +521,9 @@ def _classify(
             return None
         body = form
     if service == "dynamodb":
+        if "RequestItems" in body:  # BatchGetItem / BatchWriteItem: the functions name one table
+            (table,) = body["RequestItems"]
+            return Request(service, operation, stack.table_arn(table))
         arn = stack.table_arn(body["TableName"])
         return Request(service, operation, f"{arn}/index/{body['IndexName']}" if "IndexName" in body else arn)
     if service == "sqs":

@@ -42,6 +42,8 @@ EXERCISED = {
         ("dynamodb", "UpdateItem"),
         ("dynamodb", "DeleteItem"),
         ("dynamodb", "Query"),
+        # GET /jobs fills its page of by_owner_shard keys.
+        ("dynamodb", "BatchGetItem"),
         ("secretsmanager", "GetSecretValue"),
     },
     "WebhookFunction": {
@@ -65,6 +67,8 @@ EXERCISED = {
     },
     "ReconcileFunction": {
         ("dynamodb", "Query"),
+        # Its candidates, from the keys-only unfinished_shard index.
+        ("dynamodb", "BatchGetItem"),
         ("dynamodb", "UpdateItem"),
         ("sqs", "SendMessage"),
         ("secretsmanager", "GetSecretValue"),
@@ -186,7 +190,7 @@ def _drive(client: LocalClient) -> None:
     download = httpx.get(delivered["outputs"][0]["download_url"], timeout=30)
     assert download.status_code == 200, download.text[:200]
     assert client.api.get("/jobs/job_00000000000000000000000000000000").status_code == 404
-    # GET /jobs, plain and status-filtered (the by_owner index).
+    # GET /jobs, plain and status-filtered (the by_owner_shard index, then BatchGetItem).
     assert client.api.get("/jobs", params={"limit": 3}).status_code == 200
     assert client.api.get("/jobs", params={"status": "DELIVERED", "limit": 3}).status_code == 200
     # A callback with a wrong signature is refused before anything is written.
@@ -369,16 +373,16 @@ def test_checker_reports_a_query_on_an_index_the_role_does_not_grant(
     # Given a submit function allowed the reconciler's index instead of its own
     def swap_index(statements: list[dict[str, Any]]) -> None:
         (query,) = [s for s in statements if s.get("Action") == "dynamodb:Query"]
-        query["Resource"] = {"Fn::Sub": "${JobsTable.Arn}/index/unfinished_by_age"}
+        query["Resource"] = {"Fn::Sub": "${JobsTable.Arn}/index/unfinished_shard"}
 
     altered = _roles(run, _altered(sam_template, "SubmitFunction", swap_index))
 
     by_action = _new_findings(lambda r: iam.calls_not_allowed(r, run.calls), roles, altered)
     by_resource = _new_findings(lambda r: iam.requests_not_attributable(r, run.calls, run.requests), roles, altered)
 
-    # Action level nothing changed; the resource-level check names the by_owner Queries
+    # Action level nothing changed; the resource-level check names the by_owner_shard Queries
     assert by_action == []
-    by_owner = run.stack.resources["JobsTable"].attributes["Arn"] + "/index/by_owner"
+    by_owner = run.stack.resources["JobsTable"].attributes["Arn"] + "/index/by_owner_shard"
     assert any(p.startswith(f"dynamodb Query on {by_owner} (") and "SubmitFunction" in p for p in by_resource), (
         by_resource
     )

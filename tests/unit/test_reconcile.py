@@ -436,10 +436,10 @@ def test_lease_item_is_in_neither_index(world: World) -> None:
 
     indexed = {
         index: [item["job_id"]["S"] for item in ddb.scan(TableName="jobs", IndexName=index)["Items"]]
-        for index in ("by_owner", "unfinished_by_age")
+        for index in (store_module.OWNER_INDEX, store_module.UNFINISHED_INDEX)
     }
 
-    assert indexed == {"by_owner": ["job_q"], "unfinished_by_age": ["job_q"]}
+    assert indexed == {store_module.OWNER_INDEX: ["job_q"], store_module.UNFINISHED_INDEX: ["job_q"]}
     lease_key = {"job_id": {"S": store_module.RUN_LEASE_PREFIX + reconcile.RUN_LEASE}}
     lease = ddb.get_item(TableName="jobs", Key=lease_key)["Item"]
     assert set(lease) == {"job_id", "lease_holder", "lease_until"}

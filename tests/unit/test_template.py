@@ -47,7 +47,9 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "dynamodb:GetItem": {TABLE},
         # Frees the Idempotency-Key of a submit the gateway refused.
         "dynamodb:DeleteItem": {TABLE},
-        "dynamodb:Query": {"${JobsTable.Arn}/index/by_owner"},
+        "dynamodb:Query": {"${JobsTable.Arn}/index/by_owner_shard"},
+        # GET /jobs fills a page of index keys with the jobs themselves.
+        "dynamodb:BatchGetItem": {TABLE},
         "secretsmanager:GetSecretValue": {SIGNING_SECRET, GATEWAY_KEY_SECRET},
         # Presigned download URLs are authorized against the role that signs them.
         "s3:GetObject": {BUCKET_OBJECTS},
@@ -72,8 +74,10 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "sqs:ChangeMessageVisibility": {"CopyQueue.Arn"},
     },
     "ReconcileFunction": {
-        "dynamodb:Query": {"${JobsTable.Arn}/index/unfinished_by_age"},
+        "dynamodb:Query": {"${JobsTable.Arn}/index/unfinished_shard"},
         "dynamodb:UpdateItem": {TABLE},
+        # The unfinished index holds keys only: the candidates are read whole.
+        "dynamodb:BatchGetItem": {TABLE},
         "sqs:SendMessage": {"CopyQueue.Arn"},
         "secretsmanager:GetSecretValue": {GATEWAY_KEY_SECRET},
     },
@@ -675,10 +679,28 @@ def test_unfinished_index_is_sparse_on_its_own_attribute(cfn_template: dict[str,
     table = cfn_template["Resources"]["JobsTable"]["Properties"]
     indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
 
-    assert indexes["unfinished_by_age"]["KeySchema"] == [
+    assert indexes["unfinished_shard"]["KeySchema"] == [
         {"AttributeName": "unfinished", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
+
+
+def test_indexes_are_sharded_and_project_only_what_their_queries_read(cfn_template: dict[str, Any]) -> None:
+    """No hot key (issue 14): neither index sits on the caller or a constant, and neither
+    projects ALL (which made every status write a whole-item index write on that one key)."""
+    table = cfn_template["Resources"]["JobsTable"]["Properties"]
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+
+    assert set(indexes) == {"by_owner_shard", "unfinished_shard"}
+    assert indexes["by_owner_shard"]["KeySchema"] == [
+        {"AttributeName": "owner_shard", "KeyType": "HASH"},
+        {"AttributeName": "created_at", "KeyType": "RANGE"},
+    ]
+    assert indexes["by_owner_shard"]["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status"]}
+    assert indexes["unfinished_shard"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    defined = {a["AttributeName"] for a in table["AttributeDefinitions"]}
+    keyed = {k["AttributeName"] for i in indexes.values() for k in i["KeySchema"]} | {"job_id"}
+    assert defined == keyed  # CloudFormation refuses an attribute defined but not a key
 
 
 def test_every_alarm_notifies_the_alarm_topic(cfn_template: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ from pixverse_jobs.observability import logger
 from pixverse_jobs.proxy import lambda_payload_bytes
 from pixverse_jobs.signing import webhook_url
 from pixverse_jobs.states import SUBMIT_ERROR, JobStatus
-from pixverse_jobs.store import UNFINISHED, Job, JobStore
+from pixverse_jobs.store import OWNER_SHARDS, UNFINISHED, IndexEntry, IndexPage, Job, JobStore
 from pixverse_jobs.views import job_view
 
 MAX_METADATA_BYTES = 2048
@@ -351,31 +352,35 @@ class JobService:
         max_bytes: int | None = None,
         size_of: Callable[[Job], int] | None = None,
     ) -> tuple[list[Job], str | None]:
-        """A page of the caller's jobs, newest first, and the token of the next page.
+        """A page of the caller's jobs, newest first (created_at, then job_id, descending), and
+        the token of the next page.
 
-        DynamoDB filters a status after reading ``Limit`` items, so a filtered page is filled
-        from further reads (at most LIST_READS_PER_PAGE of them, which bounds the cost of a
-        rare status); the token then points just after the last job returned.
+        The caller's jobs are spread over OWNER_SHARDS keys of the by_owner_shard index
+        (``OwnerListing`` merges them); the index holds keys and status only, so the page's jobs
+        are then read whole by BatchGetItem. A token is the (created_at, job_id) of the last job
+        handed out (or, when the page ran out of reads first, the point down to which every job
+        was looked at): the next page is the jobs strictly after it in that order, so no job comes
+        twice and none is skipped, whatever the shards.
 
         The page also stops before its jobs pass ``max_bytes`` (default PAGE_BUDGET_BYTES) as
         ``size_of`` counts them (default: what the job's view adds to the Lambda response), and
         always holds at least one job, so paging always moves on."""
         budget = PAGE_BUDGET_BYTES if max_bytes is None else max_bytes
         measure = size_of or _view_payload_bytes
-        jobs: list[Job] = []
-        start_key = query.start_key
-        for _ in range(LIST_READS_PER_PAGE if query.status else 1):
-            page, last_key = self._store.list_by_owner(
-                owner, status=query.status, limit=query.limit, start_key=start_key
-            )
-            jobs.extend(page)
-            if len(jobs) >= query.limit or not last_key:
-                break
-            start_key = last_key
-        kept = _within_budget(jobs[: query.limit], budget, measure)
+        listing = OwnerListing(self._store, owner, status=query.status, limit=query.limit, after=query.start_key)
+        entries, position = listing.page()
+        found = self._store.batch_get(entry.job_id for entry in entries)
+        # The index lags the table: a job whose status moved off the filter since is left out (its
+        # position still counts), and one deleted since (TTL) is gone.
+        jobs = [
+            found[entry.job_id]
+            for entry in entries
+            if entry.job_id in found and (not query.status or found[entry.job_id].get("status") == query.status)
+        ]
+        kept = _within_budget(jobs, budget, measure)
         if len(kept) < len(jobs):
-            last_key = _index_position(kept[-1])
-        return kept, encode_page_token(last_key) if last_key else None
+            position = _index_position(kept[-1])
+        return kept, encode_page_token(position) if position else None
 
     def get(self, job_id: str, *, owner: str) -> Job:
         """The caller's job; another caller's job is indistinguishable from a missing one."""
@@ -429,12 +434,114 @@ def _within_budget(jobs: list[Job], budget: int, size_of: Callable[[Job], int]) 
 
 
 def _index_position(job: Job) -> dict[str, Any]:
-    """The by_owner index position of ``job``: a next_token that resumes just after it."""
+    """The listing position of ``job``: a next_token that resumes just after it."""
     return {
         "job_id": {"S": job["job_id"]},
         "owner": {"S": job["owner"]},
         "created_at": {"S": job["created_at"]},
     }
+
+
+# A position's job_id when a page ran out of reads before it filled: "after every job created at
+# this created_at" ('~' sorts after every job id, job_ + lowercase hex), so the next page starts
+# with the jobs created at that very time, which were not all looked at.
+AFTER_ALL_AT = "~"
+
+
+def _sort_key(entry: IndexEntry) -> tuple[str, str]:
+    return (entry.created_at, entry.job_id)
+
+
+class OwnerListing:
+    """One page of an owner's jobs over every shard of the by_owner_shard index, newest first.
+
+    Each shard is one index key, in created_at order; the merge takes from all of them. An entry
+    may be handed out only once no shard can still hold a newer one: a shard that has more
+    (LastEvaluatedKey) may still hold entries created at or before its frontier, the created_at
+    of the last entry it evaluated (job_ids among equal created_at come in no set order), so an
+    entry is *settled* when it is newer than every open shard's frontier. While fewer than
+    ``limit`` entries are settled, the open shard with the newest frontier (the one holding the
+    others back) is read further. Reads stop at LIST_READS_PER_PAGE per shard (a rare status
+    filters most entries out); the position then is "after every job created at the newest
+    frontier", below which nothing settled is left."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        owner: str,
+        *,
+        status: str | None,
+        limit: int,
+        after: Mapping[str, Any] | None,
+    ) -> None:
+        self._store = store
+        self._owner = owner
+        self._status = status
+        self._limit = limit
+        self._after: tuple[str, str] | None = None
+        if after:
+            self._after = (after["created_at"]["S"], after["job_id"]["S"])
+
+    def page(self) -> tuple[list[IndexEntry], dict[str, Any] | None]:
+        """The page's entries, newest first, and the position of the next page (None: no more)."""
+        pending: list[IndexEntry] = []
+        open_keys: dict[int, dict[str, Any]] = {}  # shard -> its next ExclusiveStartKey
+        frontiers: dict[int, str] = {}
+        # The first read of every shard at once: a page's latency is one Query, not sixteen.
+        with ThreadPoolExecutor(max_workers=OWNER_SHARDS, thread_name_prefix="list") as pool:
+            first = list(pool.map(lambda shard: self._query(shard, None), range(OWNER_SHARDS)))
+        for shard, index_page in enumerate(first):
+            self._absorb(shard, index_page, pending, open_keys, frontiers)
+        reads = OWNER_SHARDS
+        while True:
+            pending.sort(key=_sort_key, reverse=True)
+            newest_open = max(frontiers.values(), default=None)
+            settled = [e for e in pending if newest_open is None or e.created_at > newest_open]
+            if len(settled) >= self._limit:
+                last = settled[self._limit - 1]
+                more = newest_open is not None or len(pending) > self._limit
+                return settled[: self._limit], self._position(last.created_at, last.job_id) if more else None
+            if newest_open is None:
+                return settled, None
+            if reads >= LIST_READS_PER_PAGE * OWNER_SHARDS:
+                # Out of reads: everything newer than the newest frontier was looked at.
+                return settled, self._position(newest_open, AFTER_ALL_AT)
+            for shard in [s for s, f in frontiers.items() if f == newest_open]:
+                self._absorb(shard, self._query(shard, open_keys[shard]), pending, open_keys, frontiers)
+                reads += 1
+
+    def _query(self, shard: int, start_key: dict[str, Any] | None) -> IndexPage:
+        """One page of ``shard`` after ``start_key``, at or before the token's created_at."""
+        return self._store.query_owner_shard(
+            self._owner,
+            shard,
+            status=self._status,
+            created_at_or_before=self._after[0] if self._after else None,
+            limit=self._limit,
+            start_key=start_key,
+        )
+
+    def _absorb(
+        self,
+        shard: int,
+        index_page: IndexPage,
+        pending: list[IndexEntry],
+        open_keys: dict[int, dict[str, Any]],
+        frontiers: dict[int, str],
+    ) -> None:
+        """Add a shard's page to ``pending`` (the entries after the token) and move its frontier."""
+        after = self._after
+        pending.extend(e for e in index_page.entries if after is None or _sort_key(e) < after)
+        frontier = index_page.frontier
+        if index_page.last_key and frontier is not None:
+            open_keys[shard] = index_page.last_key
+            frontiers[shard] = frontier
+        else:
+            open_keys.pop(shard, None)
+            frontiers.pop(shard, None)
+
+    def _position(self, created_at: str, job_id: str) -> dict[str, Any]:
+        return {"job_id": {"S": job_id}, "owner": {"S": self._owner}, "created_at": {"S": created_at}}
 
 
 @dataclass(frozen=True)
@@ -476,7 +583,7 @@ def parse_list_query(params: Mapping[str, str], *, owner: str) -> ListQuery:
 
 
 def encode_page_token(last_key: Mapping[str, Any]) -> str:
-    """An opaque next_token: the index position, base64url-encoded."""
+    """An opaque next_token: the listing position (owner, created_at, job_id), base64url-encoded."""
     return base64.urlsafe_b64encode(json.dumps(last_key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
@@ -492,7 +599,10 @@ def decode_page_token(token: str) -> dict[str, Any] | None:
         return None
     # The token is the index position we handed out: anything else (a crafted key DynamoDB would
     # refuse, e.g. over its 2048-byte key limit) is not ours.
-    if not JOB_ID_PATTERN.fullmatch(data["job_id"]["S"]) or not TIMESTAMP_PATTERN.fullmatch(data["created_at"]["S"]):
+    job_id = data["job_id"]["S"]
+    if not (JOB_ID_PATTERN.fullmatch(job_id) or job_id == AFTER_ALL_AT):
+        return None
+    if not TIMESTAMP_PATTERN.fullmatch(data["created_at"]["S"]):
         return None
     if len(data["owner"]["S"].encode()) > MAX_OWNER_BYTES:
         return None

@@ -41,7 +41,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from pixverse_jobs.callbacks import CallbackProcessor, parse_callback
 from pixverse_jobs.clock import epoch_seconds, from_iso, to_iso
@@ -205,16 +204,9 @@ class Reconciler:
         report.rate_limited = self._rate_limited.is_set()
 
     def _candidates(self, cutoff: str) -> Iterable[Job]:
-        start_key: dict[str, Any] | None = None
-        remaining = self._settings.batch_size
-        while remaining > 0:
-            jobs, start_key = self._store.list_unfinished(
-                created_before=cutoff, limit=min(remaining, 100), start_key=start_key
-            )
-            yield from jobs
-            remaining -= len(jobs)
-            if not start_key:
-                return
+        """Up to the batch size of unfinished jobs created before ``cutoff``, oldest first across
+        every shard of the unfinished index, each read whole (the index holds keys only)."""
+        return self._store.iter_unfinished(created_before=cutoff, limit=self._settings.batch_size)
 
     def _reconcile_safely(self, job: Job, now: datetime) -> Action:
         try:

@@ -5,7 +5,10 @@ caller, decides which of two racing writers wins."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+import heapq
+import itertools
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -52,6 +55,12 @@ def _from_item(item: Mapping[str, Any]) -> Job:
     return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
+def _entry(item: Mapping[str, Any]) -> IndexEntry:
+    """An index item (keys, maybe status) as an ``IndexEntry``."""
+    status = (item.get("status") or {}).get("S")
+    return IndexEntry(job_id=item["job_id"]["S"], created_at=item["created_at"]["S"], status=status)
+
+
 def _status_of(item: Mapping[str, Any]) -> JobStatus | None:
     """The status of a raw (DynamoDB-typed) item, None if it has none we know."""
     raw = (item.get("status") or {}).get("S")
@@ -73,11 +82,39 @@ class IdempotencyClaim:
 
 
 IDEMPOTENCY_PREFIX = "idem#"
-OWNER_INDEX = "by_owner"
+# No index key takes every write of a caller or of the deployment: a partition takes at most
+# 1,000 write units per second ("each individual partition is limited to 1000 write units per
+# second", DynamoDB developer guide, "Understanding DynamoDB warm throughput in different
+# scenarios"), and a GSI entry's partition key value is one partition unless DynamoDB splits it,
+# which a key whose sort key (created_at) only grows defeats. So both indexes spread a key over
+# shards chosen by a hash of the job_id (``shard_of``): "Using write sharding to distribute
+# workloads evenly" (DynamoDB developer guide, bp-partition-key-sharding.html).
+#
+# A caller's jobs, newest first: HASH ``owner_shard`` = ``<owner>#<NN>``, RANGE created_at,
+# projecting only ``status`` (the listing's filter); the page is filled by BatchGetItem. A status
+# change writes the index (a projected attribute changed); every other update (progress, leases,
+# media, the outbox flag) does not ("Provisioned throughput considerations for global secondary
+# indexes": an update that changes no key or projected attribute writes no index entry).
+OWNER_INDEX = "by_owner_shard"
+OWNER_SHARD = "owner_shard"
+OWNER_SHARDS = 16
 # Sparse index of the jobs that have not ended and been announced: a job carries UNFINISHED from
 # its creation until its final event is published (or its submit failed in front of the caller).
-UNFINISHED_INDEX = "unfinished_by_age"
+# Its value is the job's shard ``u#NN``; KEYS_ONLY, so a job is written there twice (created with
+# the key, deleted when the key goes), whatever its status changes; the reconciler fills its
+# candidates by BatchGetItem.
+UNFINISHED_INDEX = "unfinished_shard"
 UNFINISHED = "unfinished"
+UNFINISHED_SHARDS = 16
+# Jobs written before the sharded index carry ``unfinished = "1"``: the reconciler reads that key
+# too, so they are still seen after the upgrade (the new index picks them up on its backfill).
+UNFINISHED_LEGACY = "1"
+# BatchGetItem reads at most 100 items per call and returns the keys it left (throttling, 16 MB)
+# in UnprocessedKeys, to be asked again "with exponential backoff"
+# (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html).
+BATCH_GET_MAX_KEYS = 100
+BATCH_GET_ATTEMPTS = 8
+BATCH_GET_BACKOFF_SECONDS = 0.05
 # Leases on a job record: the copier's hold on a copy, and a delivery's hold on publishing its event.
 COPY_LEASE = "copy_lease_until"
 PUBLISH_LEASE = "publish_lease_until"
@@ -93,6 +130,52 @@ COPY_RETRY_MESSAGE = "copy_retry_message"
 RUN_LEASE_PREFIX = "lease#"
 LEASE_HOLDER = "lease_holder"
 LEASE_UNTIL = "lease_until"
+
+
+def shard_of(job_id: str, shards: int) -> int:
+    """The job's shard, 0 <= shard < ``shards``: stable (from the job_id alone) and uniform (a
+    hash, so ids that share a prefix or a pattern still spread)."""
+    return int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:8], "big") % shards
+
+
+def owner_shard_key(owner: str, shard: int) -> str:
+    """The by_owner_shard partition key of ``owner``'s jobs in ``shard``."""
+    return f"{owner}#{shard:02d}"
+
+
+def unfinished_key(job_id: str) -> str:
+    """The unfinished_shard partition key of a job: ``u#NN``."""
+    return f"u#{shard_of(job_id, UNFINISHED_SHARDS):02d}"
+
+
+def unfinished_keys() -> list[str]:
+    """Every partition key of the unfinished index, the pre-shard one included."""
+    return [f"u#{n:02d}" for n in range(UNFINISHED_SHARDS)] + [UNFINISHED_LEGACY]
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One entry of a keys-only (or status-only) index: the job's key, where it sorts, and the
+    projected status if the index holds it."""
+
+    job_id: str
+    created_at: str
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexPage:
+    """One Query page of one index key: its entries in index order, and the created_at of the last
+    entry DynamoDB evaluated (``LastEvaluatedKey``; None when the key has no more). With a filter,
+    entries evaluated but filtered out are not in ``entries``, yet the position passed them."""
+
+    entries: list[IndexEntry]
+    last_key: dict[str, Any] | None
+
+    @property
+    def frontier(self) -> str | None:
+        value = (self.last_key or {}).get("created_at", {}).get("S")
+        return str(value) if value is not None else None
 
 
 def _idempotency_record_id(owner: str, key: str) -> str:
@@ -143,60 +226,113 @@ class JobStore:
         item = resp.get("Item")
         return _from_item(item) if item else None
 
-    def list_by_owner(
+    def query_owner_shard(
         self,
         owner: str,
+        shard: int,
         *,
         status: str | None = None,
+        created_at_or_before: str | None = None,
         limit: int = 20,
         start_key: Mapping[str, Any] | None = None,
-    ) -> tuple[list[Job], dict[str, Any] | None]:
-        """The owner's jobs, newest first, through the by_owner index (never a scan). With a
-        ``status``, pages are filtered after the read, so a page may hold fewer than ``limit``
-        jobs while ``LastEvaluatedKey`` still says there is more."""
+    ) -> IndexPage:
+        """One page of one shard of ``owner``'s jobs, newest first (the by_owner_shard index,
+        never a scan): entries only (keys and status), created at or before
+        ``created_at_or_before`` if given, of ``status`` if given (filtered after the read, so
+        the page may hold fewer than ``limit`` while the key still has more)."""
+        names = {"#k": OWNER_SHARD}
+        values: dict[str, Any] = {":k": owner_shard_key(owner, shard)}
+        condition = "#k = :k"
+        if created_at_or_before is not None:
+            names["#c"] = "created_at"
+            values[":c"] = created_at_or_before
+            condition += " AND #c <= :c"
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": OWNER_INDEX,
-            "KeyConditionExpression": "#owner = :owner",
-            "ExpressionAttributeNames": {"#owner": "owner"},
-            "ExpressionAttributeValues": _to_item({":owner": owner}),
+            "KeyConditionExpression": condition,
             "ScanIndexForward": False,
             "Limit": limit,
         }
         if status:
+            names["#status"] = "status"
+            values[":status"] = status
             kwargs["FilterExpression"] = "#status = :status"
-            kwargs["ExpressionAttributeNames"]["#status"] = "status"
-            kwargs["ExpressionAttributeValues"].update(_to_item({":status": status}))
+        kwargs["ExpressionAttributeNames"] = names
+        kwargs["ExpressionAttributeValues"] = _to_item(values)
         if start_key:
             kwargs["ExclusiveStartKey"] = dict(start_key)
         resp = self._client.query(**kwargs)
-        return [_from_item(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
+        return IndexPage([_entry(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey"))
 
-    def list_unfinished(
-        self, *, created_before: str, limit: int = 100, start_key: Mapping[str, Any] | None = None
-    ) -> tuple[list[Job], dict[str, Any] | None]:
-        """Jobs not yet ended and announced, created before ``created_before`` (ISO 8601),
-        oldest first, through the sparse unfinished index (never a scan)."""
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": UNFINISHED_INDEX,
-            "KeyConditionExpression": "#u = :u AND created_at < :before",
-            "ExpressionAttributeNames": {"#u": UNFINISHED},
-            "ExpressionAttributeValues": _to_item({":u": "1", ":before": created_before}),
-            "ScanIndexForward": True,
-            "Limit": limit,
-        }
-        if start_key:
-            kwargs["ExclusiveStartKey"] = dict(start_key)
-        resp = self._client.query(**kwargs)
-        return [_from_item(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey")
+    def iter_unfinished(self, *, created_before: str, limit: int = 100) -> Iterator[Job]:
+        """Up to ``limit`` jobs not yet ended and announced, created before ``created_before``
+        (ISO 8601), oldest first across every shard of the sparse unfinished index (never a
+        scan), each read whole by BatchGetItem (strongly consistent). A job that has left the
+        index since (the index lags the table) is left out."""
+        page_size = max(1, min(limit, BATCH_GET_MAX_KEYS))
+        streams = [self._unfinished_stream(key, created_before, page_size) for key in unfinished_keys()]
+        merged = heapq.merge(*streams, key=lambda entry: (entry.created_at, entry.job_id))
+        entries = itertools.islice(merged, limit)
+        while chunk := list(itertools.islice(entries, BATCH_GET_MAX_KEYS)):
+            found = self.batch_get([entry.job_id for entry in chunk])
+            for entry in chunk:
+                job = found.get(entry.job_id)
+                if job is not None and UNFINISHED in job:
+                    yield job
+
+    def _unfinished_stream(self, key: str, created_before: str, page_size: int) -> Iterator[IndexEntry]:
+        """One key of the unfinished index, oldest first, read a page at a time as the merge
+        asks for it."""
+        start_key: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": UNFINISHED_INDEX,
+                "KeyConditionExpression": "#u = :u AND created_at < :before",
+                "ExpressionAttributeNames": {"#u": UNFINISHED},
+                "ExpressionAttributeValues": _to_item({":u": key, ":before": created_before}),
+                "ScanIndexForward": True,
+                "Limit": page_size,
+            }
+            if start_key:
+                kwargs["ExclusiveStartKey"] = start_key
+            resp = self._client.query(**kwargs)
+            yield from (_entry(item) for item in resp.get("Items", []))
+            start_key = resp.get("LastEvaluatedKey")
+            if not start_key:
+                return
+
+    def batch_get(self, job_ids: Iterable[str]) -> dict[str, Job]:
+        """The jobs of ``job_ids`` that exist, by id, read strongly consistent with BatchGetItem
+        (100 keys per call; the keys it leaves unprocessed asked again with a doubling pause).
+        Raises if keys are still unprocessed after BATCH_GET_ATTEMPTS calls."""
+        ids = list(dict.fromkeys(job_ids))
+        found: dict[str, Job] = {}
+        for offset in range(0, len(ids), BATCH_GET_MAX_KEYS):
+            keys = [self._key(job_id) for job_id in ids[offset : offset + BATCH_GET_MAX_KEYS]]
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                resp = self._client.batch_get_item(RequestItems={self._table: {"Keys": keys, "ConsistentRead": True}})
+                for item in resp.get("Responses", {}).get(self._table, []):
+                    job = _from_item(item)
+                    found[str(job["job_id"])] = job
+                keys = resp.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
+                if not keys:
+                    break
+                time.sleep(BATCH_GET_BACKOFF_SECONDS * 2**attempt)
+            else:
+                raise RuntimeError(f"BatchGetItem left {len(keys)} keys unprocessed after {BATCH_GET_ATTEMPTS} calls")
+        return found
 
     # ------------------------------------------------------------------ writes
     def create(self, job: Mapping[str, Any]) -> None:
         """Write a new record (status SUBMITTING); never overwrites an existing one."""
         record = dict(job)
         record.setdefault("expires_at", epoch_seconds() + self._ttl_seconds)
-        record.setdefault(UNFINISHED, "1")
+        job_id = str(record["job_id"])
+        record.setdefault(UNFINISHED, unfinished_key(job_id))
+        if record.get("owner") is not None:
+            record.setdefault(OWNER_SHARD, owner_shard_key(str(record["owner"]), shard_of(job_id, OWNER_SHARDS)))
         try:
             self._client.put_item(
                 TableName=self._table,
