@@ -111,14 +111,36 @@ def key_value(item: Mapping[str, Any] | None, attribute: str) -> str | None:
     return str(typed)
 
 
+TABLE_KEYS = ("job_id",)
+
+
+def index_entry(
+    item: Mapping[str, Any] | None, keys: Sequence[str], projected: Sequence[str] | None
+) -> dict[str, Any] | None:
+    """What an index holds of ``item``: the whole item (``projected`` None: ALL), or the table's
+    and the index's keys plus the ``projected`` attributes (KEYS_ONLY: none; INCLUDE: its
+    NonKeyAttributes), which "are automatically projected" (API GlobalSecondaryIndex, Projection)."""
+    if item is None or projected is None:
+        return dict(item) if item is not None else None
+    wanted = (*TABLE_KEYS, *keys, *projected)
+    return {name: value for name, value in item.items() if name in wanted}
+
+
 def index_writes(
-    index: str, keys: Sequence[str], before: Mapping[str, Any] | None, after: Mapping[str, Any] | None
+    index: str,
+    keys: Sequence[str],
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any] | None,
+    projected: Sequence[str] | None = None,
 ) -> list[IndexWrite]:
     """The writes one table write makes in an index whose key is ``keys`` (partition key first)
-    and whose projection is ALL, as "Provisioned throughput considerations for global secondary
-    indexes" lists them (see the module docstring)."""
+    and which projects ``projected`` (None: ALL), as "Provisioned throughput considerations for
+    global secondary indexes" lists them (see the module docstring): sized by the index entry,
+    and none when the entry is unchanged (an update of attributes the index does not hold)."""
     was_in = bool(before) and all(k in before for k in keys)  # type: ignore[operator]
     is_in = bool(after) and all(k in after for k in keys)  # type: ignore[operator]
+    before = index_entry(before, keys, projected)
+    after = index_entry(after, keys, projected)
     hash_key = keys[0]
     if was_in and is_in:
         assert before is not None and after is not None
@@ -165,6 +187,7 @@ def table_write(
     indexes: Mapping[str, Sequence[str]],
     *,
     failed: bool = False,
+    projections: Mapping[str, Sequence[str] | None] | None = None,
 ) -> TableWrite:
     """Size one write: the table (larger of before and after; a refused condition: the item as it
     stands, ``before``, and no index write) and each index."""
@@ -173,7 +196,10 @@ def table_write(
             operation, partition_key, item_size(dict(before or {})), True, key_value(before, "status"), None
         )
     size = max(item_size(dict(before or {})), item_size(dict(after or {})))
-    written = tuple(w for name, keys in indexes.items() for w in index_writes(name, keys, before, after))
+    projected = projections or {}
+    written = tuple(
+        w for name, keys in indexes.items() for w in index_writes(name, keys, before, after, projected.get(name))
+    )
     return TableWrite(
         operation,
         partition_key,
@@ -238,8 +264,14 @@ class KeyedWriteUnits(WriteUnits):
     under its lock; the images dict here sees that store with the image before it, so the pair is
     taken under the same lock as ``WriteUnits`` takes its own."""
 
-    def __init__(self, reader: Any, indexes: dict[str, tuple[str, ...]]) -> None:
+    def __init__(
+        self,
+        reader: Any,
+        indexes: dict[str, tuple[str, ...]],
+        projections: Mapping[str, Sequence[str] | None] | None = None,
+    ) -> None:
         super().__init__(reader, indexes)
+        self.projections = dict(projections or {})
         self.records: list[dict[str, Any]] = []
         self.label = ""
         self._call = threading.local()
@@ -270,7 +302,7 @@ class KeyedWriteUnits(WriteUnits):
         operation, parsed, partition_key = self._call.current
         # The image before, exactly as WriteUnits takes it.
         before = parsed.get("Attributes") if "Attributes" in parsed else known
-        self._keep(table_write(operation, partition_key, before, after, self._indexes))
+        self._keep(table_write(operation, partition_key, before, after, self._indexes, projections=self.projections))
 
     def _keep(self, write: TableWrite) -> None:
         record = asdict(write)
@@ -374,7 +406,15 @@ def run_child(jobs: int, out: Path) -> None:  # noqa: PLR0915 - one straight sto
             gateway = httpx.Client(base_url=stack.gateway_url, timeout=10.0)
             api = httpx.Client(base_url=stack.api_url, timeout=60.0)
             stack_start_s = time.monotonic() - stack_started
-            writes = KeyedWriteUnits(reader, indexes)
+            projected: dict[str, list[str] | None] = {
+                gsi["IndexName"]: (
+                    None
+                    if gsi["Projection"]["ProjectionType"] == "ALL"
+                    else list(gsi["Projection"].get("NonKeyAttributes", []))
+                )
+                for gsi in description.get("GlobalSecondaryIndexes", [])
+            }
+            writes = KeyedWriteUnits(reader, indexes, projected)
             tracker.append(writes)
             for mode in MODES:
                 for kind in INPUTS:

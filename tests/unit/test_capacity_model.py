@@ -242,3 +242,18 @@ def test_a_claimed_ceiling_off_by_the_writes_per_job_is_called_wrong_and_explain
     line = next(v for v in verdicts if "about 20 jobs/s" in v)
     assert ": wrong: measured 3.4 jobs/s" in line and "x5.9 lower" in line
     assert "1,000 / 49 WCU, the units of one write" in line
+
+
+def test_a_keys_only_or_include_index_is_sized_by_its_entry_and_skips_updates_it_does_not_hold(
+    capacity: Any,
+) -> None:
+    projections = {"by_owner": ["status"], "unfinished_by_age": []}  # INCLUDE status; KEYS_ONLY
+    before, after = _job(pad=3000), _job(pad=3500)  # a prompt change: neither index holds it
+
+    write = capacity.table_write("UpdateItem", "j1", before, after, INDEXES, projections=projections)
+
+    assert write.index == () and write.wcu == 4  # the table pays for the whole item, no index does
+    moved = dict(after, status={"S": "COMPLETED"})
+    write = capacity.table_write("UpdateItem", "j1", before, moved, INDEXES, projections=projections)
+    # The status change writes by_owner's small entry (keys and status), not the 3.5 KB item.
+    assert [(w.index, w.kind, w.wcu) for w in write.index] == [("by_owner", "update", 1)]
