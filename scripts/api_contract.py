@@ -283,8 +283,8 @@ def doc_resolver() -> APIGatewayHttpResolver:
     @app.get(
         "/jobs",
         summary="List the caller's jobs",
-        description="Newest first, through the by_owner_shard index. With status, a page may hold fewer than limit jobs "
-        "while next_token is still set." + _other_methods("GET", "POST"),
+        description="Newest first, through the by_owner_shard index. With status, a page may hold fewer than "
+        "limit jobs while next_token is still set." + _other_methods("GET", "POST"),
         responses={**_ok(200, "A page of jobs", JobPage), **_errors(400, 500)},
         tags=["jobs"],
     )
