@@ -444,7 +444,9 @@ class LocalStack:
 
     @property
     def event_queue(self) -> PhysicalResource | None:
-        """The queue of the first SQS event source (else the first queue)."""
+        """The queue of the first SQS event source in template order (else the first queue): the
+        copy queue, which template.yaml puts before the callback buffer's on purpose (the ready
+        line's ``queue=``, which tests and the demo send copy requests to)."""
         if self.application is not None:
             for event in self.application.sqs_events:
                 return self.resources[event.queue_id]

@@ -453,3 +453,13 @@ Resources:
     name = provisioner.resolver.physical["Bucket"].ref
     policy = json.loads(provisioner.client("s3").get_bucket_policy(Bucket=name)["Policy"])
     assert [s["Sid"] for s in policy["Statement"]] == ["NoDeletes"]
+
+
+def test_first_sqs_event_source_is_the_copiers_so_the_ready_lines_queue_is_the_copy_queue() -> None:
+    # The ready line's queue= (what tests and the demo send copy requests to) is the first SQS event
+    # source's queue; the callback buffer's comes after it in template.yaml.
+    template = CfnTemplate.load(TEMPLATE)
+    app = read_application(template, _resolver_with_stand_ins(template))
+
+    first = app.sqs_events[0]
+    assert (first.function_id, first.queue_id) == ("MediaCopyFunction", "CopyQueue")
