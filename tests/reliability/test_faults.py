@@ -31,7 +31,8 @@ from typing import Any
 
 import pytest
 from pixverse_jobs.events import JOB_DELIVERED
-from pixverse_jobs.store import COPY_LEASE
+from pixverse_jobs.reconcile import RETRY_GRACE_SECONDS
+from pixverse_jobs.store import COPY_LEASE, COPY_RETRY_AT
 from pixverse_local.harness import TERMINAL, LocalClient, StackProcess
 from reliability_support import (
     DeliveryCheck,
@@ -139,8 +140,10 @@ def _directives(index: int, scale: Scale) -> str:
 
 
 def _expire_stalled_leases(client: LocalClient, jobs: dict[str, dict[str, Any]], expired: list[str]) -> None:
-    """Expire the copy lease of a job whose copy stopped long ago (what 900 s would do); a job may
-    stall again on its next attempt, so this may happen to it more than once."""
+    """Expire the copy lease, or the pending retry, of a job whose copy stopped long ago (what the
+    passage of time would do: a lease lasts 900 s and a retry waits up to 900 s, in DynamoDB
+    timestamps that LOCAL_TIME_SCALE does not shrink); a job may stall again on its next attempt,
+    so this may happen to it more than once."""
     now = datetime.now(UTC)
     for job_id, job in jobs.items():
         if job["status"] != "COPYING":
@@ -150,22 +153,26 @@ def _expire_stalled_leases(client: LocalClient, jobs: dict[str, dict[str, Any]],
             continue
         key = {"job_id": {"S": job_id}}
         item = client.dynamodb.get_item(TableName=client.ready["table"], Key=key, ConsistentRead=True)["Item"]
-        lease = item.get(COPY_LEASE, {}).get("N")
-        if lease is None or int(lease) <= time.time():
-            continue
-        client.dynamodb.update_item(
-            TableName=client.ready["table"],
-            Key=key,
-            UpdateExpression="SET #lease = :past",
-            ConditionExpression="#lease = :held AND #status = :copying",
-            ExpressionAttributeNames={"#lease": COPY_LEASE, "#status": "status"},
-            ExpressionAttributeValues={
-                ":past": {"N": str(int(time.time()) - 1)},
-                ":held": {"N": lease},
-                ":copying": {"S": "COPYING"},
-            },
-        )
-        expired.append(job_id)
+        for attribute in (COPY_LEASE, COPY_RETRY_AT):
+            held = item.get(attribute, {}).get("N")
+            if held is None or int(held) <= time.time():
+                continue
+            client.dynamodb.update_item(
+                TableName=client.ready["table"],
+                Key=key,
+                UpdateExpression="SET #held = :past",
+                ConditionExpression="#held = :until AND #status = :copying",
+                ExpressionAttributeNames={"#held": attribute, "#status": "status"},
+                ExpressionAttributeValues={
+                    # Past the reconciler's grace for a retry's message too.
+                    ":past": {
+                        "N": str(int(time.time()) - 1 - (RETRY_GRACE_SECONDS if attribute == COPY_RETRY_AT else 0))
+                    },
+                    ":until": {"N": held},
+                    ":copying": {"S": "COPYING"},
+                },
+            )
+            expired.append(job_id)
 
 
 @pytest.fixture(scope="module")
