@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import BENCH_DIR, ROOT, run_json_child
-from cost_per_job import Durations, WriteUnits, _wait_for_events, item_size, units
+from cost_per_job import Durations, WriteUnits, _wait_for_events, item_size, track_dynamodb_writes, units
 
 # "each individual partition is limited to 1000 write units per second" (DynamoDB developer guide,
 # "Understanding DynamoDB warm throughput in different scenarios"; also "Best practices for designing
@@ -359,20 +359,7 @@ def run_child(jobs: int, out: Path) -> None:  # noqa: PLR0915 - one straight sto
     )
     tracker: list[KeyedWriteUnits] = []
 
-    def before_call(**kwargs: Any) -> None:
-        if tracker:
-            tracker[0].before_call(**kwargs)
-
-    def after_call(**kwargs: Any) -> None:
-        if tracker:
-            tracker[0].after_call(**kwargs)
-
-    # On the default session, which the functions' clients come from, before the stack creates them.
-    if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-call.dynamodb", before_call)
-    boto3.DEFAULT_SESSION.events.register("after-call.dynamodb", after_call)
+    track_dynamodb_writes(tracker)
 
     durations = Durations()  # only to know when the functions have gone quiet
     runs: list[dict[str, Any]] = []

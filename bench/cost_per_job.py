@@ -216,6 +216,28 @@ class Durations:
 
 
 # ------------------------------------------------------------------ the run (child process)
+def track_dynamodb_writes(tracker: Sequence[WriteUnits]) -> None:
+    """Hand every DynamoDB call of the functions' clients to ``tracker[0]`` once it holds one.
+    Registered on boto3's default session, which the functions' clients come from: call it
+    before the stack creates them."""
+
+    def before_call(**kwargs: Any) -> None:
+        if tracker:
+            tracker[0].before_call(**kwargs)
+
+    def after_call(**kwargs: Any) -> None:
+        if tracker:
+            tracker[0].after_call(**kwargs)
+
+    import boto3
+
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    boto3.DEFAULT_SESSION.events.register("before-call.dynamodb", before_call)
+    boto3.DEFAULT_SESSION.events.register("after-call.dynamodb", after_call)
+
+
 def _wait_for_events(sqs: Any, queue_url: str, wanted: int, timeout: float) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
@@ -229,7 +251,7 @@ def _wait_for_events(sqs: Any, queue_url: str, wanted: int, timeout: float) -> l
     return events
 
 
-def run_child(jobs: int, out: Path) -> None:  # noqa: PLR0915 - one straight story, told in order
+def run_child(jobs: int, out: Path) -> None:
     import boto3
     import httpx
     from pixverse_local.aws.provision import TABLE, TOPIC
@@ -242,20 +264,7 @@ def run_child(jobs: int, out: Path) -> None:  # noqa: PLR0915 - one straight sto
     )
     tracker: list[WriteUnits] = []  # set once the stack is up and the jobs start
 
-    def before_call(**kwargs: Any) -> None:
-        if tracker:
-            tracker[0].before_call(**kwargs)
-
-    def after_call(**kwargs: Any) -> None:
-        if tracker:
-            tracker[0].after_call(**kwargs)
-
-    # On the default session, which the functions' clients come from, before the stack creates them.
-    if boto3.DEFAULT_SESSION is None:
-        boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-call.dynamodb", before_call)
-    boto3.DEFAULT_SESSION.events.register("after-call.dynamodb", after_call)
+    track_dynamodb_writes(tracker)
 
     durations = Durations()
     with (
