@@ -90,6 +90,12 @@ class JobError(BaseModel):
     message: str
 
 
+class SubmitRefusal(BaseModel):
+    code: str
+    message: str
+    at: str = Field(description="When the gateway said it (ISO 8601, UTC).")
+
+
 class JobView(BaseModel):
     """A job as GET /jobs/{job_id} returns it."""
 
@@ -100,11 +106,20 @@ class JobView(BaseModel):
     model: ModelId
     status: Status
     submit_outcome: SubmitOutcomeName = Field(
-        description="What is known of the submit to the gateway. accepted: the gateway took it (request_id set). "
-        "pending: being sent. unknown: sent, but the gateway's answer did not come in time; it may have "
+        description="What is known of the submit to the gateway. waiting: ACCEPTED, not sent yet (its turn "
+        "comes at the gateway's pace) or the gateway answered \"not now\" (see last_submit_error). "
+        "accepted: the gateway took it (request_id set). pending: being sent. unknown: sent, but the gateway's answer did not come in time; it may have "
         "accepted (and will bill) the job, so do not submit it again: the job stays SUBMITTING, its callback "
         "moves it on, and if none comes it ends SUBMIT_FAILED (submit_outcome_unknown) at the maximum job "
-        "age. refused: the gateway refused it or it was never sent (SUBMIT_FAILED)."
+        "age. refused: the gateway refused it, or it was never sent (SUBMIT_FAILED: not_submitted when the "
+        "gateway had no room for it within the maximum job age)."
+    )
+    submit_attempts: int = Field(
+        ge=0, description="Times the job was sent to the gateway (each \"not now\" answer adds one)."
+    )
+    last_submit_error: SubmitRefusal | None = Field(
+        description="The gateway's last \"not now\" (rate_limited, insufficient_balance, gateway_auth_error, "
+        "gateway_unavailable) while the job waits; null if it has had none."
     )
     input: dict[str, Any]
     metadata: dict[str, Any]
@@ -190,16 +205,15 @@ class ErrorResponse(BaseModel):
 
 # ------------------------------------------------------------------ the routes, as documented
 ERRORS = {
-    400: "validation_error (model_not_found for a model the gateway does not know): every bad field named, "
-    "with the allowed values or range",
-    402: "insufficient_balance: the gateway's wallet is empty",
+    400: "validation_error: every bad field named, with the allowed values or range",
     404: "not_found: no such job for this caller",
     409: "idempotency_conflict: the Idempotency-Key was used with another body, or is in progress",
     413: "payload_too_large",
-    429: "rate_limited: the gateway's rate limit; retry after Retry-After seconds",
+    429: "quota_exceeded: the caller has as many unfinished jobs as the stack's MaxJobsPerCaller allows; "
+    "retry after Retry-After seconds, or when one of them ends",
     500: "internal: an unexpected error (logged, and counted as the HandledErrors metric)",
-    502: "gateway_error / gateway_auth_error",
-    503: "gateway_unavailable",
+    503: "service_unavailable: API Gateway's integration timeout (the job may be recorded: retry with the "
+    "same Idempotency-Key)",
 }
 # The webhook's answers: its refusals are callback_rejected, whatever the status.
 WEBHOOK_ERRORS = {
@@ -244,14 +258,16 @@ def doc_resolver() -> APIGatewayHttpResolver:
     @app.post(
         "/jobs",
         summary="Submit a video generation job",
-        description="Validates the request against the model's documented parameters, records the job, and "
-        "submits it to the gateway with a signed webhook URL. Answers 202 with the job: status QUEUED "
-        "(submit_outcome accepted), or, when the gateway's answer did not come before the API's timeout, "
-        "status SUBMITTING with submit_outcome unknown: the gateway may have the job, nothing is sent again, "
-        "and its callback completes it. A refusal answers the gateway's error, the job SUBMIT_FAILED."
+        description="Validates the request against the model's documented parameters, records the job and "
+        "queues it; answers 202 at once with the job, status ACCEPTED (submit_outcome waiting), whatever the "
+        "gateway's load. The stack's submitter then sends it to the gateway at the gateway's pace, fair "
+        "between callers: it never sends a job twice, and a gateway \"not now\" (429, 402, 5xx) keeps the "
+        "job waiting rather than failing it; a gateway refusal (400) ends it SUBMIT_FAILED with a failed "
+        "event. Follow it with GET /jobs/{job_id} or the events. With the stack's per-caller cap "
+        "(MaxJobsPerCaller), a caller at its cap of unfinished jobs is answered 429 quota_exceeded."
         + _other_methods("GET", "POST"),
-        response_description="The job, accepted by the gateway or with its submit's outcome not known yet",
-        responses={**_ok(202, "The job", JobView), **_errors(400, 402, 409, 413, 429, 500, 502, 503)},
+        response_description="The job, recorded and waiting for the gateway",
+        responses={**_ok(202, "The job", JobView), **_errors(400, 409, 413, 429, 500, 503)},
         tags=["jobs"],
     )
     def submit_job(

@@ -1,6 +1,9 @@
 """SubmitFunction: POST /jobs, GET /jobs/{job_id} and GET /jobs (HTTP API, payload 2.0); any other
 method on those paths (template.yaml's ANY routes) is a 405 with Allow (``http_errors``).
 
+POST /jobs admits: it records the job ACCEPTED, queues it for SubmitterFunction and answers 202
+at once; it never calls the gateway, so its answer does not depend on the gateway's load.
+
 The Powertools resolver routes; the catalog (``pixverse_jobs.catalog`` through
 ``parse_submit_request`` and ``parse_list_query``) validates, reporting every bad field at once
 with the allowed values. The resolver's own pydantic validation is off on purpose: it was a second
@@ -19,15 +22,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixverse_jobs import config
 from pixverse_jobs.deadline import Deadline, invocation_deadline
 from pixverse_jobs.downloads import PRESIGN_CONFIG, DownloadLinker
-from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.http_errors import json_body_limits, json_response, register_error_handlers
 from pixverse_jobs.jobs import JobService, caller_of, parse_list_query, parse_submit_request
 from pixverse_jobs.observability import count_by, logger, metrics
+from pixverse_jobs.queue import SubmitQueue
 from pixverse_jobs.request_size import submit_body_limit
-from pixverse_jobs.secrets import SecretReader
-from pixverse_jobs.states import JobStatus, SubmitOutcome
+from pixverse_jobs.states import JobStatus
 from pixverse_jobs.store import JobStore
-from pixverse_jobs.views import job_view, submit_outcome
+from pixverse_jobs.views import job_view
 
 # Whatever the catalog accepts, escaped as widely as JSON allows (148 KiB today; 64 KiB refused a
 # valid request of emoji prompts). API Gateway's HTTP API takes up to 10 MB
@@ -37,21 +39,19 @@ MAX_BODY_BYTES = submit_body_limit()
 # whatever the function does (HTTP APIs allow at most 30 s, "Maximum integration timeout",
 # https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html).
 API_INTEGRATION_TIMEOUT_SECONDS = 29.0
-# Kept back from the gateway call: recording its outcome (one DynamoDB write) and answering.
+# Kept back from the invocation's time: answering.
 ANSWER_RESERVE_SECONDS = 2.5
 
 _store_settings = config.store_settings()
-_gateway_settings = config.gateway_settings()
 _webhook_settings = config.webhook_settings()
-_secrets = SecretReader(boto3.client("secretsmanager"))
+_admission_settings = config.admission_settings()
 _downloads = DownloadLinker(
     config.api_settings().download_url_expiry_seconds, boto3.client("s3", config=PRESIGN_CONFIG)
 )
 
 service = JobService(
     JobStore(_store_settings.table_name, boto3.client("dynamodb")),
-    GatewayClient(_gateway_settings.base_url, lambda: _secrets.get(_gateway_settings.api_key_secret)),
-    lambda: _secrets.get(_webhook_settings.secret_arn),
+    SubmitQueue(_admission_settings.submit_queue_url, boto3.client("sqs")),
     default_webhook_mode=_webhook_settings.default_mode,
 )
 
@@ -96,10 +96,7 @@ def submit_job() -> Response[str]:
         idempotency_key=app.current_event.headers.get("idempotency-key"),
         deadline=deadline,
     )
-    count_by("JobsSubmitted", model=request.model)
-    if submit_outcome(job) is SubmitOutcome.UNKNOWN:
-        # 202 all the same: the job is recorded and its callback can still complete it.
-        count_by("SubmitOutcomeUnknown", model=request.model)
+    count_by("JobsAccepted", model=request.model)
     return json_response(202, job_view(job), headers={"Location": f"/jobs/{job['job_id']}"})
 
 

@@ -167,6 +167,18 @@ class LocalClient:
             job = self.get_job(job_id)
         return job
 
+    def wait_sent(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll until the submitter has dealt with the job: the gateway's request_id is known, or
+        the job ended, or its submit's outcome is unknown (admission: POST answers ACCEPTED)."""
+        deadline = time.monotonic() + timeout
+        job = self.get_job(job_id)
+        while not (job.get("request_id") or job["status"] in TERMINAL or job.get("submit_outcome") == "unknown"):
+            if time.monotonic() > deadline:
+                raise StackError(f"job {job_id} not sent to the gateway after {timeout}s ({job['status']})")
+            time.sleep(0.05)
+            job = self.get_job(job_id)
+        return job
+
     def simulated_request(self, request_id: str) -> dict[str, Any]:
         assert self.gateway is not None
         response = self.gateway.get(f"/_sim/requests/{request_id}")

@@ -19,6 +19,13 @@ MEDIA_KEY_PREFIX = "MEDIA_KEY_PREFIX"
 EVENTS_TOPIC_ARN = "EVENTS_TOPIC_ARN"
 EVENT_SOURCE = "EVENT_SOURCE"
 COPY_QUEUE_URL = "COPY_QUEUE_URL"
+SUBMIT_QUEUE_URL = "SUBMIT_QUEUE_URL"
+SUBMIT_RETRY_BASE_SECONDS = "SUBMIT_RETRY_BASE_SECONDS"
+SUBMIT_RETRY_MAX_SECONDS = "SUBMIT_RETRY_MAX_SECONDS"
+SUBMIT_INITIAL_RATE = "SUBMIT_INITIAL_RATE"
+SUBMIT_MAX_RATE = "SUBMIT_MAX_RATE"
+GATEWAY_MAX_IN_FLIGHT = "GATEWAY_MAX_IN_FLIGHT"
+MAX_JOBS_PER_CALLER = "MAX_JOBS_PER_CALLER"
 PIXAZO_BASE_URL = "PIXAZO_BASE_URL"
 PIXAZO_API_KEY_SECRET = "PIXAZO_API_KEY_SECRET"
 WEBHOOK_SECRET_ARN = "WEBHOOK_SECRET_ARN"
@@ -204,6 +211,61 @@ class QueueSettings(NamedTuple):
         return cls(copy_queue_url=_required(env, COPY_QUEUE_URL))
 
 
+class AdmissionSettings(NamedTuple):
+    """Admission (POST /jobs records the job ACCEPTED and queues it; the submitter feeds the
+    gateway): the submit queue, the per-caller cap POST enforces (0: none)."""
+
+    submit_queue_url: str
+    max_jobs_per_caller: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AdmissionSettings:
+        return cls(
+            submit_queue_url=_required(env, SUBMIT_QUEUE_URL),
+            max_jobs_per_caller=_whole_number(env, MAX_JOBS_PER_CALLER, 0, 0, 1_000_000),
+        )
+
+
+class SubmitterSettings(NamedTuple):
+    """How the submitter paces the gateway, which publishes no limit (``pixverse_jobs.admission``).
+
+    ``initial_rate`` / ``max_rate``: submits per second per submitter container, where the
+    adaptive pace starts and the most it grows to. ``retry_*``: the backoff of a job the gateway
+    answered "not now" (without a Retry-After). ``max_in_flight``: the most jobs at the gateway
+    at once (SUBMITTING, QUEUED, PROCESSING), 0 for no cap."""
+
+    submit_queue_url: str
+    max_age_seconds: int
+    retry_base_seconds: int = 5
+    retry_max_seconds: int = 300
+    initial_rate: float = 2.0
+    max_rate: float = 50.0
+    max_in_flight: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SubmitterSettings:
+        retry_base = _whole_number(env, SUBMIT_RETRY_BASE_SECONDS, 5, 1, 900)
+        # A re-sent message waits at most 15 minutes (SQS DelaySeconds,
+        # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html).
+        retry_max = _whole_number(env, SUBMIT_RETRY_MAX_SECONDS, 300, 1, 900)
+        if retry_max < retry_base:
+            raise ConfigurationError(
+                f"{SUBMIT_RETRY_MAX_SECONDS} ({retry_max}) must not be less than "
+                f"{SUBMIT_RETRY_BASE_SECONDS} ({retry_base})"
+            )
+        max_rate = _whole_number(env, SUBMIT_MAX_RATE, 50, 1, 1000)
+        initial = min(_whole_number(env, SUBMIT_INITIAL_RATE, 2, 1, 1000), max_rate)
+        return cls(
+            submit_queue_url=_required(env, SUBMIT_QUEUE_URL),
+            max_age_seconds=_whole_number(env, MAX_JOB_AGE_SECONDS, 86400, 60, 30 * 86400),
+            retry_base_seconds=retry_base,
+            retry_max_seconds=retry_max,
+            initial_rate=float(initial),
+            max_rate=float(max_rate),
+            max_in_flight=_whole_number(env, GATEWAY_MAX_IN_FLIGHT, 0, 0, 1000),
+        )
+
+
 class CallbackBufferSettings(NamedTuple):
     """The callback buffer (SQS): where the webhook keeps a callback its table write could not
     take, and how long the consumer waits before it tries a still-throttled table again."""
@@ -268,6 +330,16 @@ def progress_settings() -> ProgressSettings:
 @cache
 def reconcile_settings() -> ReconcileSettings:
     return ReconcileSettings.from_env(os.environ)
+
+
+@cache
+def admission_settings() -> AdmissionSettings:
+    return AdmissionSettings.from_env(os.environ)
+
+
+@cache
+def submitter_settings() -> SubmitterSettings:
+    return SubmitterSettings.from_env(os.environ)
 
 
 @cache

@@ -1,10 +1,6 @@
-"""Submitting and reading jobs: validate, record (SUBMITTING) before the gateway is called,
-submit with a signed webhook URL, store the request_id the moment it is known.
-
-A submit runs under the deadline of its invocation (``deadline.Deadline``). When the gateway's
-answer has not come by then, the job is answered as it stands, SUBMITTING, with the outcome
-recorded as unknown: the gateway may have accepted (and will bill) it, so it is never sent again,
-and its signed callback, which carries the request_id, can still move it on."""
+"""Admitting and reading jobs: validate, record the job ACCEPTED, queue it for the submitter
+(``pixverse_jobs.admission``, which calls the gateway), and answer at once; list and read a
+caller's jobs."""
 
 from __future__ import annotations
 
@@ -21,38 +17,32 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from pixverse_jobs.catalog import MODELS, get_model
 from pixverse_jobs.clock import epoch_seconds, utc_now_iso
 from pixverse_jobs.config import WEBHOOK_MODES
 from pixverse_jobs.deadline import Deadline
-from pixverse_jobs.errors import (
-    FieldError,
-    GatewayError,
-    IdempotencyConflict,
-    JobNotFound,
-    JobRecordFailed,
-    JobSubmitFailed,
-    RequestRejected,
-)
-from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.errors import FieldError, IdempotencyConflict, JobNotFound, JobRecordFailed, RequestRejected
 from pixverse_jobs.nesting import STORED_DEPTH, deeper_than
-from pixverse_jobs.observability import logger
+from pixverse_jobs.observability import logger, metrics
 from pixverse_jobs.proxy import lambda_payload_bytes
-from pixverse_jobs.signing import webhook_url
-from pixverse_jobs.states import SUBMIT_ERROR, JobStatus
-from pixverse_jobs.store import OWNER_SHARDS, UNFINISHED, IndexEntry, IndexPage, Job, JobStore
+from pixverse_jobs.queue import SubmitQueue
+from pixverse_jobs.states import JobStatus
+from pixverse_jobs.store import OWNER_SHARDS, IndexEntry, IndexPage, Job, JobStore
 from pixverse_jobs.views import job_view
 
 MAX_METADATA_BYTES = 2048
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[!-~]{1,255}")
 IDEMPOTENT_WAIT_SECONDS = 5.0  # and never past the request's deadline
 IDEMPOTENT_POLL_SECONDS = 0.05
-ACCEPTANCE_WRITE_ATTEMPTS = 4
-ACCEPTANCE_RETRY_DELAY_SECONDS = 0.1
 # A key held this long by a request whose job record never appeared belongs to a request that
 # died between the two writes (the API's timeout is 29 s), before it could call the gateway.
 STALE_CLAIM_SECONDS = 60
 REQUEST_FIELDS = ("model", "input", "webhook_mode", "metadata")
+# The job attribute holding the base URL of the gateway's callbacks (internal, never shown).
+WEBHOOK_BASE = "webhook_base_url"
+METRIC_ENQUEUE_FAILED = "SubmitEnqueueFailed"
 
 
 @dataclass(frozen=True)
@@ -161,20 +151,23 @@ def new_job_id() -> str:
     return f"job_{uuid.uuid4().hex}"
 
 
+# A job whose message could not be sent at POST carries this (epoch seconds): the reconciler
+# queues it at its next run. The job is recorded, so the caller is answered 202 all the same.
+ENQUEUE_PENDING = "enqueue_pending"
+
+
 class JobService:
     def __init__(
         self,
         store: JobStore,
-        gateway: GatewayClient,
-        webhook_secret: Callable[[], str],
+        queue: SubmitQueue,
         *,
         default_webhook_mode: str = "terminal",
         idempotency_ttl_seconds: int = 24 * 3600,
     ) -> None:
         self._idempotency_ttl = idempotency_ttl_seconds
         self._store = store
-        self._gateway = gateway
-        self._webhook_secret = webhook_secret
+        self._queue = queue
         self._default_mode = default_webhook_mode
 
     def submit(
@@ -186,36 +179,25 @@ class JobService:
         idempotency_key: str | None = None,
         deadline: Deadline | None = None,
     ) -> Job:
-        """Record the job, then submit it, all by ``deadline`` (the time the invocation has left,
-        less what answering takes).
+        """Admit the job: record it ACCEPTED and queue it for the submitter, which sends it to the
+        gateway at the gateway's own pace (``pixverse_jobs.admission``). Nothing here waits for
+        the gateway, so a burst is answered as fast as DynamoDB and SQS take it.
 
-        Returns the job: QUEUED once the gateway accepted it, or SUBMITTING when its answer did
-        not come in time (sent, so maybe accepted: recorded as an unknown outcome, never sent
-        again). A submit the gateway refused for sure (or that was never sent) leaves the job
-        SUBMIT_FAILED and raises JobSubmitFailed.
-
-        With an ``idempotency_key``, the same key and body return the first request's job
-        and send nothing to the gateway; another body raises IdempotencyConflict."""
+        With an ``idempotency_key``, the same key and body return the first request's job and
+        queue nothing new; another body raises IdempotencyConflict. ``deadline`` bounds the wait
+        for a concurrent first request's record."""
         deadline = deadline or Deadline.never()
         job_id = new_job_id()
         if idempotency_key is None:
-            return self._submit_new(
-                request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id, deadline=deadline
-            )
+            return self._admit(request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id)
         existing = self._claim_key(request, owner, idempotency_key, job_id, deadline)
         if existing is not None:
             return existing
         try:
-            return self._submit_new(
-                request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id, deadline=deadline
-            )
-        except JobSubmitFailed as exc:
-            if exc.job_status == JobStatus.SUBMIT_FAILED:
-                self._store.release_idempotency_key(owner, idempotency_key, job_id=job_id)
-            raise
+            return self._admit(request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id)
         except JobRecordFailed:
-            # Nothing reached the gateway: free the key so the caller's retry submits. If the
-            # release fails too, the stale-claim takeover frees it after STALE_CLAIM_SECONDS.
+            # Nothing was recorded: free the key so the caller's retry submits. If the release
+            # fails too, the stale-claim takeover frees it after STALE_CLAIM_SECONDS.
             with contextlib.suppress(Exception):
                 self._store.release_idempotency_key(owner, idempotency_key, job_id=job_id)
             raise
@@ -251,13 +233,10 @@ class JobService:
                 raise IdempotencyConflict("a request with this Idempotency-Key is still in progress; retry later")
             time.sleep(min(IDEMPOTENT_POLL_SECONDS, wait.remaining()))
 
-    def _submit_new(
-        self, request: SubmitRequest, *, owner: str, webhook_base_url: str, job_id: str, deadline: Deadline
-    ) -> Job:
+    def _admit(self, request: SubmitRequest, *, owner: str, webhook_base_url: str, job_id: str) -> Job:
         model = get_model(request.model)
         assert model is not None
         now = utc_now_iso()
-        mode = request.webhook_mode or self._default_mode
         record: Job = {
             "job_id": job_id,
             "owner": owner,
@@ -266,83 +245,30 @@ class JobService:
             # What the gateway will apply to the parameters left out; never injected.
             "gateway_defaults": {k: v for k, v in model.defaults().items() if k not in request.input},
             "metadata": request.metadata,
-            "webhook_mode": mode,
-            "status": str(JobStatus.SUBMITTING),
+            "webhook_mode": request.webhook_mode or self._default_mode,
+            # Where the gateway's callbacks must go; the submitter signs the URL when it sends.
+            WEBHOOK_BASE: webhook_base_url,
+            "status": str(JobStatus.ACCEPTED),
             "created_at": now,
             "updated_at": now,
         }
         try:
-            # The signed callback URL first: a secret failure must leave nothing half-written.
-            callback = webhook_url(webhook_base_url, job_id, self._webhook_secret())
             self._store.create(record)
         except Exception as exc:
-            logger.exception("job could not be recorded; nothing sent to the gateway")
+            logger.exception("job could not be recorded; nothing queued")
             raise JobRecordFailed(f"job {job_id} could not be recorded") from exc
         logger.append_keys(job_id=job_id)
         try:
-            accepted = self._gateway.submit(
-                request.model, request.input, webhook_url=callback, webhook_mode=mode, deadline=deadline
-            )
-        except GatewayError as exc:
-            error = {"code": exc.code, "message": exc.message}
-            if exc.accepted_possible:
-                return self._outcome_unknown(record, error)
-            self._record_refusal(job_id, error)
-            raise JobSubmitFailed(job_id, str(JobStatus.SUBMIT_FAILED), exc) from exc
-        logger.append_keys(request_id=accepted.request_id)
-        return self._record_acceptance(job_id, accepted.request_id)
-
-    def _outcome_unknown(self, job: Job, error: dict[str, str]) -> Job:
-        """The submit was sent but its answer did not come in time: the gateway may have
-        accepted (and will bill) it. Record why, and answer the job as it stands; only its
-        callback (or the reconciler at MAX_JOB_AGE_SECONDS) ends it. Best effort: without the
-        record the job reads the same to the reconciler, and the answer matters more."""
-        job_id = str(job["job_id"])
-        logger.warning("gateway answer not in time; submit outcome unknown", extra={"reason": error["message"]})
-        try:
-            recorded = self._store.annotate(
-                job_id,
-                attributes={SUBMIT_ERROR: error},
-                # Not over a callback that already brought the request_id.
-                condition="#status = :submitting AND attribute_not_exists(request_id)",
-                names={"#status": "status"},
-                values={":submitting": str(JobStatus.SUBMITTING)},
-            )
-            if recorded:
-                return {**job, SUBMIT_ERROR: error}
-            return self._store.get(job_id) or job
+            self._queue.enqueue(job_id, owner)
         except Exception:
-            logger.exception("the unknown submit outcome could not be recorded")
-            return job
-
-    def _record_acceptance(self, job_id: str, request_id: str) -> Job:
-        """Store the request_id of a request the gateway accepted (and will bill): the one write
-        that must not be lost, so it is retried here beyond the SDK's own retries. If every
-        attempt fails, the id is in the error log, and the gateway's callback stores it."""
-
-        def accept() -> Job:
-            transition = self._store.advance(
-                job_id, JobStatus.QUEUED, request_id=request_id, from_statuses=[JobStatus.SUBMITTING]
-            )
-            if not transition.applied:
-                # A callback outran us and already moved the job: keep its status, add the id.
-                transition = self._store.set_request_id(job_id, request_id)
-            return transition.job
-
-        return _retried(accept, "the gateway accepted the job but its request_id could not be stored", request_id)
-
-    def _record_refusal(self, job_id: str, error: dict[str, str]) -> None:
-        """End a job the gateway refused (it was not accepted, nothing is billed) SUBMIT_FAILED.
-        Retried like the acceptance: a job left SUBMITTING without a request_id reads as "outcome
-        unknown", and only MAX_JOB_AGE_SECONDS would end it. The caller learns of the failure in
-        the answer, so no event: the job leaves the unfinished index."""
-
-        def refuse() -> Job:
-            return self._store.advance(
-                job_id, JobStatus.SUBMIT_FAILED, attributes={"error": error}, remove=[UNFINISHED]
-            ).job
-
-        _retried(refuse, "the gateway refused the job but SUBMIT_FAILED could not be recorded", "")
+            # The job is recorded, so it is not lost: flagged, the reconciler queues it at its next
+            # run. Answering an error would invite a retry, and with it a second paid job.
+            logger.exception("job recorded but not queued; the reconciler will queue it")
+            metrics.add_metric(name=METRIC_ENQUEUE_FAILED, unit=MetricUnit.Count, value=1)
+            with contextlib.suppress(Exception):
+                self._store.annotate(job_id, attributes={ENQUEUE_PENDING: epoch_seconds()})
+                record[ENQUEUE_PENDING] = epoch_seconds()
+        return record
 
     def list_jobs(
         self,
@@ -391,21 +317,6 @@ class JobService:
         if job is None or job.get("owner") != owner:
             raise JobNotFound(job_id)
         return job
-
-
-def _retried(write: Callable[[], Job], failure: str, request_id: str) -> Job:
-    """``write``, tried ACCEPTANCE_WRITE_ATTEMPTS times with a doubling pause: for the writes that
-    record what the gateway did with a submit, which nothing else could record later."""
-    for attempt in range(1, ACCEPTANCE_WRITE_ATTEMPTS + 1):
-        try:
-            return write()
-        except Exception:
-            if attempt == ACCEPTANCE_WRITE_ATTEMPTS:
-                logger.exception(failure, extra={"request_id": request_id} if request_id else None)
-                raise
-            logger.warning("recording the submit's outcome failed; retrying", extra={"attempt": attempt})
-            time.sleep(ACCEPTANCE_RETRY_DELAY_SECONDS * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
 
 
 MAX_PAGE_SIZE = 100

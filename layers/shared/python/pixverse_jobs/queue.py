@@ -1,11 +1,73 @@
-"""The copy queue (SQS): one message per job that reached a gateway outcome."""
+"""The queues (SQS): the submit queue (one message per job waiting for the gateway, grouped by
+caller) and the copy queue (one message per job that reached a gateway outcome)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 import boto3
+
+# The longest a sent message may wait before it can be received (SendMessage DelaySeconds,
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html).
+MAX_DELAY_SECONDS = 900
+SUBMIT_MESSAGE_VERSION = 1
+
+
+def caller_group(owner: str) -> str:
+    """The submit message's MessageGroupId: a hash of the caller, never the caller itself (an
+    IAM ARN can pass the group id's 128 characters, and need not travel in every message).
+
+    On a standard queue a group id makes it a fair queue: SQS keeps the dwell time of other
+    groups low while one group has a backlog
+    (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-fair-queues.html),
+    so one caller's burst does not hold back another caller's jobs."""
+    return hashlib.sha256(owner.encode()).hexdigest()[:32]
+
+
+class SubmitQueue:
+    """Jobs waiting to be sent to the gateway (ACCEPTED): what POST /jobs and the reconciler
+    send, what the submitter receives."""
+
+    def __init__(self, queue_url: str, client: Any = None) -> None:
+        self._url = queue_url
+        self._client = client or boto3.client("sqs")
+
+    def enqueue(self, job_id: str, owner: str, *, delay_seconds: int = 0, deferrals: int = 0) -> None:
+        """Queue ``job_id`` for the submitter, visible after ``delay_seconds`` (at most 900).
+        ``deferrals`` counts the times the submitter put it back for its own pace."""
+        body = {"v": SUBMIT_MESSAGE_VERSION, "job_id": job_id, "owner": owner, "deferrals": deferrals}
+        self._client.send_message(
+            QueueUrl=self._url,
+            MessageBody=json.dumps(body, separators=(",", ":")),
+            MessageGroupId=caller_group(owner),
+            DelaySeconds=max(0, min(MAX_DELAY_SECONDS, int(delay_seconds))),
+        )
+
+
+class SubmitMessage:
+    """A parsed submit-queue message."""
+
+    __slots__ = ("deferrals", "job_id", "owner")
+
+    def __init__(self, job_id: str, owner: str, deferrals: int) -> None:
+        self.job_id = job_id
+        self.owner = owner
+        self.deferrals = deferrals
+
+    @classmethod
+    def parse(cls, body: str) -> SubmitMessage:
+        """ValueError if ``body`` is not a submit message this version writes."""
+        data = json.loads(body)
+        if not isinstance(data, dict) or data.get("v") != SUBMIT_MESSAGE_VERSION:
+            raise ValueError("not a submit message of a known version")
+        job_id, owner, deferrals = data.get("job_id"), data.get("owner"), data.get("deferrals", 0)
+        if not isinstance(job_id, str) or not job_id or not isinstance(owner, str):
+            raise ValueError("submit message has no job_id or owner")
+        if not isinstance(deferrals, int) or deferrals < 0:
+            raise ValueError("submit message has a bad deferral count")
+        return cls(job_id, owner, deferrals)
 
 
 class CopyQueue:

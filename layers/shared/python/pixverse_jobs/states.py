@@ -1,6 +1,14 @@
-"""The job state machine: which status may follow which. Every path (submit, webhook,
+"""The job state machine: which status may follow which. Every path (submit, submitter, webhook,
 reconciler, copier) moves a job only through ``JobStore.advance``, whose conditional write
-is built from ``sources_of`` here, so duplicates and reordering cannot move a job backwards."""
+is built from ``sources_of`` here, so duplicates and reordering cannot move a job backwards.
+
+ACCEPTED is admission's waiting room: POST /jobs records a job there and answers at once; the
+submitter claims it (ACCEPTED -> SUBMITTING, a conditional write) before it calls the gateway, so
+two messages for one job can never submit it twice. SUBMITTING -> ACCEPTED is the one move back,
+and only the submitter makes it: the gateway answered "not now" (429, 402, a 5xx) to the claimed
+submit, so it surely did not accept the job, which waits for its next turn. No callback can
+make that move (ACCEPTED is not a gateway status), and the write requires that no request_id
+was stored."""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from enum import StrEnum
 
 
 class JobStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"
     SUBMITTING = "SUBMITTING"
     QUEUED = "QUEUED"
     PROCESSING = "PROCESSING"
@@ -28,7 +37,12 @@ FAILURES: frozenset[JobStatus] = frozenset({S.SUBMIT_FAILED, S.FAILED, S.ERROR, 
 # status -> statuses it may move to. QUEUED -> QUEUED and PROCESSING -> PROCESSING are the
 # sync-mode progress callbacks (they refresh updated_at); nothing ever moves backwards.
 _NEXT: dict[JobStatus, frozenset[JobStatus]] = {
-    S.SUBMITTING: frozenset({S.QUEUED, S.PROCESSING, S.COMPLETED, S.FAILED, S.ERROR, S.SUBMIT_FAILED}),
+    # SUBMIT_FAILED: the gateway never will (400, model not found), or it did not have room
+    # within MAX_JOB_AGE_SECONDS. The gateway's statuses: a signed callback for a job waiting
+    # after a 5xx proves the gateway accepted that submit after all; the job takes it (its
+    # request_id with it), and its next turn finds it no longer ACCEPTED, so it is not sent again.
+    S.ACCEPTED: frozenset({S.SUBMITTING, S.SUBMIT_FAILED, S.QUEUED, S.PROCESSING, S.COMPLETED, S.FAILED, S.ERROR}),
+    S.SUBMITTING: frozenset({S.ACCEPTED, S.QUEUED, S.PROCESSING, S.COMPLETED, S.FAILED, S.ERROR, S.SUBMIT_FAILED}),
     S.QUEUED: frozenset({S.QUEUED, S.PROCESSING, S.COMPLETED, S.FAILED, S.ERROR}),
     S.PROCESSING: frozenset({S.PROCESSING, S.COMPLETED, S.FAILED, S.ERROR}),
     S.COMPLETED: frozenset({S.COPYING, S.DELIVERY_FAILED}),
@@ -79,6 +93,7 @@ OUTCOME_UNKNOWN_CODE = "submit_outcome_unknown"
 class SubmitOutcome(StrEnum):
     """What is known of a job's submit to the gateway (the view's ``submit_outcome``)."""
 
+    WAITING = "waiting"  # ACCEPTED: not sent yet, or the gateway said "not now"; its turn comes
     PENDING = "pending"  # being sent now (or its invocation died before recording an answer)
     ACCEPTED = "accepted"  # the gateway's request_id is known
     UNKNOWN = "unknown"  # sent, but no answer came in time: the callback may still bring it

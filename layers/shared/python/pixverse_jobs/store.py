@@ -418,6 +418,7 @@ class JobStore:
         from_statuses: Iterable[JobStatus] | None = None,
         extra_condition: str | None = None,
         extra_values: Mapping[str, Any] | None = None,
+        extra_names: Mapping[str, str] | None = None,
     ) -> Transition:
         """Move a job to ``target`` in one conditional write.
 
@@ -440,6 +441,7 @@ class JobStore:
         if extra_condition:
             condition = f"({condition}) AND ({extra_condition})"
             values.update(extra_values or {})
+            names.update(extra_names or {})
         return self._conditional_update(
             job_id, sets=sets, remove=remove, condition=condition, names=names, values=values
         )
@@ -590,6 +592,44 @@ class JobStore:
                 ConditionExpression="#holder = :holder",
                 ExpressionAttributeNames={"#holder": LEASE_HOLDER, "#until": LEASE_UNTIL},
                 ExpressionAttributeValues=_to_item({":holder": holder}),
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def take_slot(self, key: str, job_id: str, *, replacing: str | None) -> bool:
+        """Make ``job_id`` the holder of the gateway slot ``key`` (``admission.GatewaySlots``):
+        a free slot (``replacing`` None), or one whose holder is ``replacing``. False if taken."""
+        if replacing is None:
+            condition = "attribute_not_exists(holder) OR holder = :me"
+            values: dict[str, Any] = {":me": job_id}
+        else:
+            condition = "holder = :old"
+            values = {":old": replacing}
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_to_item({"job_id": key, "holder": job_id, "taken_at": epoch_seconds()}),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=_to_item(values),
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def release_slot(self, key: str, job_id: str) -> bool:
+        """Free the gateway slot ``key`` if ``job_id`` still holds it."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(key),
+                UpdateExpression="REMOVE holder",
+                ConditionExpression="holder = :me",
+                ExpressionAttributeValues=_to_item({":me": job_id}),
             )
         except ClientError as exc:
             if _is_conditional_failure(exc):

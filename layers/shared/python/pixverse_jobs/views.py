@@ -14,6 +14,8 @@ PUBLIC_FIELDS = (
     "model",
     "status",
     "submit_outcome",
+    "submit_attempts",
+    "last_submit_error",
     "input",
     "metadata",
     "webhook_mode",
@@ -30,6 +32,7 @@ def job_view(job: Job) -> dict[str, Any]:
     """The job without internal attributes (owner, leases, TTL, outbox flags)."""
     view = {name: job.get(name) for name in PUBLIC_FIELDS}
     view["submit_outcome"] = str(submit_outcome(job))
+    view["submit_attempts"] = int(job.get("submit_attempts") or 0)
     view["input"] = view["input"] or {}
     view["metadata"] = view["metadata"] or {}
     view["outputs"] = [dict(o) for o in (job.get("outputs") or [])]
@@ -39,8 +42,11 @@ def job_view(job: Job) -> dict[str, Any]:
 def submit_outcome(job: Mapping[str, Any]) -> SubmitOutcome:
     """What is known of the job's submit, from its record: a SUBMITTING job reads the same to
     the reconciler whether it is pending or unknown (both wait for the callback), but a caller
-    told "unknown" knows the gateway may have accepted, and billed, the job: not to resubmit."""
+    told "unknown" knows the gateway may have accepted, and billed, the job: not to resubmit.
+    An ACCEPTED job is "waiting": not sent yet, or the gateway said "not now" (last_submit_error)."""
     status = job.get("status")
+    if status == JobStatus.ACCEPTED and not job.get("request_id"):
+        return SubmitOutcome.WAITING
     if job.get("request_id") or status not in (JobStatus.SUBMITTING, JobStatus.SUBMIT_FAILED):
         return SubmitOutcome.ACCEPTED  # only the gateway's answer or callback moves a job on
     if status == JobStatus.SUBMIT_FAILED:
