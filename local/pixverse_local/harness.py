@@ -62,7 +62,12 @@ class StackProcess:
         env = {**os.environ, **self.env}
         env.setdefault("LOCAL_API_PORT", "0")
         env["PYTHONUNBUFFERED"] = "1"
-        log: IO[str] | int = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        if self.log_path:
+            self.log_path.write_text("")
+        # Append mode (O_APPEND) for the child's stderr: the drain thread below appends the child's
+        # stdout to the same file, and a plain "w" descriptor would write over those lines at its
+        # own offset (function log lines went missing from the log that way).
+        log: IO[str] | int = open(self.log_path, "a") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         command = [sys.executable, "-m", "pixverse_local", "--template", str(ROOT / "template.yaml")]
         if self.parameter_overrides:
             command += ["--parameter-overrides", *(f"{k}={v}" for k, v in self.parameter_overrides.items())]

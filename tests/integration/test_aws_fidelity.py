@@ -1,8 +1,9 @@
 """Issue 13's end-to-end proofs on the local stack, over real HTTP: callers as AWS names them
 (one role, many STS sessions) and GET /jobs pages within Lambda's response limit.
 
-The submit the gateway answers only after 35 s is proven in test_submit_api.py
-(``test_submit_answered_after_the_api_timeout_is_202_then_delivered_once``)."""
+The submit the gateway answers late (since admission, after the submitter's deadline rather than
+the API's: POST /jobs no longer calls the gateway) is proven in test_submit_api.py
+(``test_submit_answered_after_the_submitters_deadline_is_delivered_once_by_its_callback``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""End to end on the local stack: POST /jobs -> gateway simulator -> signed callback ->
-copy queue -> streaming copy into S3 -> SNS event."""
+"""End to end on the local stack: POST /jobs (202, ACCEPTED) -> submit queue -> submitter ->
+gateway simulator -> signed callback -> copy queue -> streaming copy into S3 -> SNS event."""
 
 from __future__ import annotations
 
@@ -31,11 +31,17 @@ def _objects_under(client: LocalClient, prefix: str) -> list[str]:
 def test_job_end_to_end_is_delivered_with_served_bytes_and_one_event(client: LocalClient, inbox: EventInbox) -> None:
     response = client.submit(_t2v())
     assert response.status_code == 202, response.text
-    job_id = response.json()["job_id"]
+    # Admitted, not yet sent: the gateway is called by the submitter, after the answer.
+    answered = response.json()
+    assert (answered["status"], answered["submit_outcome"], answered["request_id"]) == ("ACCEPTED", "waiting", None)
+    assert (answered["submit_attempts"], answered["last_submit_error"]) == (0, None)
+    assert response.headers["Location"] == f"/jobs/{answered['job_id']}"
+    job_id = answered["job_id"]
 
     job = client.wait_for(job_id)
 
     assert job["status"] == "DELIVERED"
+    assert (job["submit_outcome"], job["submit_attempts"], job["last_submit_error"]) == ("accepted", 1, None)
     served = client.simulated_request(job["request_id"])["media"]
     assert len(job["outputs"]) == len(served) == 1
     size, sha256 = client.object_sha256(job["outputs"][0]["bucket"], job["outputs"][0]["key"])
@@ -118,7 +124,9 @@ def test_invalid_request_is_400_and_reaches_no_gateway(client: LocalClient) -> N
 
 def test_forged_callback_is_401_and_changes_nothing(client: LocalClient) -> None:
     job_id = client.submit(_t2v("[sim:no-callback]")).json()["job_id"]
-    before = client.get_job(job_id)
+    # Sent and QUEUED at the gateway, with its request_id: the forged callback names it.
+    before = client.wait_sent(job_id)
+    assert before["status"] == "QUEUED" and before["request_id"], before
     forged = client.api.post(
         f"/webhooks/pixazo/{job_id}?sig={'0' * 64}",
         json={"request_id": before["request_id"], "status": "FAILED", "error": "forged", "output": None},

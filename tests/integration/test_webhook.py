@@ -3,8 +3,9 @@ local API, the job's own signed URL (as the simulator received it with the submi
 simulator serves, the copy queue, S3 and the events topic.
 
 Jobs here are submitted with ``[sim:no-callback]`` so that every callback is one this module
-sends. The callback-before-request_id race runs here too, through a delayed 202 from the
-simulator; it is also covered in one process in tests/unit/test_webhook_handler.py."""
+sends, once the submitter has sent them (POST /jobs answers ACCEPTED before the gateway is
+called). The callback-before-request_id race runs here too, through a delayed 202 from the
+simulator to the submitter; it is also covered in one process in tests/unit/test_webhook_handler.py."""
 
 from __future__ import annotations
 
@@ -13,17 +14,23 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from gateway_support import add_fault, clear_faults, gateway_requests_for, wait_faults_used
 from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED
 from pixverse_local.harness import EventInbox, LocalClient, StackProcess
 
 MODEL = "pixverse-v6-text-to-video"
+LATE_202_SECONDS = 2.5
 
 
-def _submit(client: LocalClient, *, mode: str = "terminal", directives: str = "[sim:no-callback]") -> dict[str, Any]:
+def _submit(
+    client: LocalClient, *, mode: str = "terminal", directives: str = "[sim:no-callback]", sent: bool = True
+) -> dict[str, Any]:
+    """POST the job; with ``sent``, the job once the submitter has sent it (its request_id known)."""
     body = {
         "model": MODEL,
         "input": {"prompt": f"A harbour at night {uuid.uuid4().hex[:8]} {directives}".strip()},
@@ -33,7 +40,8 @@ def _submit(client: LocalClient, *, mode: str = "terminal", directives: str = "[
     response = client.submit(body)
     assert response.status_code == 202, response.text
     job: dict[str, Any] = response.json()
-    return job
+    assert job["status"] == "ACCEPTED", job
+    return client.wait_sent(job["job_id"]) if sent else job
 
 
 def _finished_simulation(client: LocalClient, request_id: str, timeout: float = 10.0) -> dict[str, Any]:
@@ -181,21 +189,41 @@ def test_sync_mode_sequence_with_late_processing_after_completed_ends_delivered(
 
 
 def test_callback_arriving_before_the_submit_stored_the_request_id_is_kept(client: LocalClient) -> None:
-    # The simulator accepts the request but answers 202 only after 2.5 s; its callback comes at
-    # ~0.8 s, while the job is still SUBMITTING without a request_id.
-    assert client.gateway is not None
-    fault = client.gateway.post("/_sim/faults", json={"submit_status": 202, "delay_seconds": 2.5, "count": 1})
-    assert fault.status_code == 200
+    # The simulator accepts the submitter's request but answers 202 only after 2.5 s; its callback
+    # comes at ~0.8 s, while the job is still SUBMITTING without a request_id.
+    add_fault(client, {"submit_status": 202, "delay_seconds": LATE_202_SECONDS, "count": 1})
     try:
-        job = _submit(client, directives="")
+        job = _submit(client, directives="", sent=False)
+        wait_faults_used(client)  # the submitter's call took it
     finally:
-        client.gateway.delete("/_sim/faults")
+        clear_faults(client)
 
-    record = client.simulated_request(job["request_id"])
+    (record,) = _records_when(client, job["job_id"], lambda r: bool(r["callbacks"]))
     assert [c["status_code"] for c in record["callbacks"]][:1] == [200]  # accepted, not refused
-    assert job["status"] != "QUEUED"  # the submit's answer kept what the callback had written
+    # The premise: the first callback was answered before the submit's own answer went out.
+    first_callback = _moment(record["callbacks"][0]["at"]) - _moment(record["submitted_at"])
+    assert first_callback < LATE_202_SECONDS, record["callbacks"]
     final = client.wait_for(job["job_id"])
-    assert (final["status"], final["request_id"]) == ("DELIVERED", job["request_id"])
+    assert (final["status"], final["request_id"]) == ("DELIVERED", record["request_id"])
+    # The submitter's late answer came after the callback had moved the job on, and changed
+    # nothing: the job was sent once, and is delivered with the callback's request_id.
+    assert final["submit_attempts"] == 1
+    assert len(gateway_requests_for(client, job["job_id"])) == 1
+
+
+def _moment(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _records_when(client: LocalClient, job_id: str, ready: Any, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The simulator's records for ``job_id`` once ``ready`` holds for each (and there is one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = gateway_requests_for(client, job_id)
+        if records and all(ready(r) for r in records):
+            return records
+        assert time.monotonic() < deadline, f"simulated requests of {job_id}: {records}"
+        time.sleep(0.05)
 
 
 def _refused_cases(job_id: str, other_request_id: str, sig: str) -> list[tuple[str, str, Any, int]]:
