@@ -429,6 +429,12 @@ def webhook_job_id(record: Mapping[str, Any]) -> str | None:
     return httpx.URL(str(url)).path.rsplit("/", 1)[-1]
 
 
+def jobs_accepted_twice(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Jobs the gateway accepted more than once (a duplicate, billed submit), with how many times."""
+    counts = Counter(str(webhook_job_id(record)) for record in records)
+    return {job_id: n for job_id, n in counts.items() if n > 1}
+
+
 @dataclass
 class DeliveryCheck:
     """The outcome of checking delivered jobs against what the gateway served."""

@@ -28,7 +28,7 @@ import httpx
 import pytest
 from pixverse_jobs.signing import sign
 from pixverse_jobs.store import RUN_LEASE_PREFIX
-from pixverse_local.harness import EventInbox, LocalClient, StackProcess
+from pixverse_local.harness import TERMINAL, EventInbox, LocalClient, StackProcess
 from reliability_support import (
     IMAGE_URL,
     ResultsBook,
@@ -527,12 +527,14 @@ def targets(bad_input_stack: tuple[StackProcess, LocalClient]) -> Iterator[Targe
     )
     try:
         delivered = api.post("/jobs", json=_with("input.prompt", "bad-input target [sim:size=1024]")).json()["job_id"]
-        queued = api.post("/jobs", json=_with("input.prompt", "bad-input target [sim:no-callback]")).json()
+        queued_id = api.post("/jobs", json=_with("input.prompt", "bad-input target [sim:no-callback]")).json()["job_id"]
         deadline = time.monotonic() + 30
         while api.get(f"/jobs/{delivered}").json()["status"] != "DELIVERED" and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.0)  # its event and outbox flag
         assert api.get(f"/jobs/{delivered}").json()["status"] == "DELIVERED", "setup: target job not delivered"
+        # Admitted ACCEPTED, then sent by the submitter: QUEUED at the gateway, its request_id known.
+        queued = _sent(api, queued_id)
         assert queued["status"] == "QUEUED" and queued["request_id"], f"setup: {queued}"
         yield Targets(client, api, caller, delivered, queued["job_id"], queued["request_id"], _signing_secret(client))
     finally:
@@ -603,6 +605,17 @@ def _state(t: Targets) -> dict[str, Any]:
         "objects": objects,
         "gateway_submits": client.gateway.get("/_sim/stats").json()["submits_received"],
     }
+
+
+def _sent(api: httpx.Client, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The job once the submitter has sent it to the gateway (POST /jobs answers before that)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = api.get(f"/jobs/{job_id}").json()
+        if job["request_id"] or job["status"] in TERMINAL:
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} not sent to the gateway in {timeout}s: {job}"
+        time.sleep(0.05)
 
 
 def _send(t: Targets, request: Request) -> tuple[int, str]:
@@ -685,7 +698,7 @@ def test_injection_in_free_text_is_accepted_and_kept_verbatim(name: str, targets
 
     first = targets.api.post("/jobs", json=body, headers={"Idempotency-Key": f"{key}-{uuid.uuid4().hex[:6]}"[:255]})
     assert first.status_code == 202, f"{name}: {first.status_code} {first.text[:300]}"
-    job = targets.api.get(f"/jobs/{first.json()['job_id']}").json()
+    job = _sent(targets.api, first.json()["job_id"])
     assert targets.client.gateway is not None
     sent = next(r for r in targets.client.gateway.get("/_sim/requests").json() if webhook_job_id(r) == job["job_id"])
 
@@ -707,3 +720,5 @@ def test_empty_metadata_key_is_refused_before_anything_is_written(targets: Targe
     assert answer.status_code == 400, f"answered {answer.status_code} {answer.text[:200]}"
     assert sent_after == sent_before, "a request was sent to the gateway"
     assert listing.status_code == 200, f"GET /jobs answered {listing.status_code} afterwards"
+    # Admission sends to the gateway after answering: no job admitted is what shows nothing will be.
+    assert listing.json()["jobs"] == [], "a job was admitted"

@@ -3,15 +3,19 @@
 AWS side (LOCAL_AWS_FAULTS, hard failures as if the SDK had given up): DynamoDB PutItem / UpdateItem
 throttling, SQS SendMessage, SNS Publish, S3 PutObject and UploadPart failures. Gateway side (the
 simulator's /_sim/faults and prompt directives): submits answered 429 and 500, submits answered only
-after the caller's timeout, media GETs answered 503, downloads cut half-way (with and without ranges).
-The client behaves as a well-behaved one does: it retries a submit that was not settled with the same
-Idempotency-Key, and submits again under a new key if its job ends SUBMIT_FAILED.
+after the submitter's deadline, media GETs answered 503, downloads cut half-way (with and without
+ranges). The client behaves as a well-behaved one does: it retries a submit that was not settled with
+the same Idempotency-Key, and submits again under a new key if its job ends SUBMIT_FAILED.
 
 Expected: nothing lost (every submission ends DELIVERED with the right bytes, every request the gateway
 accepted is delivered), no second event for any job, every job terminal.
 
-A submit answered only after the API's timeout gets 202 with its outcome unknown; the gateway has
-the job, and its callback completes it (nothing is submitted again). One of the product's recovery
+Since admission (issue 14) POST /jobs answers 202 ACCEPTED and the submitter calls the gateway: a
+429 or 500 keeps the job waiting and the submitter sends it again; a submit answered only after the
+submitter's deadline leaves its outcome unknown, the gateway has the job, and its callback completes
+it (nothing is submitted again). POST /jobs's own submit message is not faulted in the mixed run
+(``SUBMIT_MESSAGE_EXEMPT``): a job whose message is lost there is never queued again (a product bug,
+pinned by ``test_a_job_whose_submit_message_was_not_sent_is_delivered``). One of the product's recovery
 paths waits on a timer far longer than this run: a copier that could not write DELIVERED keeps its
 900 s copy lease (its message's retry then finds the job "in hand" and is dropped); a copy lease
 still held long after its copy stalled is expired by the suite (as the passage of 900 s would),
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pixverse_jobs.admission import SUBMIT_CALL_SECONDS
 from pixverse_jobs.events import JOB_DELIVERED
 from pixverse_jobs.reconcile import RETRY_GRACE_SECONDS
 from pixverse_jobs.store import COPY_LEASE, COPY_RETRY_AT
@@ -46,6 +51,7 @@ from reliability_support import (
     duplicate_callbacks,
     event_counts,
     job_body,
+    jobs_accepted_twice,
     local_stack,
     mixed_up_submissions,
     shorten,
@@ -65,9 +71,11 @@ AWS_FAULT_RATES = {
     "s3.UploadPart": 0.05,
 }
 FAULT_SEED = "20261125"
-# Past the submit API's 29 s integration timeout: the submit answers 202 with its outcome unknown
-# (at about 26.5 s), and the simulator, which accepted the job at once, calls back.
-SUBMIT_TIMEOUT_DELAY = 35.0
+# POST /jobs's SendMessage to the submit queue: not faulted here, see the module's docstring.
+SUBMIT_MESSAGE_EXEMPT = "SubmitFunction:sqs.SendMessage=0"
+# Past the submitter's deadline for one submit: its outcome is unknown, and the simulator, which
+# accepted the job at once, calls back.
+SUBMIT_TIMEOUT_DELAY = SUBMIT_CALL_SECONDS + 10
 MEDIA_BYTES = 64 * 1024
 MULTIPART_BYTES = 9 * 1024 * 1024  # two parts: the copier's 8 MiB, then the rest
 STALLED_COPY_SECONDS = 10.0  # a healthy copy here takes under 3 s, retries included
@@ -84,7 +92,9 @@ def fault_stack(stack_logs: Path, scale: Scale) -> Iterator[tuple[StackProcess, 
         "LOCAL_TIME_SCALE": "0.001",
         "RECONCILE_AFTER_SECONDS": str(scale.fault_reconcile_after),
         "LOCAL_RECONCILE_EVERY_SECONDS": str(scale.fault_reconcile_every),
-        "LOCAL_AWS_FAULTS": ",".join(f"{name}={rate}" for name, rate in AWS_FAULT_RATES.items()),
+        "LOCAL_AWS_FAULTS": ",".join(
+            [*(f"{name}={rate}" for name, rate in AWS_FAULT_RATES.items()), SUBMIT_MESSAGE_EXEMPT]
+        ),
         "LOCAL_AWS_FAULT_SEED": FAULT_SEED,
         "LOCAL_AWS_CALL_LOG": str(call_log),
     }
@@ -288,6 +298,9 @@ def fault_run(
             "copy_leases_expired_by_suite": len(expired),
             "jobs_whose_copy_lease_was_expired": len(set(expired)),
             "submit_failed_jobs": sum(1 for j in jobs.values() if j["status"] == "SUBMIT_FAILED"),
+            "gateway_submits_received": observer.gateway_stats()["submits_received"],
+            "gateway_submits_accepted": len(records),
+            "jobs_accepted_twice_by_gateway": len(jobs_accepted_twice(records.values())),
             "dlq_messages": observer.queue_depth(client.ready["dlq"]),
             "non_terminal_jobs": sum(1 for j in jobs.values() if j["status"] not in TERMINAL),
             "submit_seconds": round(submitted_in, 1),
@@ -322,6 +335,17 @@ def test_no_job_has_a_second_event(fault_run: FaultRun) -> None:
     ]
 
     assert not wrong, f"duplicate events: {fault_run.figures['duplicate_events']}; {shorten(wrong)}"
+
+
+def test_no_job_was_accepted_twice_by_the_gateway(fault_run: FaultRun) -> None:
+    """The submitter claims a job before it calls the gateway, and never re-sends one whose submit
+    may have been accepted (its answer late, or a write after it failed): under every fault here,
+    each job was accepted (so billed) once."""
+    twice = jobs_accepted_twice(fault_run.records.values())
+
+    assert not twice, f"jobs the gateway accepted more than once: {twice}"
+    sent = sum(1 for job in fault_run.jobs.values() if job["status"] != "SUBMIT_FAILED")
+    assert fault_run.figures["gateway_submits_accepted"] == sent, fault_run.figures
 
 
 def test_every_job_ends_in_a_terminal_state(fault_run: FaultRun) -> None:
@@ -406,60 +430,78 @@ def test_a_failed_s3_part_is_uploaded_again_and_the_job_delivered_once(
 
 
 @pytest.fixture(scope="module")
-def request_id_write_stack(stack_logs: Path) -> Iterator[LocalClient]:
-    """A stack whose first DynamoDB UpdateItem fails and the next eleven succeed (seed 14, rate 0.2):
-    the first is the submit function's write of the gateway's request_id."""
+def request_id_write_stack(stack_logs: Path) -> Iterator[tuple[LocalClient, Path]]:
+    """A stack whose submitter's second DynamoDB UpdateItem fails and the ten after it succeed (seed
+    54, rate 0.2, the submitter's calls only): for one job, its claim (ACCEPTED -> SUBMITTING)
+    succeeds and the write of the request_id the gateway answered fails."""
+    call_log = stack_logs / "request-id-write-aws-calls.jsonl"
     env = {
         "LOCAL_TIME_SCALE": "0.001",
         "RECONCILE_AFTER_SECONDS": "2",
         "LOCAL_RECONCILE_EVERY_SECONDS": "1",
-        "LOCAL_AWS_FAULTS": "dynamodb.UpdateItem=0.2",
-        "LOCAL_AWS_FAULT_SEED": "14",
+        "LOCAL_AWS_FAULTS": "SubmitterFunction:dynamodb.UpdateItem=0.2",
+        "LOCAL_AWS_FAULT_SEED": "54",
+        "LOCAL_AWS_CALL_LOG": str(call_log),
     }
     with local_stack(stack_logs / "request-id-write.log", env) as (_, client):
-        yield client
+        yield client, call_log
 
 
-def test_request_id_survives_a_failed_write_after_the_gateway_accepted(request_id_write_stack: LocalClient) -> None:
-    client = request_id_write_stack
+def _function_updates(call_log: Path, function: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for line in call_log.read_text().splitlines()
+        if '"UpdateItem"' in line and f'"{function}"' in line
+    ]
+
+
+def test_request_id_survives_a_failed_write_after_the_gateway_accepted(
+    request_id_write_stack: tuple[LocalClient, Path],
+) -> None:
+    client, call_log = request_id_write_stack
     api = PatientClient(client.ready["api"], caller=f"reliability-rid-{uuid.uuid4().hex[:8]}", max_attempts=1)
     try:
-        # Given: a job whose callback never comes, and the request_id write fails once.
+        # Given: a job whose callback never comes, and the submitter's write of its request_id fails once.
         submission = Submission(0, job_body(0, "reliability request-id", "[sim:no-callback] [sim:size=1024]"))
-        # When: it is submitted (the write of its request_id fails once, then is retried).
+        # When: it is submitted (admitted at once), then sent by the submitter, whose write of the
+        # request_id fails once and is retried.
         api.submit(submission)
-        assert submission.answers == [202], f"the submit should absorb one failed write: {submission.answers}"
+        assert submission.answers == [202], f"admission answers at once: {submission.answers}"
         assert submission.job_id
         job_id = submission.job_id
+        deadline = time.monotonic() + 10
+        job = api.job(job_id)
+        while job["request_id"] is None and job["status"] not in TERMINAL and time.monotonic() < deadline:
+            time.sleep(0.25)
+            job = api.job(job_id)
         assert client.gateway is not None
         accepted = [r for r in client.gateway.get("/_sim/requests").json() if webhook_job_id(r) == job_id]
-        deadline = time.monotonic() + 3
-        job = api.job(job_id)
-        while job["request_id"] is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-            job = api.job(job_id)
+        updates = _function_updates(call_log, "SubmitterFunction")
+        if len(updates) < 3 or updates[0].get("fault") or not updates[1].get("fault"):
+            raise RuntimeError(f"setup: the fault did not hit the request_id write after the claim: {updates}")
 
-        # Then: the gateway accepted it, so its request_id is known and the job moves on.
+        # Then: the gateway accepted it once, so its request_id is known and the job moves on.
         assert len(accepted) == 1, f"the gateway should have accepted exactly one request: {accepted}"
         assert job["request_id"] == accepted[0]["request_id"], (
             f"job {job_id} is {job['status']} with request_id {job['request_id']}; the gateway accepted "
             f"{accepted[0]['request_id']} for it, which is now lost"
         )
+        assert job["submit_attempts"] == 1, job
     finally:
         api.close()
 
 
 @pytest.fixture(scope="module")
 def delivered_write_stack(stack_logs: Path) -> Iterator[tuple[LocalClient, Path]]:
-    """A stack whose fourth DynamoDB UpdateItem fails and the ten after it succeed (seed 116, rate
-    0.2). For one job these are: QUEUED (submit), COMPLETED (webhook), the copier's claim, then its
-    DELIVERED write, which fails after the object is in S3."""
+    """A stack whose copier's second DynamoDB UpdateItem fails and the ten after it succeed (seed 54,
+    rate 0.2, the copier's calls only). For one job these are the copier's claim, then its DELIVERED
+    write, which fails after the object is in S3."""
     call_log = stack_logs / "delivered-write-aws-calls.jsonl"
     env = {
         "LOCAL_TIME_SCALE": "0.001",
         "LOCAL_RECONCILE_EVERY_SECONDS": "10",
-        "LOCAL_AWS_FAULTS": "dynamodb.UpdateItem=0.2",
-        "LOCAL_AWS_FAULT_SEED": "116",
+        "LOCAL_AWS_FAULTS": "MediaCopyFunction:dynamodb.UpdateItem=0.2",
+        "LOCAL_AWS_FAULT_SEED": "54",
         "LOCAL_AWS_CALL_LOG": str(call_log),
     }
     with local_stack(stack_logs / "delivered-write.log", env) as (_, client):
@@ -473,16 +515,17 @@ def test_a_failed_delivered_write_is_retried_at_once(delivered_write_stack: tupl
         # Given: one job; the copier's DELIVERED write fails once.
         submission = api.submit(Submission(0, job_body(0, "reliability lease", "[sim:size=1024]")))
         assert submission.job_id, f"not accepted: {submission.answers} {submission.error}"
-        deadline = time.monotonic() + 4
+        # Admission: the job is sent by the submitter after the 202; the copy starts at its callback.
+        deadline = time.monotonic() + 10
         job = api.job(submission.job_id)
+        while job["status"] not in ("COMPLETED", "COPYING", *TERMINAL) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            job = api.job(submission.job_id)
+        deadline = time.monotonic() + 4
         while job["status"] not in TERMINAL and time.monotonic() < deadline:
             time.sleep(0.25)
             job = api.job(submission.job_id)
-        updates = [
-            json.loads(line)
-            for line in call_log.read_text().splitlines()
-            if '"UpdateItem"' in line and '"MediaCopyFunction"' in line
-        ]
+        updates = _function_updates(call_log, "MediaCopyFunction")
         if len(updates) < 2 or not updates[1].get("fault") or any(u.get("fault") for u in updates[2:]):
             raise RuntimeError(f"setup: the fault did not hit the DELIVERED write alone: {updates}")
 
@@ -491,4 +534,53 @@ def test_a_failed_delivered_write_is_retried_at_once(delivered_write_stack: tupl
             f"job {submission.job_id} is {job['status']} 4 s after its DELIVERED write failed once"
         )
     finally:
+        api.close()
+
+
+@pytest.fixture(scope="module")
+def unsent_message_stack(stack_logs: Path) -> Iterator[LocalClient]:
+    """A stack whose submit function can never send to the submit queue (its SendMessage always
+    fails), with a reconciler that looks at jobs after 2 s, every second."""
+    env = {
+        "LOCAL_TIME_SCALE": "0.001",
+        "RECONCILE_AFTER_SECONDS": "2",
+        "LOCAL_RECONCILE_EVERY_SECONDS": "1",
+        "LOCAL_AWS_FAULTS": "SubmitFunction:sqs.SendMessage=1",
+    }
+    with local_stack(stack_logs / "unsent-message.log", env) as (_, client):
+        yield client
+
+
+UNSENT_WAIT_SECONDS = 12.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "product bug (issue 14): POST /jobs answers 202 for a job whose submit message could not be "
+        "sent and flags it for the reconciler (jobs.py ENQUEUE_PENDING), but Reconciler.reconcile "
+        "(reconcile.py) skips every ACCEPTED job: the job stays ACCEPTED forever"
+    ),
+)
+def test_a_job_whose_submit_message_was_not_sent_is_delivered(unsent_message_stack: LocalClient) -> None:
+    client = unsent_message_stack
+    api = PatientClient(client.ready["api"], caller=f"reliability-unsent-{uuid.uuid4().hex[:8]}", max_attempts=1)
+    observer = Observer(client, api)
+    try:
+        # Given: two jobs admitted while the submit queue could not be reached
+        submissions = [Submission(i, job_body(i, "reliability unsent", "[sim:size=1024]")) for i in range(2)]
+        api.submit_all(submissions, workers=2)
+        assert [s.answers for s in submissions] == [[202], [202]], "the jobs are recorded, so admitted"
+        job_ids = [str(s.job_id) for s in submissions]
+
+        # When: the reconciler runs (every second) past the jobs' age of 2 s
+        settled = observer.wait_until(lambda: observer.announced(job_ids), timeout=UNSENT_WAIT_SECONDS, interval=0.5)
+
+        # Then: it queued them, and they were delivered
+        jobs = api.jobs()
+        assert settled, f"not delivered: {[(j, jobs[j]['status']) for j in job_ids]}"
+        assert {jobs[j]["status"] for j in job_ids} == {"DELIVERED"}
+    finally:
+        observer.close()
         api.close()

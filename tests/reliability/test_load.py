@@ -34,6 +34,7 @@ from reliability_support import (
     duplicate_callbacks,
     event_counts,
     job_body,
+    jobs_accepted_twice,
     local_stack,
     mixed_up_submissions,
     shorten,
@@ -143,6 +144,8 @@ def load_run(
                 {f"poll_status={status}": count for status, count in scale.poll_faults.items()}
             ),
             "submit_answers": dict(sorted(api.answers.items())),
+            "gateway_submits_received": stats["submits_received"],
+            "jobs_accepted_twice_by_gateway": len(jobs_accepted_twice(records.values())),
             "submit_seconds": round(submitted_in, 1),
             "wall_seconds": round(wall, 1),
             "settled_in_time": settled,
@@ -215,6 +218,15 @@ def test_each_job_has_exactly_one_delivered_event(load_run: LoadRun) -> None:
         f"duplicate events: {load_run.figures['duplicate_events']}; "
         f"{len(wrong)} of {len(load_run.job_ids)} jobs without exactly one delivered event: {shorten(wrong)}"
     )
+
+
+def test_each_job_was_sent_to_the_gateway_once(load_run: LoadRun) -> None:
+    """Admission under load: POST /jobs answers at once and the submitter sends each job once (it
+    claims a job before it calls; nothing here answers "not now")."""
+    twice = jobs_accepted_twice(load_run.records.values())
+
+    assert not twice, f"jobs the gateway accepted more than once: {twice}"
+    assert load_run.figures["gateway_submits_received"] == load_run.figures["jobs_accepted"], load_run.figures
 
 
 def test_every_final_callback_was_sent_three_times_at_once(load_run: LoadRun) -> None:
