@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from gateway_support import add_fault, clear_faults, gateway_requests_for, wait_faults_used
+from gateway_support import add_fault, clear_faults, gateway_requests_for, wait_faults_used, wait_submit_queue_drained
 from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED
 from pixverse_local.harness import EventInbox, LocalClient, StackProcess
 
@@ -190,7 +190,9 @@ def test_sync_mode_sequence_with_late_processing_after_completed_ends_delivered(
 
 def test_callback_arriving_before_the_submit_stored_the_request_id_is_kept(client: LocalClient) -> None:
     # The simulator accepts the submitter's request but answers 202 only after 2.5 s; its callback
-    # comes at ~0.8 s, while the job is still SUBMITTING without a request_id.
+    # comes at ~0.8 s, while the job is still SUBMITTING without a request_id. Earlier tests' submit
+    # messages are dealt with first, so that the fault meets this job.
+    wait_submit_queue_drained(client)
     add_fault(client, {"submit_status": 202, "delay_seconds": LATE_202_SECONDS, "count": 1})
     try:
         job = _submit(client, directives="", sent=False)
