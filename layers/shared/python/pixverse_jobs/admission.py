@@ -58,6 +58,7 @@ SUBMIT_CLAIM = "submit_claim"
 SUBMIT_ATTEMPTS = "submit_attempts"
 LAST_SUBMIT_ERROR = "last_submit_error"
 NOT_SUBMITTED_CODE = "not_submitted"
+MAX_ERROR_MESSAGE_CHARS = 500
 METRIC_NOT_NOW = "GatewayNotNow"
 METRIC_NOT_NOW_BY_REASON = "GatewayNotNowByReason"
 
@@ -251,7 +252,8 @@ class Submitter:
                 deadline=deadline,
             )
         except GatewayError as exc:
-            error = {"code": exc.code, "message": exc.message}
+            # The gateway's text, bounded: it is stored on the job and shown in its events.
+            error = {"code": exc.code, "message": exc.message[:MAX_ERROR_MESSAGE_CHARS]}
             if exc.accepted_possible:
                 self._outcome_unknown(job_id, error)
                 return Outcome.UNKNOWN
