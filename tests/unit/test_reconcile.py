@@ -353,6 +353,8 @@ def test_reconcile_action_values_are_stable() -> None:
         "delivery_requested",
         "skipped",
         "poll_failed",
+        "resubmit_queued",
+        "not_submitted",
     ]
 
 

@@ -342,7 +342,13 @@ class Submitter:
         metrics.add_metric(name=METRIC_NOT_NOW, unit=MetricUnit.Count, value=1)
         count_by(METRIC_NOT_NOW_BY_REASON, reason=error["code"])
         self._back_to_accepted(job_id, claim, attempts, error)
-        delay = self.backoff(attempts, retry_after)
+        if error["code"] == GatewayRateLimited.code and retry_after is None:
+            # A 429 is about the gateway's load, not this job: the pace (halved just now) already
+            # spaces the next submits, so the job comes back soon and waits its turn there. A
+            # doubling per-job backoff would push back the jobs a quiet caller got 429 for.
+            delay = max(1, round(1.0 / self.pace.rate + random.uniform(0, 1)))  # noqa: S311
+        else:
+            delay = self.backoff(attempts, retry_after)
         logger.warning(
             "gateway said not now; the job waits",
             extra={"code": error["code"], "attempts": attempts, "retry_in": delay},

@@ -86,10 +86,10 @@ class Action(StrEnum):
     SUBMIT_FAILED = "submit_failed"  # SUBMITTING without a request_id past MAX_JOB_AGE_SECONDS
     TIMED_OUT = "timed_out"  # past MAX_JOB_AGE_SECONDS
     DELIVERY_REQUESTED = "delivery_requested"  # asked the copier again
-    RESUBMIT_QUEUED = "resubmit_queued"  # an ACCEPTED job whose submit message was missing, queued again
-    NOT_SUBMITTED = "not_submitted"  # ACCEPTED past MAX_JOB_AGE_SECONDS: SUBMIT_FAILED
     SKIPPED = "skipped"  # nothing to do yet (copy in hand, or polling paused by a 429)
     POLL_FAILED = "poll_failed"
+    RESUBMIT_QUEUED = "resubmit_queued"  # an ACCEPTED job whose submit message was missing, queued again
+    NOT_SUBMITTED = "not_submitted"  # ACCEPTED past MAX_JOB_AGE_SECONDS: SUBMIT_FAILED
 
 
 @dataclass
