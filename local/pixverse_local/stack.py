@@ -407,7 +407,8 @@ class LocalStack:
                 batch_size=event.batch_size,
                 report_batch_item_failures=event.report_batch_item_failures,
                 region=self.region,
-                workers=self._poller_workers,
+                # As Lambda: no more invocations at once than the mapping's MaximumConcurrency.
+                workers=min(self._poller_workers, event.maximum_concurrency or self._poller_workers),
             )
             poller.start()
             self._pollers.append(poller)

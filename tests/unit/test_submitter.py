@@ -190,7 +190,7 @@ def test_429_with_retry_after_puts_the_job_back_for_that_long_and_halves_the_pac
     job = aws.store.get(job_id)
     assert job is not None
     assert (job["status"], job["submit_attempts"], job["last_submit_error"]["code"]) == ("ACCEPTED", 1, "rate_limited")
-    assert submitter.pace.rate == 4.0
+    assert submitter.pace.rate == pytest.approx(8.0 * AdaptivePace.DECREASE)
     assert submitter.pace.wait() > 40
     assert submitter.backoff(1, 42.0) == 42
     assert aws.delayed() == 1
@@ -255,17 +255,25 @@ def test_a_job_that_waited_past_the_maximum_age_ends_not_submitted(aws: Aws) -> 
 
 
 # ------------------------------------------------------------------ pace and cap
-def test_pace_grows_with_acceptances_halves_at_a_429_and_keeps_its_bounds() -> None:
+def test_pace_grows_with_acceptances_falls_at_a_429_and_keeps_its_bounds() -> None:
     now = {"t": 0.0}
-    pace = AdaptivePace(2.0, 3.0, clock=lambda: now["t"])
+    pace = AdaptivePace(2.0, 20.0, clock=lambda: now["t"])
     pace.take()
     assert pace.wait() == pytest.approx(0.5)
-    for _ in range(10):
-        pace.accepted()
-    assert pace.rate == 3.0
+    # slow start: a quarter more per acceptance
+    pace.accepted()
+    assert pace.rate == pytest.approx(2.5)
+    # a 429 cuts the rate and pauses for the new interval
     pace.busy(None)
-    assert pace.rate == 1.5
-    for _ in range(20):
+    assert pace.rate == pytest.approx(2.5 * 0.7)
+    assert pace.wait() == pytest.approx(1 / (2.5 * 0.7))
+    # then additive increase, up to the maximum
+    pace.accepted()
+    assert pace.rate == pytest.approx(2.5 * 0.7 + 0.25)
+    for _ in range(200):
+        pace.accepted()
+    assert pace.rate == 20.0
+    for _ in range(100):
         pace.busy(None)
     assert pace.rate == AdaptivePace.MIN_RATE
 
