@@ -55,15 +55,19 @@ MODEL = "pixverse-v6-text-to-video"
 # The fewest calls the design needs for one delivered job (terminal webhook mode, one media file
 # of at most one part, 8 MiB), and why. See MINIMUM_REASONS.
 MINIMUM_AWS = {
-    # Put SUBMITTING; Update QUEUED + request_id, COMPLETED, COPYING, DELIVERED, outbox flag
-    "dynamodb": 6,
-    "sqs": 1,  # SendMessage: the webhook's copy request
+    # Put ACCEPTED; Update SUBMITTING (the claim), QUEUED + request_id, COMPLETED, COPYING, DELIVERED,
+    # outbox flag
+    "dynamodb": 7,
+    "sqs": 2,  # SendMessage: the submit message (admission), the webhook's copy request
     "s3": 1,  # PutObject
     "sns": 1,  # Publish: the one final event
 }
 MINIMUM_GATEWAY = {"submit": 1, "status_polls": 0, "media_gets": 1}
 MINIMUM_REASONS = [
-    "DynamoDB PutItem (SUBMITTING): the record exists before the gateway is called, so a paid request is never lost",
+    "DynamoDB PutItem (ACCEPTED): the record exists before anything is queued or sent, so a paid request is never lost",
+    "SQS SendMessage: the submit message (admission: POST answers at once, the submitter feeds the gateway)",
+    "DynamoDB UpdateItem (SUBMITTING, conditional on ACCEPTED): the claim before the submit, so two messages "
+    "for one job never submit it twice",
     "DynamoDB UpdateItem (QUEUED + request_id): the request_id is stored the moment it is known",
     "DynamoDB UpdateItem (COMPLETED, conditional): the callback's transition; idempotency lives in this one write",
     "SQS SendMessage: the copy request, sent only by the write that made the transition",

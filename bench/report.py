@@ -418,6 +418,94 @@ def _capacity(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{label}: {n}" for label, n in counts.items()) or "-"
+
+
+def _burst_figures(s: dict[str, Any]) -> list[tuple[str, Any]]:
+    """One burst run's figures, in the report's order."""
+    c, posts, g, d, t = s["config"], s["posts"], s["gateway"], s["delivery"], s["timing"]
+    latency, quiet_latency, quiet_wait = posts["latency_all"], posts["latency_quiet"], t["quiet_job_latency_s"]
+    drained = t["burst_drain_s"] or f"not within the budget (last final event {t['last_noisy_final_s']} s)"
+    return [
+        ("submit path", s["submit_path"]),
+        ("jobs (noisy + quiet), window", f"{c['jobs']} + {c['quiet_jobs']}, {c['seconds']:g} s"),
+        ("POSTs sent / not sent", f"{posts['sent']} / {posts['not_sent']}"),
+        ("offered rate, noisy (jobs/s)", posts["offered_rate_per_s"]),
+        ("POSTs started late: p99 behind schedule (s)", posts["schedule_slip_p99_s"]),
+        ("last POST answered at (s)", posts["last_post_answered_s"]),
+        ("answers, noisy", _counts(posts["answers_noisy"])),
+        ("answers, quiet", _counts(posts["answers_quiet"])),
+        ("POST latency p50 / p99 / max (ms)", f"{latency['p50_ms']} / {latency['p99_ms']} / {latency['max_ms']}"),
+        ("quiet POST latency p50 / max (ms)", f"{quiet_latency['p50_ms']} / {quiet_latency['max_ms']}"),
+        (
+            "gateway submits received / accepted / answered 429",
+            f"{g['submits_received']} / {g['submits_accepted']} / {g['answered_429']}",
+        ),
+        ("gateway submits per job POSTed (mean / max)", f"{g['submits_per_job_posted']} / {g['submits_per_job_max']}"),
+        (
+            "jobs submitted more than once / accepted more than once (duplicates)",
+            f"{g['jobs_submitted_more_than_once']} / {g['jobs_accepted_more_than_once']}",
+        ),
+        ("peak gateway concurrency (limit)", f"{g['peak_in_flight']} ({g['max_in_flight']})"),
+        (
+            "delivered exactly once / jobs POSTed",
+            f"{d['delivered_exactly_once']} / {posts['sent'] + posts['not_sent']}",
+        ),
+        ("jobs with more than one final event", d["jobs_with_more_than_one_final_event"]),
+        ("not delivered, by table status", _counts(d["not_delivered_by_table_status"])),
+        ("burst drained: its last taken job's final event (s)", drained),
+        (
+            "quiet caller: jobs taken, all ended at (s)",
+            f"{t['quiet_taken']}/{c['quiet_jobs']}, {t['quiet_done_s'] or 'not all ended'}",
+        ),
+        ("quiet job, POST to final event (s, median / max)", f"{quiet_wait['median']} / {quiet_wait['max']}"),
+        ("quiet done ÷ burst drained", t["quiet_share_of_drain"]),
+    ]
+
+
+def _burst(section: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    runs: dict[str, Any] = r["runs"]
+    lines = ["## 6. Burst: one caller's 2,000 jobs in 60 s against a gateway that admits 8 at once", ""]
+    lines += _header("burst", section)
+    c = runs[r["latest"]]["config"]
+    lines += [
+        f"The local stack in its own process, its gateway simulator admitting {c['max_in_flight']} jobs at once "
+        "(QUEUED or PROCESSING) and answering 429 with the doc's error body and no Retry-After beyond that; the "
+        f"pipeline is not told the limit. Each job generates for {c['generation_s']} s (the simulator's defaults: "
+        f"0.2 s QUEUED, 0.6 s PROCESSING) with {c['media_bytes']}-byte media. The noisy caller POSTs on a fixed "
+        f"schedule from {c['workers']} threads; the quiet caller POSTs {c['quiet_jobs']} jobs at once "
+        f"{c['quiet_at_s']:g} s in. Final events are counted from a queue subscribed to the events topic; times are "
+        f"seconds after the burst began, when the event was received. LOCAL_TIME_SCALE: {c['local_time_scale']}. "
+        f"The wait for delivery ends {c['budget_s']:g} s after the burst began. `before`: POST calls the gateway "
+        "itself; `after`: POST records and answers 202 ACCEPTED, a submitter feeds the gateway. The driver is a "
+        "closed loop of a bounded pool: when POSTs are slow it falls behind its schedule (shown), and locally a "
+        "function runs at most 16 containers at once on a shared 2-core machine, so slow POSTs queue here where "
+        "Lambda would start more. Latest run: "
+        f"`{r['latest']}`; targets from `{r['targets_from']}`.",
+        "",
+    ]
+    labels = list(runs)
+    columns = {label: _burst_figures(runs[label]) for label in labels}
+    names = [name for name, _ in columns[labels[0]]]
+    rows = [[name, *(dict(columns[label]).get(name, "-") for label in labels)] for name in names]
+    lines += _table(["figure", *[f"`{label}`" for label in labels]], rows)
+    targets = runs[r["targets_from"]]["targets"]
+    lines += _table(
+        ["target", *[f"`{label}`" for label in labels]],
+        [
+            [name]
+            + [
+                f"{_met(runs[label]['targets'].get(name))} ({runs[label]['targets'].get(name, {}).get('value')})"
+                for label in labels
+            ]
+            for name in targets
+        ],
+    )
+    return lines
+
+
 def _built(section: dict[str, Any]) -> list[str]:
     result = section["result"]
     lines = ["", "## Cold import from the built artifacts (Lambda's 1980 file dates)", ""]
@@ -472,6 +560,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "cost": _cost,
         "webhook": _webhook,
         "capacity": _capacity,
+        "burst": _burst,
     }
     for name, section in benchmarks.items():
         lines += renderers[name](section)

@@ -107,18 +107,19 @@ class JobView(BaseModel):
     status: Status
     submit_outcome: SubmitOutcomeName = Field(
         description="What is known of the submit to the gateway. waiting: ACCEPTED, not sent yet (its turn "
-        "comes at the gateway's pace) or the gateway answered \"not now\" (see last_submit_error). "
-        "accepted: the gateway took it (request_id set). pending: being sent. unknown: sent, but the gateway's answer did not come in time; it may have "
+        'comes at the gateway\'s pace) or the gateway answered "not now" (see last_submit_error). '
+        "accepted: the gateway took it (request_id set). pending: being sent. unknown: sent, but the "
+        "gateway's answer did not come in time; it may have "
         "accepted (and will bill) the job, so do not submit it again: the job stays SUBMITTING, its callback "
         "moves it on, and if none comes it ends SUBMIT_FAILED (submit_outcome_unknown) at the maximum job "
         "age. refused: the gateway refused it, or it was never sent (SUBMIT_FAILED: not_submitted when the "
         "gateway had no room for it within the maximum job age)."
     )
     submit_attempts: int = Field(
-        ge=0, description="Times the job was sent to the gateway (each \"not now\" answer adds one)."
+        ge=0, description='Times the job was sent to the gateway (each "not now" answer adds one).'
     )
     last_submit_error: SubmitRefusal | None = Field(
-        description="The gateway's last \"not now\" (rate_limited, insufficient_balance, gateway_auth_error, "
+        description='The gateway\'s last "not now" (rate_limited, insufficient_balance, gateway_auth_error, '
         "gateway_unavailable) while the job waits; null if it has had none."
     )
     input: dict[str, Any]
@@ -261,7 +262,7 @@ def doc_resolver() -> APIGatewayHttpResolver:
         description="Validates the request against the model's documented parameters, records the job and "
         "queues it; answers 202 at once with the job, status ACCEPTED (submit_outcome waiting), whatever the "
         "gateway's load. The stack's submitter then sends it to the gateway at the gateway's pace, fair "
-        "between callers: it never sends a job twice, and a gateway \"not now\" (429, 402, 5xx) keeps the "
+        'between callers: it never sends a job twice, and a gateway "not now" (429, 402, 5xx) keeps the '
         "job waiting rather than failing it; a gateway refusal (400) ends it SUBMIT_FAILED with a failed "
         "event. Follow it with GET /jobs/{job_id} or the events. With the stack's per-caller cap "
         "(MaxJobsPerCaller), a caller at its cap of unfinished jobs is answered 429 quota_exceeded."

@@ -33,6 +33,7 @@ PLACEHOLDER_ENV = {
     "PIXAZO_API_KEY_SECRET": "openapi",
     "WEBHOOK_SECRET_ARN": "openapi",
     "COPY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/openapi",
+    "SUBMIT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/openapi-submit",
     "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:openapi",
     "POWERTOOLS_METRICS_DISABLED": "true",
 }

@@ -1,6 +1,7 @@
 """What the tests share: events from events/ (``load_event``), a fake Lambda context, handler
 modules loaded as Lambda loads them (``load_function``), AWS resources created from
-template.yaml's own definitions (``create_jobs_table``)."""
+template.yaml's own definitions (``create_jobs_table``), and the submit queue fed to
+SubmitterFunction as Lambda's SQS poller feeds it (``drain_queue``)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,8 @@ _SETTINGS_CACHES = (
     config.progress_settings,
     config.reconcile_settings,
     config.callback_buffer_settings,
+    config.admission_settings,
+    config.submitter_settings,
 )
 
 
@@ -98,3 +101,45 @@ def load_function(logical_id: str) -> ModuleType:
             if str(getattr(sys.modules[added], "__file__", "") or "").startswith(code_dir):
                 del sys.modules[added]
     return module
+
+
+def sqs_event(
+    messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:submit"
+) -> dict[str, Any]:
+    """The event Lambda's SQS poller builds from received messages."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def drain_queue(sqs: Any, queue_url: str, handler: Any, context: Any, *, rounds: int = 20) -> list[dict[str, Any]]:
+    """Receive the queue's visible messages and invoke ``handler`` with them, as Lambda's poller
+    does, deleting each message the handler did not report failed; until the queue has none
+    visible (a delayed or failed message waits) or ``rounds`` batches. Returns the responses."""
+    responses = []
+    for _ in range(rounds):
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+            "Messages", []
+        )
+        if not got:
+            break
+        response = handler(sqs_event(got), context) or {}
+        responses.append(response)
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        for m in got:
+            if m["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return responses

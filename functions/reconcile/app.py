@@ -12,7 +12,7 @@ from pixverse_jobs import config
 from pixverse_jobs.callbacks import CallbackProcessor
 from pixverse_jobs.gateway import GatewayClient
 from pixverse_jobs.observability import logger, metrics
-from pixverse_jobs.queue import CopyQueue
+from pixverse_jobs.queue import CopyQueue, SubmitQueue
 from pixverse_jobs.reconcile import Reconciler
 from pixverse_jobs.secrets import SecretReader
 from pixverse_jobs.store import JobStore
@@ -20,7 +20,8 @@ from pixverse_jobs.store import JobStore
 _gateway_settings = config.gateway_settings()
 _secrets = SecretReader(boto3.client("secretsmanager"))
 _store = JobStore(config.store_settings().table_name, boto3.client("dynamodb"))
-_queue = CopyQueue(config.queue_settings().copy_queue_url, boto3.client("sqs"))
+_sqs = boto3.client("sqs")
+_queue = CopyQueue(config.queue_settings().copy_queue_url, _sqs)
 
 reconciler = Reconciler(
     _store,
@@ -28,6 +29,7 @@ reconciler = Reconciler(
     CallbackProcessor(_store, _queue),
     _queue,
     config.reconcile_settings(),
+    submit_queue=SubmitQueue(config.admission_settings().submit_queue_url, _sqs),
 )
 
 

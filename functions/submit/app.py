@@ -53,6 +53,7 @@ service = JobService(
     JobStore(_store_settings.table_name, boto3.client("dynamodb")),
     SubmitQueue(_admission_settings.submit_queue_url, boto3.client("sqs")),
     default_webhook_mode=_webhook_settings.default_mode,
+    max_jobs_per_caller=_admission_settings.max_jobs_per_caller,
 )
 
 app = APIGatewayHttpResolver()

@@ -187,6 +187,14 @@ def function_environment(functions: Mapping[str, FunctionSpec], overrides: Mappi
     return {**union, **overrides}
 
 
+def _simulator_admission(env: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """``SIM_MAX_IN_FLIGHT`` and ``SIM_RETRY_AFTER_SECONDS``: a simulated gateway that admits only N jobs
+    at once, 429 beyond (gateway_sim/admission.py); ``ValueError`` naming a bad one."""
+    from pixverse_local.gateway_sim.admission import admission_from_env  # the simulator loads only when used
+
+    return admission_from_env(env)
+
+
 # ------------------------------------------------------------------------------------------ stack
 class LocalStack:
     """The whole pipeline on one machine. Use as a context manager or call start() / stop()."""
@@ -254,7 +262,9 @@ class LocalStack:
         self.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
         try:
             self.time_scale = time_scale_from(env)
-        except TimeScaleError as exc:
+            # SIM_MAX_IN_FLIGHT / SIM_RETRY_AFTER_SECONDS, checked before anything starts.
+            admission = _simulator_admission(env)
+        except (TimeScaleError, ValueError) as exc:
             raise LocalStackError(str(exc)) from None
         if env.get("AWS_ENDPOINT_URL"):
             self.aws_endpoint = env["AWS_ENDPOINT_URL"].rstrip("/")
@@ -285,19 +295,7 @@ class LocalStack:
         )
         self.application = application = read_application(template, resolver)
 
-        # Gateway: the simulator unless a real (or other) gateway is named.
-        media_host = ""
-        if env.get("PIXAZO_BASE_URL"):
-            self.gateway_url = env["PIXAZO_BASE_URL"].rstrip("/")
-        else:
-            from pixverse_local.gateway_sim import GatewaySimulator
-
-            self._simulator = GatewaySimulator(
-                host="127.0.0.1", port=0, api_key=api_key, allow_http_webhooks_on_loopback=True
-            )
-            self.gateway_url = str(self._simulator.start()).rstrip("/")
-            media_host = str(self._simulator.media_host)
-            LOG.info("gateway simulator on %s (media from %s)", self.gateway_url, media_host)
+        media_host = self._start_gateway(api_key, admission)
 
         # The API binds first: its URL is the functions' WEBHOOK_BASE_URL.
         self._api = LocalHttpApi(application.routes, port=self._api_port, account_id=self.account_id)
@@ -321,6 +319,29 @@ class LocalStack:
         self._api.start(invokers)
         self._start_pollers(application)
         self._start_scheduler(application)
+
+    def _start_gateway(self, api_key: str, admission: tuple[int | None, int | None]) -> str:
+        """The simulator unless a real (or other) gateway is named; the host media comes from ("" if unknown)."""
+        if self._env.get("PIXAZO_BASE_URL"):
+            self.gateway_url = self._env["PIXAZO_BASE_URL"].rstrip("/")
+            return ""
+        from pixverse_local.gateway_sim import GatewaySimulator
+
+        max_in_flight, retry_after = admission
+        self._simulator = GatewaySimulator(
+            host="127.0.0.1",
+            port=0,
+            api_key=api_key,
+            allow_http_webhooks_on_loopback=True,
+            max_in_flight=max_in_flight,
+            retry_after_seconds=retry_after,
+        )
+        self.gateway_url = str(self._simulator.start()).rstrip("/")
+        media_host = str(self._simulator.media_host)
+        LOG.info("gateway simulator on %s (media from %s)", self.gateway_url, media_host)
+        if max_in_flight is not None:
+            LOG.info("gateway simulator admits %d jobs at once (SIM_MAX_IN_FLIGHT)", max_in_flight)
+        return media_host
 
     def _account_id(self) -> str:
         assert self._session is not None
@@ -386,7 +407,8 @@ class LocalStack:
                 batch_size=event.batch_size,
                 report_batch_item_failures=event.report_batch_item_failures,
                 region=self.region,
-                workers=self._poller_workers,
+                # As Lambda: no more invocations at once than the mapping's MaximumConcurrency.
+                workers=min(self._poller_workers, event.maximum_concurrency or self._poller_workers),
             )
             poller.start()
             self._pollers.append(poller)

@@ -56,6 +56,8 @@ def _failed_job(error: str, char: str = EMOJI) -> dict[str, Any]:
         "metadata": widest_metadata(char),
         "webhook_mode": "terminal",
         "submit_outcome": "accepted",
+        "submit_attempts": 1,
+        "last_submit_error": None,
         "outputs": [],
         "error": {"code": "generation_failed", "message": error},
         "created_at": "2026-11-25T10:00:00Z",

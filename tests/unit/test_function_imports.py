@@ -78,16 +78,25 @@ def test_webhook_creates_an_sns_client_only_when_progress_events_are_on() -> Non
     assert _import_webhook(PROGRESS_EVENTS="true", EVENTS_TOPIC_ARN="arn:aws:sns:us-east-1:1:t")["sns_client"] is True
 
 
-def test_submit_handler_imports_no_pydantic() -> None:
+def test_submit_handler_imports_neither_httpx_nor_pydantic() -> None:
+    # Admission: POST records and queues, the submitter calls the gateway; nothing here calls out.
+    loaded = _import_function("submit", SUBMIT_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/submit")
+
+    assert loaded["heavy"] == []
+    assert "pixverse_jobs.catalog" in loaded["layer"]
+    assert not {"pixverse_jobs.gateway", "pixverse_jobs.admission"} & set(loaded["layer"])
+
+
+def test_submitter_handler_imports_httpx_but_not_pydantic() -> None:
     loaded = _import_function(
-        "submit",
+        "submitter",
+        SUBMIT_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/submit",
         PIXAZO_BASE_URL="https://gateway.pixazo.ai",
         PIXAZO_API_KEY_SECRET="arn:aws:secretsmanager:us-east-1:123456789012:secret:key-AbCdEf",
-        MEDIA_BUCKET="media",
     )
 
     assert loaded["heavy"] == ["httpx"]
-    assert "pixverse_jobs.catalog" in loaded["layer"]
+    assert loaded["event_handler"] is False
 
 
 def test_callback_buffer_handler_imports_neither_httpx_nor_pydantic() -> None:

@@ -1,4 +1,6 @@
-"""The three handlers invoked with the events in events/, against moto (no network)."""
+"""The handlers invoked with the events in events/, against moto (no network). POST /jobs is
+followed by SubmitterFunction taking what it queued (``SubmitPath``), as Lambda's SQS poller
+would; tests/unit/test_submitter.py holds the submitter's own cases."""
 
 from __future__ import annotations
 
@@ -12,10 +14,18 @@ import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from lambda_support import FakeLambdaContext, create_jobs_table, load_event, load_function, template_resources
+from lambda_support import (
+    FakeLambdaContext,
+    create_jobs_table,
+    drain_queue,
+    load_event,
+    load_function,
+    template_resources,
+)
 from moto import mock_aws
+from pixverse_jobs import admission
 from pixverse_jobs import jobs as jobs_module
-from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.gateway import GatewayClient, RetryPolicy
 from pixverse_jobs.jobs import parse_submit_request
 from pixverse_jobs.signing import sign
 from pixverse_jobs.store import JobStore, _idempotency_record_id
@@ -35,11 +45,13 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         secrets = boto3.client("secretsmanager")
         table = create_jobs_table(ddb)
         queue_url = sqs.create_queue(QueueName="copy")["QueueUrl"]
+        submit_queue_url = sqs.create_queue(QueueName="submit")["QueueUrl"]
         secrets.create_secret(Name="pixverse-jobs/pixazo-api-key", SecretString=GATEWAY_KEY)
         signing_arn = secrets.create_secret(Name="signing", SecretString=SIGNING_SECRET)["ARN"]
         values = {
             "JOBS_TABLE": table,
             "COPY_QUEUE_URL": queue_url,
+            "SUBMIT_QUEUE_URL": submit_queue_url,
             "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
             "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",
             "WEBHOOK_SECRET_ARN": signing_arn,
@@ -48,7 +60,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         }
         for k, v in values.items():
             monkeypatch.setenv(k, v)
-        yield {"ddb": ddb, "sqs": sqs, "table": table, "queue_url": queue_url}
+        yield {"ddb": ddb, "sqs": sqs, "table": table, "queue_url": queue_url, "submit_queue_url": submit_queue_url}
 
 
 def _gateway(seen: list[httpx.Request], response: httpx.Response) -> httpx.Client:
@@ -59,11 +71,45 @@ def _gateway(seen: list[httpx.Request], response: httpx.Response) -> httpx.Clien
     return httpx.Client(transport=httpx.MockTransport(handler))
 
 
-def _submit_module(seen: list[httpx.Request], response: httpx.Response) -> Any:
-    module = load_function("SubmitFunction")
-    gateway = GatewayClient("https://gateway.pixazo.ai", module.service._gateway._api_key, _gateway(seen, response))
-    module.service._gateway = gateway
-    return module
+class SubmitPath:
+    """SubmitFunction, then SubmitterFunction on what it queued: ``handler`` answers as the API
+    does and then lets the submitter run, as Lambda's SQS poller would a moment later."""
+
+    def __init__(self, env: dict[str, Any], gateway: httpx.Client) -> None:
+        self.env = env
+        self.api = load_function("SubmitFunction")
+        self.service = self.api.service
+        self.submitter_module = load_function("SubmitterFunction")
+        self.submitter_module.submitter._gateway = GatewayClient(
+            "https://gateway.pixazo.ai", lambda: GATEWAY_KEY, gateway, retry=RetryPolicy(attempts=1)
+        )
+
+    def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        response: dict[str, Any] = self.api.handler(event, context)
+        self.drain(context)
+        return response
+
+    def drain(self, context: Any = None) -> None:
+        drain_queue(
+            self.env["sqs"], self.env["submit_queue_url"], self.submitter_module.handler, context or FakeLambdaContext()
+        )
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        stored = JobStore(self.env["table"], self.env["ddb"]).get(job_id)
+        assert stored is not None
+        return stored
+
+
+def _queued_messages(env: dict[str, Any]) -> dict[str, int]:
+    attributes = env["sqs"].get_queue_attributes(QueueUrl=env["submit_queue_url"], AttributeNames=["All"])["Attributes"]
+    return {
+        "visible": int(attributes["ApproximateNumberOfMessages"]),
+        "delayed": int(attributes["ApproximateNumberOfMessagesDelayed"]),
+    }
+
+
+def _submit_module(env: dict[str, Any], seen: list[httpx.Request], response: httpx.Response) -> SubmitPath:
+    return SubmitPath(env, _gateway(seen, response))
 
 
 def test_submit_event_records_job_and_submits_with_signed_webhook(
@@ -71,28 +117,36 @@ def test_submit_event_records_job_and_submits_with_signed_webhook(
 ) -> None:
     seen: list[httpx.Request] = []
     accepted = httpx.Response(202, json={"request_id": "pixverse-v6-text-to-video_1", "status": "QUEUED"})
-    module = _submit_module(seen, accepted)
-    response = module.handler(load_event("submit_job"), lambda_context)
+    module = _submit_module(env, seen, accepted)
+
+    # When the job is POSTed, the API answers at once: recorded, waiting for the gateway
+    response = module.api.handler(load_event("submit_job"), lambda_context)
     assert response["statusCode"] == 202
     job = json.loads(response["body"])
-    assert job["status"] == "QUEUED"
-    assert job["request_id"] == "pixverse-v6-text-to-video_1"
+    assert (job["status"], job["submit_outcome"], job["request_id"]) == ("ACCEPTED", "waiting", None)
     assert job["metadata"] == {"order": "A-1001"}
-    stored = JobStore(env["table"], env["ddb"]).get(job["job_id"])
-    assert stored is not None and stored["owner"] == OWNER
+    assert seen == []
+    assert _queued_messages(env)["visible"] == 1
+
+    # and the submitter then sends it, with the signed webhook URL and the input unchanged
+    module.drain(lambda_context)
+    stored = module.job(job["job_id"])
+    assert (stored["status"], stored["request_id"], stored["owner"]) == ("QUEUED", "pixverse-v6-text-to-video_1", OWNER)
     sent = seen[0]
     assert sent.headers["X-Webhook-URL"] == (
         "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/webhooks/pixazo/"
         f"{job['job_id']}?sig={sign(job['job_id'], SIGNING_SECRET)}"
     )
     assert json.loads(sent.content) == json.loads(load_event("submit_job")["body"])["input"]
+    assert _queued_messages(env) == {"visible": 0, "delayed": 0}
     out = capsys.readouterr()
     assert GATEWAY_KEY not in out.out + out.err + caplog.text + response["body"]
+    assert SIGNING_SECRET not in out.out + out.err + caplog.text
 
 
 def test_submit_invalid_body_is_400_and_calls_nothing(env: dict[str, Any], lambda_context: Any) -> None:
     seen: list[httpx.Request] = []
-    module = _submit_module(seen, httpx.Response(202, json={"request_id": "x"}))
+    module = _submit_module(env, seen, httpx.Response(202, json={"request_id": "x"}))
     event = load_event("submit_job")
     event["body"] = json.dumps({"model": "pixverse", "input": {"prompt": "x", "duration": 4}})
     response = module.handler(event, lambda_context)
@@ -102,10 +156,11 @@ def test_submit_invalid_body_is_400_and_calls_nothing(env: dict[str, Any], lambd
     assert {d["field"] for d in error["details"]} == {"input.aspect_ratio", "input.resolution", "input.duration"}
     assert seen == []
     assert env["ddb"].scan(TableName=env["table"])["Count"] == 0
+    assert _queued_messages(env) == {"visible": 0, "delayed": 0}
 
 
 def test_submit_malformed_json_is_400(env: dict[str, Any], lambda_context: Any) -> None:
-    module = _submit_module([], httpx.Response(202, json={"request_id": "x"}))
+    module = _submit_module(env, [], httpx.Response(202, json={"request_id": "x"}))
     event = load_event("submit_job")
     event["body"] = "{nope"
     response = module.handler(event, lambda_context)
@@ -113,25 +168,50 @@ def test_submit_malformed_json_is_400(env: dict[str, Any], lambda_context: Any) 
     assert "not valid JSON" in json.loads(response["body"])["error"]["message"]
 
 
-def test_gateway_402_leaves_job_submit_failed(env: dict[str, Any], lambda_context: Any) -> None:
-    body = {"error": "Insufficient Balance", "message": "Your wallet does not have enough balance."}
-    module = _submit_module([], httpx.Response(402, json=body))
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (
+            402,
+            {"error": "Insufficient Balance", "message": "Your wallet does not have enough balance."},
+            "insufficient_balance",
+        ),
+        (429, {"error": "Too Many Requests", "message": "slow down"}, "rate_limited"),
+        (401, {"error": "Unauthorized"}, "gateway_auth_error"),
+        (500, {"error": "Internal Server Error"}, "gateway_unavailable"),
+    ],
+    ids=["402", "429", "401", "500"],
+)
+def test_gateway_not_now_keeps_the_job_waiting_and_queued_again(
+    env: dict[str, Any], lambda_context: Any, caplog: pytest.LogCaptureFixture, status: int, body: Any, code: str
+) -> None:
+    # Given a gateway that says "not now"
+    seen: list[httpx.Request] = []
+    module = _submit_module(env, seen, httpx.Response(status, json=body))
+
+    # When a job is submitted
     response = module.handler(load_event("submit_job"), lambda_context)
-    assert response["statusCode"] == 402
-    error = json.loads(response["body"])["error"]
-    assert error["code"] == "insufficient_balance"
-    job = JobStore(env["table"], env["ddb"]).get(error["job_id"])
-    assert job is not None and job["status"] == "SUBMIT_FAILED"
+
+    # Then the caller got 202 and the job waits, ACCEPTED, with the gateway's answer, queued again
+    # (delayed by the backoff) rather than failed
+    assert response["statusCode"] == 202
+    job = module.job(json.loads(response["body"])["job_id"])
+    assert (job["status"], job["submit_attempts"], job["last_submit_error"]["code"]) == ("ACCEPTED", 1, code)
+    assert "submit_claim" not in job
+    assert len(seen) == 1
+    assert _queued_messages(env) == {"visible": 0, "delayed": 1}
+    assert GATEWAY_KEY not in caplog.text
 
 
-def test_submit_failed_write_is_retried_after_the_gateway_refused(
+def test_gateway_refusal_ends_the_job_submit_failed_with_its_failed_event(
     env: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a gateway that refuses the submit (402) and a table that throttles the first two
-    # SUBMIT_FAILED writes
-    module = _submit_module([], httpx.Response(402, json={"error": "Insufficient Balance", "message": "empty"}))
-    monkeypatch.setattr(jobs_module, "ACCEPTANCE_RETRY_DELAY_SECONDS", 0.0)
-    store = module.service._store
+    # Given a gateway that refuses the parameters (400: never) and a table that throttles the
+    # first two SUBMIT_FAILED writes
+    refusal = {"error": "Bad Request", "message": "prompt refused"}
+    module = _submit_module(env, [], httpx.Response(400, json=refusal))
+    monkeypatch.setattr(admission, "RECORD_RETRY_DELAY_SECONDS", 0.0)
+    store = module.submitter_module.submitter._store
     real_advance = store.advance
     failures = {"left": 2}
 
@@ -146,25 +226,20 @@ def test_submit_failed_write_is_retried_after_the_gateway_refused(
     # When the job is submitted
     response = module.handler(load_event("submit_job"), lambda_context)
 
-    # Then the caller gets the gateway's refusal and the job is ended, not left SUBMITTING (which
-    # would read as "outcome unknown" until MaxJobAgeSeconds)
-    assert response["statusCode"] == 402
-    error = json.loads(response["body"])["error"]
-    job = JobStore(env["table"], env["ddb"]).get(error["job_id"])
-    assert job is not None and job["status"] == "SUBMIT_FAILED"
+    # Then the job ends SUBMIT_FAILED with the gateway's reason (not left SUBMITTING, which would
+    # read as "outcome unknown" until MaxJobAgeSeconds), and the copier is asked for its failed event
+    job_id = json.loads(response["body"])["job_id"]
+    job = module.job(job_id)
+    assert (job["status"], job["error"]["code"]) == ("SUBMIT_FAILED", "validation_error")
+    assert "unfinished" in job  # the copier announces it, then takes it out of the index
     assert failures["left"] == 0
-
-
-def test_gateway_auth_error_is_502_without_the_key(env: dict[str, Any], lambda_context: Any) -> None:
-    module = _submit_module([], httpx.Response(401, json={"error": "Unauthorized"}))
-    response = module.handler(load_event("submit_job"), lambda_context)
-    assert response["statusCode"] == 502
-    assert json.loads(response["body"])["error"]["code"] == "gateway_auth_error"
-    assert GATEWAY_KEY not in response["body"]
+    messages = env["sqs"].receive_message(QueueUrl=env["queue_url"], MaxNumberOfMessages=10)["Messages"]
+    assert [json.loads(m["Body"]) for m in messages] == [{"job_id": job_id}]
+    assert _queued_messages(env) == {"visible": 0, "delayed": 0}
 
 
 def test_get_job_of_another_caller_is_404(env: dict[str, Any], lambda_context: Any) -> None:
-    module = _submit_module([], httpx.Response(202, json={"request_id": "r1"}))
+    module = _submit_module(env, [], httpx.Response(202, json={"request_id": "r1"}))
     created = json.loads(module.handler(load_event("submit_job"), lambda_context)["body"])
     event = load_event("get_job")
     event["pathParameters"]["job_id"] = created["job_id"]
@@ -254,35 +329,25 @@ def test_media_copy_handler_drops_malformed_message(
     assert module.handler(event, lambda_context) == {"batchItemFailures": []}
 
 
-def test_idempotency_key_of_a_refused_submit_is_released_for_the_retry(
+def test_idempotency_key_repeat_returns_the_job_and_queues_nothing_new(
     env: dict[str, Any], lambda_context: Any
 ) -> None:
     seen: list[httpx.Request] = []
-    responses = iter(
-        [
-            httpx.Response(402, json={"error": "Insufficient Balance", "message": "Your wallet is empty."}),
-            httpx.Response(202, json={"request_id": "pixverse-v6-text-to-video_2", "status": "QUEUED"}),
-        ]
-    )
-
-    def gateway(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return next(responses)
-
-    module = load_function("SubmitFunction")
-    module.service._gateway = GatewayClient(
-        "https://gateway.pixazo.ai", lambda: GATEWAY_KEY, httpx.Client(transport=httpx.MockTransport(gateway))
-    )
+    module = _submit_module(env, seen, httpx.Response(202, json={"request_id": "pixverse-v6-text-to-video_2"}))
     event = load_event("submit_job")
     event["headers"]["idempotency-key"] = "order-A-1001"
-    refused = module.handler(event, lambda_context)
-    assert refused["statusCode"] == 402
-    retried = module.handler(event, lambda_context)
-    assert retried["statusCode"] == 202
-    assert json.loads(retried["body"])["request_id"] == "pixverse-v6-text-to-video_2"
-    repeat = module.handler(event, lambda_context)
-    assert json.loads(repeat["body"])["job_id"] == json.loads(retried["body"])["job_id"]
-    assert len(seen) == 2
+
+    first = module.api.handler(event, lambda_context)
+    repeat = module.api.handler(event, lambda_context)
+
+    assert (first["statusCode"], repeat["statusCode"]) == (202, 202)
+    assert json.loads(repeat["body"])["job_id"] == json.loads(first["body"])["job_id"]
+    assert _queued_messages(env)["visible"] == 1
+    module.drain(lambda_context)
+    assert len(seen) == 1
+    again = module.handler(event, lambda_context)
+    assert json.loads(again["body"])["request_id"] == "pixverse-v6-text-to-video_2"
+    assert len(seen) == 1
 
 
 def _idempotent_submit_event(key: str) -> dict[str, Any]:
@@ -291,12 +356,8 @@ def _idempotent_submit_event(key: str) -> dict[str, Any]:
     return event
 
 
-def _accepting_gateway(module: Any, seen: list[httpx.Request]) -> None:
-    module.service._gateway = GatewayClient(
-        "https://gateway.pixazo.ai",
-        lambda: GATEWAY_KEY,
-        _gateway(seen, httpx.Response(202, json={"request_id": "pixverse-v6-text-to-video_9", "status": "QUEUED"})),
-    )
+def _accepted() -> httpx.Response:
+    return httpx.Response(202, json={"request_id": "pixverse-v6-text-to-video_9", "status": "QUEUED"})
 
 
 def _stored_ids(env: dict[str, Any]) -> list[str]:
@@ -309,8 +370,7 @@ def test_idempotency_key_is_released_when_the_job_write_fails(
 ) -> None:
     # Given a table that refuses the job write once (throttled)
     seen: list[httpx.Request] = []
-    module = load_function("SubmitFunction")
-    _accepting_gateway(module, seen)
+    module = _submit_module(env, seen, _accepted())
     store = module.service._store
     real_create = store.create
     calls = {"n": 0}
@@ -343,8 +403,7 @@ def test_idempotency_key_is_released_when_the_job_write_fails(
 def test_stale_idempotency_claim_without_a_job_is_taken_over(env: dict[str, Any], lambda_context: Any) -> None:
     # Given a key claimed two minutes ago by a request that died before writing its job
     seen: list[httpx.Request] = []
-    module = load_function("SubmitFunction")
-    _accepting_gateway(module, seen)
+    module = _submit_module(env, seen, _accepted())
     event = _idempotent_submit_event("order-C-3")
     body_hash = parse_submit_request(json.loads(event["body"])).fingerprint()
     store = module.service._store
@@ -373,8 +432,7 @@ def test_fresh_idempotency_claim_without_a_job_is_409_in_progress(
 ) -> None:
     # Given a key claimed just now by a request still writing its job
     seen: list[httpx.Request] = []
-    module = load_function("SubmitFunction")
-    _accepting_gateway(module, seen)
+    module = _submit_module(env, seen, _accepted())
     monkeypatch.setattr(jobs_module, "IDEMPOTENT_WAIT_SECONDS", 0.2)
     event = _idempotent_submit_event("order-D-4")
     body_hash = parse_submit_request(json.loads(event["body"])).fingerprint()
@@ -399,8 +457,7 @@ def _as_jwt_caller(event: dict[str, Any], sub: str) -> dict[str, Any]:
 def test_jwt_caller_owns_its_job_and_another_sub_gets_404(env: dict[str, Any], lambda_context: Any) -> None:
     # Given a stack in AuthMode jwt: the authorizer passes the token's claims
     seen: list[httpx.Request] = []
-    module = load_function("SubmitFunction")
-    _accepting_gateway(module, seen)
+    module = _submit_module(env, seen, _accepted())
 
     created = module.handler(_as_jwt_caller(load_event("submit_job"), "user-123"), lambda_context)
     assert created["statusCode"] == 202
@@ -422,10 +479,9 @@ def test_request_id_write_is_retried_after_the_gateway_accepted(
 ) -> None:
     # Given a table that refuses the first two writes of the accepted request_id
     seen: list[httpx.Request] = []
-    module = load_function("SubmitFunction")
-    _accepting_gateway(module, seen)
-    monkeypatch.setattr(jobs_module, "ACCEPTANCE_RETRY_DELAY_SECONDS", 0.0)
-    store = module.service._store
+    module = _submit_module(env, seen, _accepted())
+    monkeypatch.setattr(admission, "RECORD_RETRY_DELAY_SECONDS", 0.0)
+    store = module.submitter_module.submitter._store
     real_advance = store.advance
     failures = {"left": 2}
 
@@ -440,11 +496,11 @@ def test_request_id_write_is_retried_after_the_gateway_accepted(
     # When the job is submitted
     response = module.handler(load_event("submit_job"), lambda_context)
 
-    # Then the paid request's id is stored and the caller gets the queued job
+    # Then the paid request's id is stored, and the job was sent once
     assert response["statusCode"] == 202
-    job = json.loads(response["body"])
-    assert job["request_id"] == "pixverse-v6-text-to-video_9"
-    assert job["status"] == "QUEUED"
+    job = module.job(json.loads(response["body"])["job_id"])
+    assert (job["request_id"], job["status"]) == ("pixverse-v6-text-to-video_9", "QUEUED")
+    assert failures["left"] == 0
     assert len(seen) == 1
 
 
@@ -476,95 +532,80 @@ def _callback_event(job_id: str, body: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def test_gateway_answering_after_the_time_left_gets_202_submitting_before_the_deadline(
-    env: dict[str, Any], slow_gateway: SlowGateway
+def test_gateway_answering_after_the_time_left_leaves_the_outcome_unknown_and_its_callback_completes_it(
+    env: dict[str, Any], slow_gateway: SlowGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a gateway that takes the job at once but answers after 30 s, and an invocation with 5 s left
-    module = load_function("SubmitFunction")
-    module.service._gateway = GatewayClient(slow_gateway.url, lambda: GATEWAY_KEY)
+    # Given a gateway that takes the job at once but answers after 30 s, and a submit call bounded at 2 s
+    module = SubmitPath(env, httpx.Client())
+    module.submitter_module.submitter._gateway = GatewayClient(
+        slow_gateway.url, lambda: GATEWAY_KEY, retry=RetryPolicy(attempts=1)
+    )
+    monkeypatch.setattr(admission, "SUBMIT_CALL_SECONDS", 2.0)
     event = _idempotent_submit_event("order-slow-1")
-    context = ShortLambdaContext(seconds=5.0)
 
-    # When the job is submitted
+    # When the job is submitted and the submitter sends it
     started = time.monotonic()
-    response = module.handler(event, context)
+    response = module.handler(event, FakeLambdaContext())
     elapsed = time.monotonic() - started
 
-    # Then the caller gets the job, 202 SUBMITTING with its outcome unknown, before Lambda's timeout
-    assert elapsed < 5.0 - 1.0, elapsed
+    # Then the submit gave up by its deadline; the job is SUBMITTING with its outcome unknown
+    assert elapsed < 10.0, elapsed
     assert response["statusCode"] == 202, response["body"]
-    job = json.loads(response["body"])
-    assert (job["status"], job["submit_outcome"], job["request_id"], job["error"]) == (
+    job_id = json.loads(response["body"])["job_id"]
+    stored = module.job(job_id)
+    assert (stored["status"], stored.get("request_id"), stored["submit_error"]["code"]) == (
         "SUBMITTING",
-        "unknown",
         None,
-        None,
+        "gateway_unavailable",
     )
-    assert response["headers"]["Location"] == f"/jobs/{job['job_id']}"
-    stored = JobStore(env["table"], env["ddb"]).get(job["job_id"])
-    assert stored is not None and stored["status"] == "SUBMITTING"
-    assert stored["submit_error"]["code"] == "gateway_unavailable"
     assert len(slow_gateway.accepted) == 1
+    get = load_event("get_job")
+    get["pathParameters"]["job_id"] = job_id
+    get["rawPath"] = get["requestContext"]["http"]["path"] = f"/jobs/{job_id}"
+    assert json.loads(module.api.handler(get, FakeLambdaContext())["body"])["submit_outcome"] == "unknown"
 
-    # and a repeat with the same Idempotency-Key returns that job and sends nothing
-    repeat = module.handler(event, ShortLambdaContext(seconds=5.0))
-    assert repeat["statusCode"] == 202
-    assert json.loads(repeat["body"])["job_id"] == job["job_id"]
+    # and a repeat with the same Idempotency-Key returns that job and sends nothing, even when
+    # its submit message comes again (SQS delivers at least once)
+    repeat = module.api.handler(event, FakeLambdaContext())
+    assert json.loads(repeat["body"])["job_id"] == job_id
+    module.submitter_module.submitter._submit_queue.enqueue(job_id, OWNER)
+    module.drain()
     assert len(slow_gateway.accepted) == 1
 
     # When the gateway's signed callback for the request it accepted arrives
     callback = json.loads(load_event("webhook_callback")["body"])
     callback["request_id"] = slow_gateway.accepted[0]["request_id"]
     webhook = load_function("WebhookFunction")
-    answer = webhook.handler(_callback_event(job["job_id"], callback), FakeLambdaContext())
+    answer = webhook.handler(_callback_event(job_id, callback), FakeLambdaContext())
 
     # Then the job takes its request_id and completes; its copy is requested
     assert answer["statusCode"] == 200, answer["body"]
-    stored = JobStore(env["table"], env["ddb"]).get(job["job_id"])
-    assert stored is not None
+    stored = module.job(job_id)
     assert (stored["status"], stored["request_id"]) == ("COMPLETED", slow_gateway.accepted[0]["request_id"])
     messages = env["sqs"].receive_message(QueueUrl=env["queue_url"], MaxNumberOfMessages=10)["Messages"]
-    assert [json.loads(m["Body"]) for m in messages] == [{"job_id": job["job_id"]}]
-    get = load_event("get_job")
-    get["pathParameters"]["job_id"] = job["job_id"]
-    get["rawPath"] = get["requestContext"]["http"]["path"] = f"/jobs/{job['job_id']}"
-    assert json.loads(module.handler(get, FakeLambdaContext())["body"])["submit_outcome"] == "accepted"
+    assert [json.loads(m["Body"]) for m in messages] == [{"job_id": job_id}]
+    assert json.loads(module.api.handler(get, FakeLambdaContext())["body"])["submit_outcome"] == "accepted"
 
 
-def test_gateway_refusal_within_the_time_left_is_still_the_callers_error(env: dict[str, Any]) -> None:
-    # Given a gateway that refuses at once (402), and an invocation with 5 s left
+def test_no_time_left_for_the_gateway_sends_nothing_and_the_job_waits(env: dict[str, Any]) -> None:
+    # Given a submitter invocation with less time left than a submit and its reserve need
     seen: list[httpx.Request] = []
-    body = {"error": "Insufficient Balance", "message": "Your wallet does not have enough balance."}
-    module = _submit_module(seen, httpx.Response(402, json=body))
+    module = _submit_module(env, seen, _accepted())
+    response = module.api.handler(load_event("submit_job"), FakeLambdaContext())
 
-    response = module.handler(load_event("submit_job"), ShortLambdaContext(seconds=5.0))
+    module.drain(ShortLambdaContext(seconds=admission.SUBMIT_CALL_SECONDS + admission.RESERVE_SECONDS - 1))
 
-    assert response["statusCode"] == 402
-    error = json.loads(response["body"])["error"]
-    assert (error["code"], error["job_status"]) == ("insufficient_balance", "SUBMIT_FAILED")
-    job = JobStore(env["table"], env["ddb"]).get(error["job_id"])
-    assert job is not None and job["status"] == "SUBMIT_FAILED"
-
-
-def test_no_time_left_for_the_gateway_sends_nothing_and_fails_the_job(env: dict[str, Any]) -> None:
-    # Given an invocation with less time left than the answer's reserve and one attempt need
-    seen: list[httpx.Request] = []
-    module = _submit_module(seen, httpx.Response(202, json={"request_id": "r1"}))
-
-    response = module.handler(load_event("submit_job"), ShortLambdaContext(seconds=3.0))
-
-    # Then nothing is sent, so the job ends SUBMIT_FAILED and the caller may simply retry
-    assert response["statusCode"] == 503
-    error = json.loads(response["body"])["error"]
-    assert (error["code"], error["job_status"]) == ("gateway_unavailable", "SUBMIT_FAILED")
+    # Then nothing is sent or claimed: the job waits, queued again for the next invocation
     assert seen == []
+    job = module.job(json.loads(response["body"])["job_id"])
+    assert (job["status"], job.get("submit_attempts")) == ("ACCEPTED", None)
+    assert _queued_messages(env) == {"visible": 0, "delayed": 1}
 
 
 def test_idempotent_wait_ends_by_the_invocations_deadline(env: dict[str, Any]) -> None:
     # Given a key claimed just now by a request still writing its job, and 3.5 s left
     seen: list[httpx.Request] = []
-    module = load_function("SubmitFunction")
-    _accepting_gateway(module, seen)
+    module = _submit_module(env, seen, _accepted())
     event = _idempotent_submit_event("order-E-5")
     body_hash = parse_submit_request(json.loads(event["body"])).fingerprint()
     module.service._store.claim_idempotency_key(
@@ -618,7 +659,7 @@ def test_other_method_on_a_job_path_is_405_with_allow(
     env: dict[str, Any], lambda_context: Any, method: str, path: str, route_path: str, allow: str
 ) -> None:
     seen: list[httpx.Request] = []
-    module = _submit_module(seen, httpx.Response(202, json={"request_id": "r1"}))
+    module = _submit_module(env, seen, httpx.Response(202, json={"request_id": "r1"}))
 
     response = module.handler(_other_method_event(method, path, route_path), lambda_context)
 
@@ -633,7 +674,7 @@ def test_other_method_on_a_job_path_is_405_with_allow(
 
 def test_other_method_with_a_body_that_is_not_json_is_still_405(env: dict[str, Any], lambda_context: Any) -> None:
     # The body checks are POST's: a PUT's body is never read, whatever it holds.
-    module = _submit_module([], httpx.Response(202, json={"request_id": "r1"}))
+    module = _submit_module(env, [], httpx.Response(202, json={"request_id": "r1"}))
     event = _other_method_event("PUT", "/jobs", "/jobs")
     event["headers"]["content-type"] = "text/plain"
     event["body"] = "not json"
@@ -647,7 +688,7 @@ def test_other_method_with_a_body_that_is_not_json_is_still_405(env: dict[str, A
 def test_a_path_of_no_route_is_still_404_not_found(
     env: dict[str, Any], lambda_context: Any, method: str, path: str
 ) -> None:
-    module = _submit_module([], httpx.Response(202, json={"request_id": "r1"}))
+    module = _submit_module(env, [], httpx.Response(202, json={"request_id": "r1"}))
     event = _other_method_event(method, path, "/jobs")
 
     response = module.handler(event, lambda_context)
@@ -658,9 +699,25 @@ def test_a_path_of_no_route_is_still_404_not_found(
 
 
 def test_get_of_an_unknown_job_is_still_404_not_found(env: dict[str, Any], lambda_context: Any) -> None:
-    module = _submit_module([], httpx.Response(202, json={"request_id": "r1"}))
+    module = _submit_module(env, [], httpx.Response(202, json={"request_id": "r1"}))
 
     response = module.handler(load_event("get_job"), lambda_context)
 
     assert response["statusCode"] == 404
     assert json.loads(response["body"])["error"]["message"] == f"job {JOB_ID} not found"
+
+
+def test_a_caller_at_its_cap_is_answered_429_quota_exceeded(
+    env: dict[str, Any], lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_JOBS_PER_CALLER", "1")
+    module = _submit_module(env, [], _accepted())
+
+    first = module.api.handler(load_event("submit_job"), lambda_context)
+    second = module.api.handler(load_event("submit_job"), lambda_context)
+
+    assert first["statusCode"] == 202
+    assert (second["statusCode"], second["headers"]["Retry-After"]) == (429, "30")
+    error = json.loads(second["body"])["error"]
+    assert error["code"] == "quota_exceeded" and "MaxJobsPerCaller" in error["message"]
+    assert _queued_messages(env)["visible"] == 1

@@ -103,7 +103,7 @@ def crowded(ddb: Any) -> tuple[JobService, list[dict[str, Any]]]:
         if owner == OWNER:
             mine.append({"job_id": _job_id(n), "created_at": _created_at(second), "status": status})
     mine.sort(key=lambda j: (j["created_at"], j["job_id"]), reverse=True)
-    return JobService(store, gateway=Any, webhook_secret=lambda: "unused"), mine  # type: ignore[arg-type]
+    return JobService(store, queue=Any), mine  # type: ignore[arg-type]
 
 
 def _pages(service: JobService, params: dict[str, str], **kwargs: Any) -> list[list[dict[str, Any]]]:
@@ -159,7 +159,7 @@ def test_a_rare_status_pages_within_the_read_bound_and_finds_every_job(ddb: Any)
         _create(store, n, second=n % 3600, status=status)
         if status == "FAILED":
             failed.append((_created_at(n % 3600), _job_id(n)))
-    service = JobService(store, gateway=Any, webhook_secret=lambda: "unused")  # type: ignore[arg-type]
+    service = JobService(store, queue=Any)  # type: ignore[arg-type]
     queries = []
     original = ddb.query
 
@@ -209,7 +209,7 @@ def test_page_fill_asks_again_for_unprocessed_keys(ddb: Any, monkeypatch: pytest
 
     monkeypatch.setattr(ddb, "batch_get_item", throttled)
     monkeypatch.setattr(store_module, "BATCH_GET_BACKOFF_SECONDS", 0.0)
-    service = JobService(store, gateway=Any, webhook_secret=lambda: "unused")  # type: ignore[arg-type]
+    service = JobService(store, queue=Any)  # type: ignore[arg-type]
 
     jobs, token = service.list_jobs(ListQuery(status=None, limit=10, start_key=None), owner=OWNER)
 
@@ -281,7 +281,7 @@ def test_backfill_gives_old_jobs_their_shard_keys_once(ddb: Any) -> None:
             item[UNFINISHED] = {"S": "1"}
         ddb.put_item(TableName="jobs", Item=item)
     store = JobStore("jobs", ddb)
-    service = JobService(store, gateway=Any, webhook_secret=lambda: "unused")  # type: ignore[arg-type]
+    service = JobService(store, queue=Any)  # type: ignore[arg-type]
     query = ListQuery(status=None, limit=10, start_key=None)
     assert service.list_jobs(query, owner=OWNER) == ([], None)
 

@@ -37,7 +37,7 @@ def service() -> Iterator[JobService]:
                         "created_at": f"2026-11-25T10:00:{n:02d}.000000Z",
                     }
                 )
-        yield JobService(store, gateway=Any, webhook_secret=lambda: "unused")  # type: ignore[arg-type]
+        yield JobService(store, queue=Any)  # type: ignore[arg-type]
 
 
 def _all_pages(service: JobService, params: dict[str, str]) -> list[list[str]]:

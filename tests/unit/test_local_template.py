@@ -463,3 +463,22 @@ def test_first_sqs_event_source_is_the_copiers_so_the_ready_lines_queue_is_the_c
 
     first = app.sqs_events[0]
     assert (first.function_id, first.queue_id) == ("MediaCopyFunction", "CopyQueue")
+
+
+def test_sqs_event_sources_carry_their_maximum_concurrency_to_the_local_pollers() -> None:
+    # Lambda runs no more invocations of a mapping at once than its ScalingConfig.MaximumConcurrency:
+    # the submitter's (SubmitMaxConcurrency, 2) is what keeps a paced backlog in the queue.
+    template = CfnTemplate.load(TEMPLATE)
+    app = read_application(template, _resolver_with_stand_ins(template))
+
+    limits = {event.function_id: event.maximum_concurrency for event in app.sqs_events}
+    assert limits == {"MediaCopyFunction": 10, "SubmitterFunction": 2, "CallbackBufferFunction": 2}
+
+
+def test_maximum_concurrency_outside_lambdas_range_is_refused(tmp_path: Path) -> None:
+    from pixverse_local.aws.template import _maximum_concurrency
+
+    assert _maximum_concurrency({"ScalingConfig": {"MaximumConcurrency": 2}}, "F.E") == 2
+    assert _maximum_concurrency({}, "F.E") is None
+    with pytest.raises(TemplateError, match=r"F\.E: ScalingConfig\.MaximumConcurrency must be 2 to 1000, got 1"):
+        _maximum_concurrency({"ScalingConfig": {"MaximumConcurrency": 1}}, "F.E")

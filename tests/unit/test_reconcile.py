@@ -353,6 +353,8 @@ def test_reconcile_action_values_are_stable() -> None:
         "delivery_requested",
         "skipped",
         "poll_failed",
+        "resubmit_queued",
+        "not_submitted",
     ]
 
 
@@ -500,6 +502,7 @@ def test_reconcile_handler_counts_a_run_skipped_for_the_lease(
     for name, value in {
         "JOBS_TABLE": "jobs",
         "COPY_QUEUE_URL": world.queue_url,
+        "SUBMIT_QUEUE_URL": world.queue_url,
         "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
         "PIXAZO_API_KEY_SECRET": "pixazo/api-key",
         "POWERTOOLS_METRICS_DISABLED": "false",

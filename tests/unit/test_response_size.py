@@ -33,6 +33,7 @@ def submit_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
             "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
             "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",
             "WEBHOOK_SECRET_ARN": signing_arn,
+            "SUBMIT_QUEUE_URL": boto3.client("sqs").create_queue(QueueName="submit")["QueueUrl"],
             "POWERTOOLS_METRICS_DISABLED": "true",
         }.items():
             monkeypatch.setenv(name, value)

@@ -12,10 +12,10 @@ import boto3
 import httpx
 import pytest
 from doc_examples import DOC_EXAMPLES
-from lambda_support import create_jobs_table, load_event, load_function
+from lambda_support import FakeLambdaContext, create_jobs_table, drain_queue, load_event, load_function
 from moto import mock_aws
 from pixverse_jobs.catalog import MODELS
-from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.gateway import GatewayClient, RetryPolicy
 from pixverse_jobs.request_size import submit_body_limit, widest_input_bytes, widest_submit_body_bytes
 from size_support import EMOJI, widest_input, widest_metadata
 
@@ -70,6 +70,9 @@ def submit(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         ddb = boto3.client("dynamodb")
         secrets = boto3.client("secretsmanager")
         table = create_jobs_table(ddb)
+        sqs = boto3.client("sqs")
+        submit_queue = sqs.create_queue(QueueName="submit")["QueueUrl"]
+        copy_queue = sqs.create_queue(QueueName="copy")["QueueUrl"]
         secrets.create_secret(Name="pixverse-jobs/pixazo-api-key", SecretString="sk-test")
         signing = secrets.create_secret(Name="signing", SecretString="s" * 64)["ARN"]
         for k, v in {
@@ -77,6 +80,8 @@ def submit(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
             "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",
             "WEBHOOK_SECRET_ARN": signing,
+            "SUBMIT_QUEUE_URL": submit_queue,
+            "COPY_QUEUE_URL": copy_queue,
             "POWERTOOLS_METRICS_DISABLED": "true",
         }.items():
             monkeypatch.setenv(k, v)
@@ -88,16 +93,31 @@ def submit(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             return httpx.Response(202, json={"request_id": f"{model}_019d", "status": "QUEUED"})
 
         module = load_function("SubmitFunction")
-        module.service._gateway = GatewayClient(
-            "https://gateway.pixazo.ai", lambda: "sk-test", httpx.Client(transport=httpx.MockTransport(gateway))
+        submitter = load_function("SubmitterFunction")
+        submitter.submitter._gateway = GatewayClient(
+            "https://gateway.pixazo.ai",
+            lambda: "sk-test",
+            httpx.Client(transport=httpx.MockTransport(gateway)),
+            retry=RetryPolicy(attempts=1),
         )
-        yield {"module": module, "sent": sent, "ddb": ddb, "table": table}
+        yield {
+            "module": module,
+            "submitter": submitter,
+            "sqs": sqs,
+            "submit_queue": submit_queue,
+            "sent": sent,
+            "ddb": ddb,
+            "table": table,
+        }
 
 
 def _post(env: dict[str, Any], body: Any, context: Any) -> dict[str, Any]:
+    """POST /jobs, then the submitter on what it queued (the gateway sees what was forwarded)."""
     event = load_event("submit_job")
     event["body"] = body if isinstance(body, str) else json.dumps(body)
-    return env["module"].handler(event, context)  # type: ignore[no-any-return]
+    response: dict[str, Any] = env["module"].handler(event, context)
+    drain_queue(env["sqs"], env["submit_queue"], env["submitter"].handler, FakeLambdaContext())
+    return response
 
 
 def test_suite_covers_at_least_80_invalid_requests() -> None:

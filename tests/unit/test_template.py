@@ -31,7 +31,14 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 REGION = "us-east-1"
 
-FUNCTIONS = ("SubmitFunction", "WebhookFunction", "MediaCopyFunction", "ReconcileFunction", "CallbackBufferFunction")
+FUNCTIONS = (
+    "SubmitFunction",
+    "SubmitterFunction",
+    "WebhookFunction",
+    "MediaCopyFunction",
+    "ReconcileFunction",
+    "CallbackBufferFunction",
+)
 
 # action -> the resources it may touch, in the notation of `_resource_names`.
 TABLE = "JobsTable.Arn"
@@ -45,14 +52,25 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "dynamodb:PutItem": {TABLE},
         "dynamodb:UpdateItem": {TABLE},
         "dynamodb:GetItem": {TABLE},
-        # Frees the Idempotency-Key of a submit the gateway refused.
+        # Frees the Idempotency-Key of a job that could not be recorded.
         "dynamodb:DeleteItem": {TABLE},
         "dynamodb:Query": {"${JobsTable.Arn}/index/by_owner_shard"},
         # GET /jobs fills a page of index keys with the jobs themselves.
         "dynamodb:BatchGetItem": {TABLE},
-        "secretsmanager:GetSecretValue": {SIGNING_SECRET, GATEWAY_KEY_SECRET},
+        # Admission: the job is queued for the submitter; no gateway key, no signing secret.
+        "sqs:SendMessage": {"SubmitQueue.Arn"},
         # Presigned download URLs are authorized against the role that signs them.
         "s3:GetObject": {BUCKET_OBJECTS},
+    },
+    "SubmitterFunction": {
+        "dynamodb:GetItem": {TABLE},
+        # The claim, the outcome; the gateway slots of GatewayMaxInFlight (PutItem, BatchGetItem).
+        "dynamodb:UpdateItem": {TABLE},
+        "dynamodb:PutItem": {TABLE},
+        "dynamodb:BatchGetItem": {TABLE},
+        # A job put back to wait (re-sent with a delay), and the failed event asked of the copier.
+        "sqs:SendMessage": {"SubmitQueue.Arn", "CopyQueue.Arn"},
+        "secretsmanager:GetSecretValue": {SIGNING_SECRET, GATEWAY_KEY_SECRET},
     },
     "WebhookFunction": {
         "dynamodb:UpdateItem": {TABLE},
@@ -78,7 +96,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "dynamodb:UpdateItem": {TABLE},
         # The unfinished index holds keys only: the candidates are read whole.
         "dynamodb:BatchGetItem": {TABLE},
-        "sqs:SendMessage": {"CopyQueue.Arn"},
+        # Copy requests, and ACCEPTED jobs whose submit message went missing.
+        "sqs:SendMessage": {"CopyQueue.Arn", "SubmitQueue.Arn"},
         "secretsmanager:GetSecretValue": {GATEWAY_KEY_SECRET},
     },
     # The webhook's CallbackProcessor, later: no secret (the callbacks were verified before they
@@ -107,6 +126,7 @@ SQS_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecution
 XRAY_WRITE = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess"
 EXPECTED_MANAGED_POLICIES = {
     "SubmitFunction": {BASIC_EXECUTION, XRAY_WRITE},
+    "SubmitterFunction": {BASIC_EXECUTION, SQS_EXECUTION, XRAY_WRITE},
     "WebhookFunction": {BASIC_EXECUTION, XRAY_WRITE},
     # Added by SAM for the SQS event source: receive/delete/attributes, which the poller needs.
     "MediaCopyFunction": {BASIC_EXECUTION, SQS_EXECUTION, XRAY_WRITE},
@@ -296,8 +316,8 @@ def test_gateway_key_is_never_an_environment_variable(cfn_template: dict[str, An
         variables = cfn_template["Resources"][function]["Properties"]["Environment"]["Variables"]
 
         assert "PIXAZO_API_KEY" not in variables
-    submit_variables = cfn_template["Resources"]["SubmitFunction"]["Properties"]["Environment"]["Variables"]
-    assert submit_variables["PIXAZO_API_KEY_SECRET"] == {"Ref": "GatewayApiKeySecretName"}
+    submitter_variables = cfn_template["Resources"]["SubmitterFunction"]["Properties"]["Environment"]["Variables"]
+    assert submitter_variables["PIXAZO_API_KEY_SECRET"] == {"Ref": "GatewayApiKeySecretName"}
 
 
 # ---------------------------------------------------------------- HTTP API
@@ -432,10 +452,24 @@ def test_copy_event_source_reports_batch_item_failures(cfn_template: dict[str, A
     mappings = _resources_of_type(cfn_template, "AWS::Lambda::EventSourceMapping")
 
     sources = {_resource_name(m["Properties"]["EventSourceArn"]): m["Properties"] for m in mappings.values()}
-    assert set(sources) == {"CopyQueue.Arn", "CallbackBufferQueue.Arn"}
+    assert set(sources) == {"CopyQueue.Arn", "CallbackBufferQueue.Arn", "SubmitQueue.Arn"}
     mapping = sources["CopyQueue.Arn"]
     assert mapping["FunctionName"] == {"Ref": "MediaCopyFunction"}
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    submit = sources["SubmitQueue.Arn"]
+    assert submit["FunctionName"] == {"Ref": "SubmitterFunction"}
+    assert submit["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert submit["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "SubmitMaxConcurrency"}}
+
+
+def test_submit_queue_outlives_the_submitter_and_has_a_watched_dead_letter_queue(cfn_template: dict[str, Any]) -> None:
+    resources = cfn_template["Resources"]
+    queue = resources["SubmitQueue"]["Properties"]
+    # Lambda's advice for an SQS event source: a visibility timeout of six times the function's.
+    assert queue["VisibilityTimeout"] >= 6 * resources["SubmitterFunction"]["Properties"]["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "Arn"]}
+    alarm = resources["SubmitDeadLetterAlarm"]["Properties"]
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["SubmitDeadLetterQueue", "QueueName"]}
 
 
 # ---------------------------------------------------------------- callback buffer
@@ -791,7 +825,7 @@ def test_dashboard_shows_only_metrics_the_code_emits(cfn_template: dict[str, Any
     names = set(re.findall(r'\["PixverseJobs", "(\w+)"', text)) | set(re.findall(r'MetricName=\\"(\w+)\\"', text))
     code = "\n".join(path.read_text() for folder in ("layers", "functions") for path in (ROOT / folder).rglob("*.py"))
 
-    assert {"JobsSubmitted", "JobsDelivered", "Callbacks", "CopyBytes", "JobsReconciled"} <= names
+    assert {"JobsAccepted", "JobsDelivered", "Callbacks", "CopyBytes", "JobsReconciled", "GatewayNotNow"} <= names
     emitted = {name for name in names if f'"{name}"' in code or ("Jobs{" in code and name.startswith("Jobs"))}
     assert emitted == names, f"dashboard metrics no code emits: {sorted(names - emitted)}"
 

@@ -459,10 +459,13 @@ def test_callback_that_outruns_the_submit_is_applied_and_the_submit_keeps_it(
     aws: Aws, webhook: ModuleType, lambda_context: Any
 ) -> None:
     """The race end to end in one process: the gateway calls back *before* its 202 reaches the
-    submit function, so the job is still SUBMITTING without a request_id."""
+    submitter, so the job is still SUBMITTING without a request_id."""
     import httpx
-    from pixverse_jobs.gateway import GatewayClient
+    from pixverse_jobs.admission import Outcome, Submitter
+    from pixverse_jobs.config import SubmitterSettings
+    from pixverse_jobs.gateway import GatewayClient, RetryPolicy
     from pixverse_jobs.jobs import JobService, parse_submit_request
+    from pixverse_jobs.queue import CopyQueue, SubmitMessage, SubmitQueue
 
     seen: dict[str, Any] = {}
 
@@ -476,17 +479,29 @@ def test_callback_that_outruns_the_submit_is_applied_and_the_submit_keeps_it(
         seen["callback"] = _call(webhook, callback, lambda_context)
         return httpx.Response(202, json={"request_id": REQUEST_ID, "status": "QUEUED", "polling_url": "x"})
 
-    service = JobService(
+    submit_queue = SubmitQueue(aws.sqs.create_queue(QueueName="submit")["QueueUrl"], aws.sqs)
+    service = JobService(aws.store, submit_queue)
+    submitter = Submitter(
         aws.store,
-        GatewayClient("https://gateway.pixazo.ai", lambda: "key", httpx.Client(transport=httpx.MockTransport(gateway))),
+        GatewayClient(
+            "https://gateway.pixazo.ai",
+            lambda: "key",
+            httpx.Client(transport=httpx.MockTransport(gateway)),
+            retry=RetryPolicy(attempts=1),
+        ),
         lambda: SECRET,
+        submit_queue,
+        CopyQueue(aws.queue_url, aws.sqs),
+        SubmitterSettings(submit_queue_url="unused", max_age_seconds=86400),
     )
     request = parse_submit_request({"model": "pixverse-v6-text-to-video", "input": {"prompt": "race"}})
     job = service.submit(request, owner="tester", webhook_base_url="https://api.example.com")
 
+    outcome = submitter.handle(SubmitMessage(job["job_id"], "tester", 0))
+
+    assert outcome is Outcome.SUBMITTED
     assert (seen["status_before"], seen["had_request_id"]) == ("SUBMITTING", False)
     assert seen["callback"] == (200, {"job_id": job["job_id"], "status": "COMPLETED", "applied": True})
-    assert (job["status"], job["request_id"]) == ("COMPLETED", REQUEST_ID)
     stored = aws.store.get(job["job_id"])
     assert stored is not None
     assert (stored["status"], stored["request_id"]) == ("COMPLETED", REQUEST_ID)

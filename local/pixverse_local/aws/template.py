@@ -435,6 +435,17 @@ class HttpRoute:
         return "$default" if self.path == "$default" else f"{self.method} {self.path}"
 
 
+def _maximum_concurrency(properties: dict[str, Any], where: str) -> int | None:
+    """An SQS event's ScalingConfig.MaximumConcurrency, checked as Lambda checks it (2 to 1000)."""
+    raw = (properties.get("ScalingConfig") or {}).get("MaximumConcurrency")
+    if raw is None:
+        return None
+    value = int(raw)
+    if not 2 <= value <= 1000:
+        raise TemplateError(f"{where}: ScalingConfig.MaximumConcurrency must be 2 to 1000, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class SqsEventSpec:
     """One SQS event source mapping."""
@@ -445,6 +456,9 @@ class SqsEventSpec:
     batch_size: int
     report_batch_item_failures: bool
     enabled: bool
+    # ScalingConfig.MaximumConcurrency: the most invocations the mapping runs at once (2 to 1000),
+    # https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html; None when not set.
+    maximum_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -588,6 +602,7 @@ def read_application(template: CfnTemplate, resolver: Resolver) -> Application:
                         report_batch_item_failures="ReportBatchItemFailures"
                         in (resolved.get("FunctionResponseTypes") or []),
                         enabled=bool(resolved.get("Enabled", True)),
+                        maximum_concurrency=_maximum_concurrency(resolved, f"{logical_id}.{event_id}"),
                     )
                 )
             elif event_type in ("Schedule", "ScheduleV2"):

@@ -14,10 +14,13 @@ Where each behaviour lives (the doc's section names in quotes):
   (multi-GiB items never sit in memory), single byte ranges honoured.
 * ``directives``: ``[sim:...]`` markers in the prompt that choose a request's outcome, callbacks and media.
 * ``faults``: injected faults (``POST /_sim/faults``) and the gateway's error bodies ("Error Responses").
-* ``control``: the ``/_sim/`` control API (records, stats, faults, reset), loopback clients only.
+* ``admission``: the admission limit (at most N requests QUEUED or PROCESSING, 429 beyond) and the
+  submits counted per job.
+* ``control``: the ``/_sim/`` control API (records, stats, faults, admission, submits, reset), loopback
+  clients only.
 * ``server``: ``GatewaySimulator`` (settings, start/stop) and the HTTP server that routes each path.
 * ``httpio``: HTTP plumbing the routes share (JSON answers, bodies, the key check, loopback clients).
-* ``__main__``: ``python -m pixverse_local.gateway_sim --port 8090 --api-key KEY``.
+* ``__main__``: ``python -m pixverse_local.gateway_sim --port 8090 --api-key KEY [--max-in-flight N]``.
 """
 
 from __future__ import annotations

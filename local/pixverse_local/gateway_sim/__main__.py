@@ -36,10 +36,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--processing-seconds", type=float, default=0.6)
     parser.add_argument("--poll-interval-seconds", type=float, default=0.2)
     parser.add_argument("--media-size", type=int, default=1024 * 1024)
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=None,
+        help="admit only this many requests at once (QUEUED or PROCESSING), 429 beyond (default: no limit)",
+    )
+    parser.add_argument(
+        "--retry-after",
+        type=int,
+        default=None,
+        help="seconds to send as Retry-After with the admission limit's 429 (default: none, as the doc shows none)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if not args.api_key:
         parser.error(f"--api-key (or ${API_KEY_ENV}) is required")
+    if args.max_in_flight is not None and args.max_in_flight < 1:
+        parser.error(f"--max-in-flight must be at least 1, got {args.max_in_flight}")
+    if args.retry_after is not None and args.retry_after < 0:
+        parser.error(f"--retry-after must be at least 0, got {args.retry_after}")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     simulator = GatewaySimulator(
         host=args.host,
@@ -50,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         processing_seconds=args.processing_seconds,
         poll_interval_seconds=args.poll_interval_seconds,
         media_size=args.media_size,
+        max_in_flight=args.max_in_flight,
+        retry_after_seconds=args.retry_after,
     )
     done = threading.Event()
 

@@ -2,8 +2,12 @@
 
 * ``GET /_sim/requests[/{id}]``: request records with their directives, callback attempts, media GETs
   and each media item's sha256.
-* ``GET /_sim/stats``: counters; ``POST /_sim/reset``: forget requests, faults and counters.
+* ``GET /_sim/stats``: counters (with ``in_flight`` and ``peak_in_flight``); ``POST /_sim/reset``:
+  forget requests, faults and counters (the admission limit is a setting and stays).
 * ``GET|POST|DELETE /_sim/faults``: list, add (see ``faults``) or clear injected faults.
+* ``GET|POST /_sim/admission``: the admission limit and ``Retry-After`` (see ``admission``), read or
+  set at run time with ``{"max_in_flight": N or null, "retry_after": S or null}``.
+* ``GET /_sim/submits``: submits received and accepted per job (the job the ``X-Webhook-URL`` names).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Final
 
+from pixverse_local.gateway_sim.admission import parse_admission_update
 from pixverse_local.gateway_sim.faults import parse_fault
 from pixverse_local.gateway_sim.httpio import BadRequest, JsonHandler, parse_json_object
 from pixverse_local.gateway_sim.lifecycle import GatewayState, Request, media_urls
@@ -110,12 +115,20 @@ def control_get(handler: JsonHandler, sim: GatewaySimulator, path: str) -> None:
         with state.lock:
             listed = {"faults": state.faults.describe()}
         handler.send_json(200, listed)
+    elif path == "/_sim/admission":
+        with state.lock:
+            described = state.admission.describe(len(state.active))
+        handler.send_json(200, described)
+    elif path == "/_sim/submits":
+        with state.lock:
+            submits = state.admission.submits_view()
+        handler.send_json(200, submits)
     else:
         handler.not_found()
 
 
 def control_post(handler: JsonHandler, sim: GatewaySimulator, path: str, raw_body: bytes) -> None:
-    """``POST /_sim/faults`` and ``POST /_sim/reset``."""
+    """``POST /_sim/faults``, ``POST /_sim/admission`` and ``POST /_sim/reset``."""
     state = sim.state
     if not handler.loopback_client():
         _denied_or_missing(handler)
@@ -124,6 +137,16 @@ def control_post(handler: JsonHandler, sim: GatewaySimulator, path: str, raw_bod
             handler.send_json(200, _add_fault(state, parse_json_object(raw_body)))
         except BadRequest as exc:
             handler.send_error_body(400, "Bad Request", str(exc))
+    elif path == "/_sim/admission":
+        try:
+            update = parse_admission_update(parse_json_object(raw_body))
+        except BadRequest as exc:
+            handler.send_error_body(400, "Bad Request", str(exc))
+            return
+        with state.lock:
+            state.admission.update(update)
+            described = state.admission.describe(len(state.active))
+        handler.send_json(200, described)
     elif path == "/_sim/reset":
         state.reset()
         handler.send_json(200, {"reset": True})

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from pixverse_local.gateway_sim.admission import AdmissionBook
 from pixverse_local.gateway_sim.directives import Directives, parse_directives
 from pixverse_local.gateway_sim.faults import FAULT_BODIES, FAULT_STATS, Fault, FaultBook, answer_fault
 from pixverse_local.gateway_sim.httpio import API_KEY_HEADER, BadRequest, JsonHandler
@@ -53,6 +54,7 @@ ERROR_MESSAGE: Final = "Internal error: generation worker crashed"
 STAT_NAMES: Final = (
     "submits_received",
     "submits_accepted",
+    "submits_throttled",  # answered 429: the admission limit's or an injected fault's
     "status_polls",
     "media_gets",
     "callbacks_attempted",
@@ -119,12 +121,15 @@ def media_urls(record: Request, media_host: str) -> list[str]:
 class GatewayState:
     """Everything the simulated gateway holds, behind one lock: requests, injected faults, counters."""
 
-    def __init__(self) -> None:
-        """Start empty; ``media_host`` is set once the server listens."""
+    def __init__(self, admission: AdmissionBook | None = None) -> None:
+        """Start empty (with ``admission``'s limit, if given); ``media_host`` is set once the server listens."""
         self.lock = threading.Lock()
         self.requests: dict[str, Request] = {}
-        self.active: dict[str, Request] = {}  # not final yet: the lifecycle thread moves these along
+        # Not final yet (QUEUED or PROCESSING): the lifecycle thread moves these along, and their
+        # number is what the admission limit counts.
+        self.active: dict[str, Request] = {}
         self.faults = FaultBook()
+        self.admission = admission or AdmissionBook()
         self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self.stop = threading.Event()
         self.media_host = ""  # host:port that media URLs point at
@@ -147,9 +152,13 @@ class GatewayState:
         return fault
 
     def stats_view(self) -> dict[str, int]:
-        """A copy of the counters."""
+        """A copy of the counters, with the requests in flight now and at the peak."""
         with self.lock:
-            return dict(self.stats)
+            return {
+                **self.stats,
+                "in_flight": len(self.active),
+                "peak_in_flight": self.admission.peak_in_flight,
+            }
 
     def reset(self) -> None:
         """Forget every request (cancelling their pending callbacks), fault and counter."""
@@ -160,6 +169,7 @@ class GatewayState:
             self.active.clear()
             self.faults.clear()
             self.stats = dict.fromkeys(STAT_NAMES, 0)
+            self.admission.reset_counters()
         logger.info("simulator reset")
 
 
@@ -175,9 +185,12 @@ class Lifecycle:
         poll_interval_seconds: float,
         media_size: int,
         send: SendCallback,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Keep the timings; ``send`` takes the callbacks that fall due."""
+        """Keep the timings; ``send`` takes the callbacks that fall due; ``clock`` (monotonic seconds)
+        is what the timings are measured on, so a test can move time itself."""
         self._state = state
+        self._clock = clock
         self._queue_seconds = queue_seconds
         self._processing_seconds = processing_seconds
         self._poll_interval = poll_interval_seconds
@@ -185,8 +198,17 @@ class Lifecycle:
         self._send = send
         self._tick = max(0.005, min(0.02, poll_interval_seconds / 4))
 
-    def accept(self, model: str, body: dict[str, Any], webhook_url: str | None, webhook_mode: str) -> Request:
-        """Validate a submit body, record the request and start its clock; ``BadRequest`` naming a field."""
+    def accept(
+        self,
+        model: str,
+        body: dict[str, Any],
+        webhook_url: str | None,
+        webhook_mode: str,
+        job_id: str | None = None,
+    ) -> Request:
+        """Validate a submit body, admit it, record the request and start its clock; ``BadRequest``
+        naming a field, or ``AtCapacity`` when the admission limit is reached (checked under the lock
+        that records the request, so concurrent submits cannot pass it together)."""
         problems = validate_parameters(model, body)
         if problems:
             raise BadRequest("; ".join(problems))
@@ -195,7 +217,7 @@ class Lifecycle:
         except ValueError as exc:
             raise BadRequest(f"prompt: {exc}") from exc
         now_iso = utc_now()
-        now = time.monotonic()
+        now = self._clock()
         record = Request(
             request_id=f"{model}_{_uuid7()}",
             model=model,
@@ -212,6 +234,7 @@ class Lifecycle:
         )
         state = self._state
         with state.lock:
+            state.admission.admit(len(state.active), job_id)
             state.requests[record.request_id] = record
             state.active[record.request_id] = record
             state.stats["submits_accepted"] += 1
@@ -229,7 +252,7 @@ class Lifecycle:
         """The lifecycle thread: tick until the simulator stops."""
         while not self._state.stop.wait(self._tick):
             try:
-                self.advance(time.monotonic())
+                self.advance(self._clock())
             except Exception:
                 logger.exception("lifecycle tick failed")
 

@@ -13,8 +13,9 @@ from http.server import ThreadingHTTPServer
 from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
+from pixverse_local.gateway_sim.admission import AdmissionBook
 from pixverse_local.gateway_sim.control import control_delete, control_get, control_post
-from pixverse_local.gateway_sim.httpio import JsonHandler, key_matches
+from pixverse_local.gateway_sim.httpio import BadRequest, JsonHandler, key_matches
 from pixverse_local.gateway_sim.lifecycle import STATUS_PATH_RE, GatewayState, Lifecycle, get_status
 from pixverse_local.gateway_sim.media import MEDIA_PATH_RE, serve_media
 from pixverse_local.gateway_sim.submit import SUBMIT_PATH_RE, submit
@@ -45,8 +46,15 @@ class GatewaySimulator:
         poll_interval_seconds: float = 0.2,
         media_size: int = 1024 * 1024,
         callback_timeout_seconds: float = 5.0,
+        max_in_flight: int | None = None,
+        retry_after_seconds: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Configure the simulator; nothing listens until ``start()``."""
+        """Configure the simulator; nothing listens until ``start()``.
+
+        ``max_in_flight`` admits only that many requests at once (QUEUED or PROCESSING) and answers
+        429 beyond it, with ``Retry-After: retry_after_seconds`` if given (see ``admission``); ``clock``
+        is the monotonic clock the request timings run on (tests move it by hand)."""
         if not api_key:
             raise ValueError("api_key must not be empty")
         if min(queue_seconds, processing_seconds) < 0 or poll_interval_seconds <= 0:
@@ -58,8 +66,12 @@ class GatewaySimulator:
         self._api_key = api_key.encode()
         #: Whether ``X-Webhook-URL`` may be plain http:// to a loopback host (the local stack's API).
         self.allow_http_webhooks_on_loopback = allow_http_webhooks_on_loopback
+        try:
+            admission = AdmissionBook(max_in_flight, retry_after_seconds)
+        except BadRequest as exc:
+            raise ValueError(str(exc)) from None
         #: Requests, faults and counters, shared by the routes and the worker threads.
-        self.state = GatewayState()
+        self.state = GatewayState(admission)
         self._callbacks = CallbackSender(self.state, timeout_seconds=callback_timeout_seconds)
         #: Accepts submits and moves each request through its statuses.
         self.lifecycle = Lifecycle(
@@ -69,6 +81,7 @@ class GatewaySimulator:
             poll_interval_seconds=poll_interval_seconds,
             media_size=media_size,
             send=self._callbacks.enqueue,
+            clock=clock,
         )
 
         self._lifecycle_lock = threading.Lock()

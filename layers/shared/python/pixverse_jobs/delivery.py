@@ -62,6 +62,7 @@ from pixverse_jobs.store import (
     COPY_RETRY_AT,
     COPY_RETRY_MESSAGE,
     PUBLISH_LEASE,
+    QUOTA_KEY,
     Job,
     JobStore,
 )
@@ -402,6 +403,6 @@ class DeliveryService:
             with contextlib.suppress(Exception):
                 self._store.annotate(job_id, remove=[PUBLISH_LEASE])
             raise
-        self._store.mark_event_published(job["job_id"], event["id"])
+        self._store.mark_event_published(job["job_id"], event["id"], quota=job.get(QUOTA_KEY))
         logger.info("event published", extra={"job_id": job["job_id"], "type": event_type, "event_id": event["id"]})
         return True

@@ -56,6 +56,20 @@ class IdempotencyConflict(PixverseJobsError):
         self.message = message
 
 
+class QuotaExceeded(PixverseJobsError):
+    """The caller has as many unfinished jobs as MAX_JOBS_PER_CALLER allows: 429 quota_exceeded."""
+
+    retry_after_seconds = 30
+
+    def __init__(self, cap: int):
+        super().__init__(
+            f"you have {cap} unfinished jobs, the most this stack allows a caller (MaxJobsPerCaller); "
+            "submit again when one of them has ended"
+        )
+        self.message = str(self)
+        self.cap = cap
+
+
 class JobAlreadyExists(PixverseJobsError):
     """A job id collided on create: never overwrite a record."""
 

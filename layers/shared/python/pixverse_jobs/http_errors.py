@@ -23,6 +23,7 @@ from pixverse_jobs.errors import (
     IdempotencyConflict,
     JobNotFound,
     JobSubmitFailed,
+    QuotaExceeded,
     RequestRejected,
 )
 from pixverse_jobs.nesting import MAX_DEPTH, deeper_than
@@ -154,6 +155,14 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(IdempotencyConflict)
     def _idempotency(exc: IdempotencyConflict) -> Response[str]:
         return json_response(409, error_body("idempotency_conflict", exc.message))
+
+    @app.exception_handler(QuotaExceeded)
+    def _quota(exc: QuotaExceeded) -> Response[str]:
+        return json_response(
+            429,
+            error_body("quota_exceeded", exc.message),
+            headers={"Retry-After": str(exc.retry_after_seconds)},
+        )
 
     @app.exception_handler(JobSubmitFailed)
     def _submit_failed(exc: JobSubmitFailed) -> Response[str]:

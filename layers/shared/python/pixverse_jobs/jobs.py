@@ -23,7 +23,14 @@ from pixverse_jobs.catalog import MODELS, get_model
 from pixverse_jobs.clock import epoch_seconds, utc_now_iso
 from pixverse_jobs.config import WEBHOOK_MODES
 from pixverse_jobs.deadline import Deadline
-from pixverse_jobs.errors import FieldError, IdempotencyConflict, JobNotFound, JobRecordFailed, RequestRejected
+from pixverse_jobs.errors import (
+    FieldError,
+    IdempotencyConflict,
+    JobNotFound,
+    JobRecordFailed,
+    QuotaExceeded,
+    RequestRejected,
+)
 from pixverse_jobs.nesting import STORED_DEPTH, deeper_than
 from pixverse_jobs.observability import logger, metrics
 from pixverse_jobs.proxy import lambda_payload_bytes
@@ -164,8 +171,10 @@ class JobService:
         *,
         default_webhook_mode: str = "terminal",
         idempotency_ttl_seconds: int = 24 * 3600,
+        max_jobs_per_caller: int = 0,
     ) -> None:
         self._idempotency_ttl = idempotency_ttl_seconds
+        self._max_jobs_per_caller = max_jobs_per_caller
         self._store = store
         self._queue = queue
         self._default_mode = default_webhook_mode
@@ -195,7 +204,7 @@ class JobService:
             return existing
         try:
             return self._admit(request, owner=owner, webhook_base_url=webhook_base_url, job_id=job_id)
-        except JobRecordFailed:
+        except (JobRecordFailed, QuotaExceeded):
             # Nothing was recorded: free the key so the caller's retry submits. If the release
             # fails too, the stale-claim takeover frees it after STALE_CLAIM_SECONDS.
             with contextlib.suppress(Exception):
@@ -253,7 +262,13 @@ class JobService:
             "updated_at": now,
         }
         try:
-            self._store.create(record)
+            if not self._max_jobs_per_caller:
+                self._store.create(record)
+            elif not self._store.create_within_quota(record, owner=owner, cap=self._max_jobs_per_caller):
+                raise QuotaExceeded(self._max_jobs_per_caller)
+        except QuotaExceeded:
+            logger.info("caller at its cap of unfinished jobs", extra={"cap": self._max_jobs_per_caller})
+            raise
         except Exception as exc:
             logger.exception("job could not be recorded; nothing queued")
             raise JobRecordFailed(f"job {job_id} could not be recorded") from exc

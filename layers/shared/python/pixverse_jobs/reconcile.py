@@ -14,6 +14,11 @@ ended (and been announced) and are older than RECONCILE_AFTER_SECONDS, from the 
 * COMPLETED / COPYING whose copy is not in hand (no live lease, no retry scheduled), or ended
   but not announced: asks the copier again (it copies at most once and publishes at most once);
   a copy waiting for its retry is left to the message that carries it (one request in flight);
+* ACCEPTED (admission: waiting for the submitter): queued again if POST could not queue it
+  (``enqueue_pending``) or if it has not been touched for ACCEPTED_RESEND_SECONDS (its message
+  may have gone to the dead-letter queue); past MAX_JOB_AGE_SECONDS it ends SUBMIT_FAILED
+  (``not_submitted``): it was never accepted, so nothing was billed. A second message for a job
+  is harmless: the submitter claims before it submits;
 * anything older than MAX_JOB_AGE_SECONDS ends in a terminal state with the reason ``timed_out``.
 
 Every job it ends goes through the copy queue, so the copier stays the only publisher of the
@@ -48,7 +53,7 @@ from pixverse_jobs.config import ReconcileSettings
 from pixverse_jobs.errors import CallbackRejected, GatewayError, GatewayRateLimited
 from pixverse_jobs.gateway import DEFAULT_TIMEOUT, GatewayClient
 from pixverse_jobs.observability import logger
-from pixverse_jobs.queue import CopyQueue
+from pixverse_jobs.queue import CopyQueue, SubmitQueue
 from pixverse_jobs.states import FAILURES, NEEDS_DELIVERY, OUTCOME_UNKNOWN_CODE, SUBMIT_ERROR, JobStatus
 from pixverse_jobs.store import COPY_LEASE, COPY_RETRY_AT, Job, JobStore
 
@@ -65,6 +70,10 @@ JOB_SECONDS = (DEFAULT_TIMEOUT.connect or 0.0) + (DEFAULT_TIMEOUT.read or 0.0) +
 # How long after a copy's retry was due its message may still be on its way (Lambda's SQS poller
 # picks it up within seconds; a backlog can hold it longer) before the reconciler asks again.
 RETRY_GRACE_SECONDS = 60
+# An ACCEPTED job untouched this long may have lost its submit message (the submitter re-sends it
+# at each try, so a job that waits its turn in a backlog is the only other kind): queue it again.
+ACCEPTED_RESEND_SECONDS = 3600
+ENQUEUE_PENDING = "enqueue_pending"  # jobs.ENQUEUE_PENDING (jobs imports what the reconciler must not)
 _WAIT_SLICE_SECONDS = 0.05
 
 
@@ -79,6 +88,8 @@ class Action(StrEnum):
     DELIVERY_REQUESTED = "delivery_requested"  # asked the copier again
     SKIPPED = "skipped"  # nothing to do yet (copy in hand, or polling paused by a 429)
     POLL_FAILED = "poll_failed"
+    RESUBMIT_QUEUED = "resubmit_queued"  # an ACCEPTED job whose submit message was missing, queued again
+    NOT_SUBMITTED = "not_submitted"  # ACCEPTED past MAX_JOB_AGE_SECONDS: SUBMIT_FAILED
 
 
 @dataclass
@@ -99,7 +110,14 @@ class RunReport:
     @property
     def reconciled(self) -> int:
         """Jobs the reconciler moved or re-drove: each one a callback that did not do its job."""
-        moved = (Action.POLLED_OUTCOME, Action.SUBMIT_FAILED, Action.TIMED_OUT, Action.DELIVERY_REQUESTED)
+        moved = (
+            Action.POLLED_OUTCOME,
+            Action.SUBMIT_FAILED,
+            Action.TIMED_OUT,
+            Action.DELIVERY_REQUESTED,
+            Action.RESUBMIT_QUEUED,
+            Action.NOT_SUBMITTED,
+        )
         return sum(self.actions.get(str(a), 0) for a in moved)
 
 
@@ -115,7 +133,9 @@ class Reconciler:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         reserve_seconds: float = RESERVE_SECONDS,
         job_seconds: float = JOB_SECONDS,
+        submit_queue: SubmitQueue | None = None,
     ) -> None:
+        self._submit_queue = submit_queue
         self._store = store
         self._gateway = gateway
         self._processor = processor
@@ -221,6 +241,8 @@ class Reconciler:
         job_id = str(job["job_id"])
         status = JobStatus(job["status"])
         age = (now - from_iso(str(job["created_at"]))).total_seconds()
+        if status is JobStatus.ACCEPTED:
+            return self._resolve_accepted(job, age, now)
         if status is JobStatus.SUBMITTING and not job.get("request_id"):
             return self._resolve_submitting(job, age)
         if status in (JobStatus.SUBMITTING, JobStatus.QUEUED, JobStatus.PROCESSING):
@@ -244,6 +266,42 @@ class Reconciler:
             # Ended, but its event is not out yet (the copier crashed before its outbox flag).
             return self._request_delivery(job_id)
         return Action.SKIPPED
+
+    def _resolve_accepted(self, job: Job, age: float, now: datetime) -> Action:
+        """A job waiting for the submitter: end it past the maximum age (never accepted, so never
+        billed), or queue it again when its message is missing."""
+        job_id = str(job["job_id"])
+        if age > self._settings.max_age_seconds:
+            hours = self._settings.max_age_seconds / 3600
+            last = job.get("last_submit_error") or {}
+            reason = f"the gateway did not take the job within {hours:g} hours"
+            if last:
+                reason += f" (its last answer: {last.get('code')}: {last.get('message')})"
+            transition = self._store.advance(
+                job_id,
+                JobStatus.SUBMIT_FAILED,
+                attributes={"error": {"code": "not_submitted", "message": reason}},
+                from_statuses=[JobStatus.ACCEPTED],
+            )
+            if not transition.applied:
+                return Action.SKIPPED
+            self._queue.request_delivery(job_id)
+            return Action.NOT_SUBMITTED
+        idle = (now - from_iso(str(job.get("updated_at") or job["created_at"]))).total_seconds()
+        if self._submit_queue is None or (ENQUEUE_PENDING not in job and idle < ACCEPTED_RESEND_SECONDS):
+            return Action.SKIPPED
+        self._submit_queue.enqueue(job_id, str(job.get("owner") or ""))
+        # Touched, so the next runs wait another ACCEPTED_RESEND_SECONDS; only while still waiting.
+        self._store.annotate(
+            job_id,
+            attributes={"updated_at": to_iso(now)},
+            remove=[ENQUEUE_PENDING],
+            condition="#status = :accepted",
+            names={"#status": "status"},
+            values={":accepted": str(JobStatus.ACCEPTED)},
+        )
+        logger.warning("ACCEPTED job queued again for the submitter", extra={"job_id": job_id})
+        return Action.RESUBMIT_QUEUED
 
     def _resolve_submitting(self, job: Job, age: float) -> Action:
         """A SUBMITTING job without a request_id: the gateway got the submit but its answer never

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
+import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -65,6 +66,25 @@ def _status_of(item: Mapping[str, Any]) -> JobStatus | None:
     """The status of a raw (DynamoDB-typed) item, None if it has none we know."""
     raw = (item.get("status") or {}).get("S")
     return JobStatus(raw) if isinstance(raw, str) and raw in JobStatus.__members__ else None
+
+
+def _transaction_condition_failed(exc: ClientError) -> bool:
+    reasons = exc.response.get("CancellationReasons") or []
+    return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+
+
+# The per-caller cap of unfinished jobs (MAX_JOBS_PER_CALLER): counters in the jobs table.
+QUOTA_KEY = "quota_key"
+QUOTA_SHARDS = 16
+
+
+def quota_key(owner: str, shard: int) -> str:
+    return f"quota#{hashlib.sha256(owner.encode()).hexdigest()[:32]}#{shard:02d}"
+
+
+def quota_limits(cap: int) -> list[int]:
+    """Each counter's share of ``cap``: as even as whole numbers allow, adding up to ``cap``."""
+    return [cap // QUOTA_SHARDS + (1 if n < cap % QUOTA_SHARDS else 0) for n in range(QUOTA_SHARDS)]
 
 
 def _is_conditional_failure(exc: ClientError) -> bool:
@@ -325,14 +345,67 @@ class JobStore:
         return found
 
     # ------------------------------------------------------------------ writes
-    def create(self, job: Mapping[str, Any]) -> None:
-        """Write a new record (status SUBMITTING); never overwrites an existing one."""
+    def _new_record(self, job: Mapping[str, Any]) -> dict[str, Any]:
         record = dict(job)
         record.setdefault("expires_at", epoch_seconds() + self._ttl_seconds)
         job_id = str(record["job_id"])
         record.setdefault(UNFINISHED, unfinished_key(job_id))
         if record.get("owner") is not None:
             record.setdefault(OWNER_SHARD, owner_shard_key(str(record["owner"]), shard_of(job_id, OWNER_SHARDS)))
+        return record
+
+    def create_within_quota(self, job: Mapping[str, Any], *, owner: str, cap: int) -> bool:
+        """Write a new job and count it against its caller's cap of unfinished jobs, in one
+        transaction; False (nothing written) when the caller is at its cap.
+
+        The count is spread over QUOTA_SHARDS counter records per caller (``quota#<hash>#NN``),
+        each allowed its share of ``cap``: one counter would take every write of a caller's burst
+        (two per job) on one key. A full counter sends the job to the next, in random order, so
+        the caller is refused only when every share is taken. The copier gives the unit back
+        when it announces the job's end (``mark_event_published``), in the same transaction."""
+        limits = quota_limits(cap)
+        for shard in random.sample(range(QUOTA_SHARDS), QUOTA_SHARDS):
+            if limits[shard] == 0:
+                continue
+            key = quota_key(owner, shard)
+            record = self._new_record({**job, QUOTA_KEY: key})
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self._table,
+                                "Item": _to_item(record),
+                                "ConditionExpression": "attribute_not_exists(job_id)",
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self._table,
+                                "Key": self._key(key),
+                                "UpdateExpression": "ADD unfinished_jobs :one",
+                                "ConditionExpression": (
+                                    "attribute_not_exists(unfinished_jobs) OR unfinished_jobs < :limit"
+                                ),
+                                "ExpressionAttributeValues": _to_item({":one": 1, ":limit": limits[shard]}),
+                            }
+                        },
+                    ]
+                )
+                return True
+            except ClientError as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException" or not reasons:
+                    raise
+                if reasons[0] == "ConditionalCheckFailed":
+                    raise JobAlreadyExists(f"job {record['job_id']} already exists") from exc
+                if reasons[1] != "ConditionalCheckFailed":
+                    raise
+        return False
+
+    def create(self, job: Mapping[str, Any]) -> None:
+        """Write a new record; never overwrites an existing one."""
+        record = self._new_record(job)
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -637,20 +710,30 @@ class JobStore:
             raise
         return True
 
-    def mark_event_published(self, job_id: str, event_id: str) -> bool:
-        """Record that the job's final event went out (the outbox flag). False if already set."""
+    def mark_event_published(self, job_id: str, event_id: str, *, quota: str | None = None) -> bool:
+        """Record that the job's final event went out (the outbox flag). False if already set.
+        A job counted against its caller's cap (``quota``: its QUOTA_KEY) gives its unit back in
+        the same transaction, so the count can neither leak nor be given back twice."""
+        update = {
+            "TableName": self._table,
+            "Key": self._key(job_id),
+            "UpdateExpression": f"SET event_id = :eid, event_published_at = :now REMOVE {UNFINISHED}, {PUBLISH_LEASE}",
+            "ConditionExpression": "attribute_exists(job_id) AND attribute_not_exists(event_published_at)",
+            "ExpressionAttributeValues": _to_item({":eid": event_id, ":now": utc_now_iso()}),
+        }
         try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._key(job_id),
-                UpdateExpression=(
-                    f"SET event_id = :eid, event_published_at = :now REMOVE {UNFINISHED}, {PUBLISH_LEASE}"
-                ),
-                ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(event_published_at)",
-                ExpressionAttributeValues=_to_item({":eid": event_id, ":now": utc_now_iso()}),
-            )
+            if quota is None:
+                self._client.update_item(**update)
+            else:
+                give_back = {
+                    "TableName": self._table,
+                    "Key": self._key(quota),
+                    "UpdateExpression": "ADD unfinished_jobs :minus",
+                    "ExpressionAttributeValues": _to_item({":minus": -1}),
+                }
+                self._client.transact_write_items(TransactItems=[{"Update": update}, {"Update": give_back}])
         except ClientError as exc:
-            if _is_conditional_failure(exc):
+            if _is_conditional_failure(exc) or _transaction_condition_failed(exc):
                 return False
             raise
         return True
