@@ -296,15 +296,6 @@ def test_drive_exercises_every_path_of_every_function(run: RecordedRun) -> None:
     ), "setup: SUBMIT_FAULTS failed other calls than the drive's third job's record and message"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "product bug (issue 14): POST /jobs flags a job whose submit message could not be sent "
-        "(jobs.py ENQUEUE_PENDING, 'the reconciler queues it at its next run'), but "
-        "Reconciler.reconcile (reconcile.py) skips every ACCEPTED job, so the job stays ACCEPTED forever"
-    ),
-)
 def test_a_job_whose_submit_message_was_lost_is_queued_by_the_reconciler(run: RecordedRun) -> None:
     # Given the drive's third job: recorded, answered 202, its submit message not sent (SUBMIT_FAULTS)
     assert run.unqueued is not None
@@ -312,6 +303,7 @@ def test_a_job_whose_submit_message_was_lost_is_queued_by_the_reconciler(run: Re
     # Then the reconciler (every second, after 2 s) queued it and it was delivered within 15 s,
     # which exercises ReconcileFunction's sqs:SendMessage on the SubmitQueue
     assert run.unqueued["status"] == "DELIVERED", run.unqueued
+    assert run.calls[iam.Call("ReconcileFunction", "sqs", "SendMessage")] >= 1
 
 
 def test_every_recorded_operation_has_an_iam_mapping(run: RecordedRun) -> None:

@@ -13,31 +13,34 @@ accepted is delivered), no second event for any job, every job terminal.
 Since admission (issue 14) POST /jobs answers 202 ACCEPTED and the submitter calls the gateway: a
 429 or 500 keeps the job waiting and the submitter sends it again; a submit answered only after the
 submitter's deadline leaves its outcome unknown, the gateway has the job, and its callback completes
-it (nothing is submitted again). POST /jobs's own submit message is not faulted in the mixed run
-(``SUBMIT_MESSAGE_EXEMPT``): a job whose message is lost there is never queued again (a product bug,
-pinned by ``test_a_job_whose_submit_message_was_not_sent_is_delivered``). One of the product's recovery
+it (nothing is submitted again). A job whose submit message POST could not send is flagged and the
+reconciler queues it; if the flag's write failed too, the reconciler queues it once it has waited
+untouched for an hour, which the suite stands in for (below). One of the product's recovery
 paths waits on a timer far longer than this run: a copier that could not write DELIVERED keeps its
 900 s copy lease (its message's retry then finds the job "in hand" and is dropped); a copy lease
 still held long after its copy stalled is expired by the suite (as the passage of 900 s would),
-counted in the figures, and the product's reconciler must then finish the job."""
+counted in the figures, and the product's reconciler must then finish the job. Likewise the
+reconciler's own run lease, when a run could not give it back."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from pixverse_jobs.admission import SUBMIT_CALL_SECONDS
 from pixverse_jobs.events import JOB_DELIVERED
-from pixverse_jobs.reconcile import RETRY_GRACE_SECONDS
-from pixverse_jobs.store import COPY_LEASE, COPY_RETRY_AT
+from pixverse_jobs.reconcile import ACCEPTED_RESEND_SECONDS, ENQUEUE_PENDING, RETRY_GRACE_SECONDS, RUN_LEASE
+from pixverse_jobs.store import COPY_LEASE, COPY_RETRY_AT, LEASE_HOLDER, LEASE_UNTIL, RUN_LEASE_PREFIX
 from pixverse_local.harness import TERMINAL, LocalClient, StackProcess
 from reliability_support import (
     DeliveryCheck,
@@ -71,14 +74,16 @@ AWS_FAULT_RATES = {
     "s3.UploadPart": 0.05,
 }
 FAULT_SEED = "20261125"
-# POST /jobs's SendMessage to the submit queue: not faulted here, see the module's docstring.
-SUBMIT_MESSAGE_EXEMPT = "SubmitFunction:sqs.SendMessage=0"
 # Past the submitter's deadline for one submit: its outcome is unknown, and the simulator, which
 # accepted the job at once, calls back.
 SUBMIT_TIMEOUT_DELAY = SUBMIT_CALL_SECONDS + 10
 MEDIA_BYTES = 64 * 1024
 MULTIPART_BYTES = 9 * 1024 * 1024  # two parts: the copier's 8 MiB, then the rest
 STALLED_COPY_SECONDS = 10.0  # a healthy copy here takes under 3 s, retries included
+# An ACCEPTED job is sent within seconds here (its backoffs shrunk by LOCAL_TIME_SCALE), or waits in
+# a submitter's batch behind a late submit (SUBMIT_CALL_SECONDS) and the pace: longer, it is forgotten.
+FORGOTTEN_ACCEPTED_SECONDS = SUBMIT_CALL_SECONDS + 15
+STALLED_RUN_LEASE_SECONDS = 15.0  # a reconciler run here takes a few seconds at most
 MAX_RESUBMITS = 2
 SETTLE_SECONDS = 2.0
 # A fault kind must have been injected when this many were expected (calls x rate): P(none) < 0.3%.
@@ -92,9 +97,7 @@ def fault_stack(stack_logs: Path, scale: Scale) -> Iterator[tuple[StackProcess, 
         "LOCAL_TIME_SCALE": "0.001",
         "RECONCILE_AFTER_SECONDS": str(scale.fault_reconcile_after),
         "LOCAL_RECONCILE_EVERY_SECONDS": str(scale.fault_reconcile_every),
-        "LOCAL_AWS_FAULTS": ",".join(
-            [*(f"{name}={rate}" for name, rate in AWS_FAULT_RATES.items()), SUBMIT_MESSAGE_EXEMPT]
-        ),
+        "LOCAL_AWS_FAULTS": ",".join(f"{name}={rate}" for name, rate in AWS_FAULT_RATES.items()),
         "LOCAL_AWS_FAULT_SEED": FAULT_SEED,
         "LOCAL_AWS_CALL_LOG": str(call_log),
     }
@@ -147,6 +150,72 @@ def _directives(index: int, scale: Scale) -> str:
     if index % 15 == 7:
         parts += ["[sim:cut=1]", "[sim:no-ranges]"]
     return " ".join(parts)
+
+
+@dataclass
+class RunLeaseWatch:
+    """The reconciler's run lease as the suite last saw it: who held it, since when (monotonic)."""
+
+    holder: str | None = None
+    since: float = 0.0
+    expired: int = 0
+
+
+def _expire_stalled_run_lease(client: LocalClient, watch: RunLeaseWatch) -> None:
+    """Expire the reconciler's run lease when one holder has kept it far longer than a run lasts
+    here (what the passage of time would do): a run whose give-back failed leaves it held for the
+    run's whole deadline (about 300 s, a DynamoDB timestamp LOCAL_TIME_SCALE does not shrink), and
+    every run until then exits at once. On AWS that skips one scheduled run; here, the rest of the
+    suite's reconciling."""
+    key = {"job_id": {"S": RUN_LEASE_PREFIX + RUN_LEASE}}
+    item = client.dynamodb.get_item(TableName=client.ready["table"], Key=key, ConsistentRead=True).get("Item", {})
+    holder = item.get(LEASE_HOLDER, {}).get("S")
+    if holder != watch.holder:
+        watch.holder, watch.since = holder, time.monotonic()
+        return
+    if holder is None or time.monotonic() - watch.since < STALLED_RUN_LEASE_SECONDS:
+        return
+    with contextlib.suppress(ClientError):  # given back or taken over meanwhile
+        client.dynamodb.update_item(
+            TableName=client.ready["table"],
+            Key=key,
+            UpdateExpression="SET #until = :past",
+            ConditionExpression="#holder = :holder",
+            ExpressionAttributeNames={"#holder": LEASE_HOLDER, "#until": LEASE_UNTIL},
+            ExpressionAttributeValues={":holder": {"S": holder}, ":past": {"N": str(int(time.time()) - 1)}},
+        )
+        watch.expired += 1
+
+
+def _age_forgotten_accepted_jobs(client: LocalClient, jobs: dict[str, dict[str, Any]], aged: list[str]) -> None:
+    """Make an ACCEPTED job untouched for a while look untouched for an hour (what the passage of
+    ACCEPTED_RESEND_SECONDS would do): the reconciler then queues it again. A job waits ACCEPTED
+    that long only when POST could neither send its submit message nor flag it for the reconciler;
+    one the submitter deals with is touched at each try."""
+    now = datetime.now(UTC)
+    for job_id, job in jobs.items():
+        updated = datetime.fromisoformat(str(job["updated_at"]).replace("Z", "+00:00"))
+        if job["status"] != "ACCEPTED" or (now - updated).total_seconds() < FORGOTTEN_ACCEPTED_SECONDS:
+            continue
+        key = {"job_id": {"S": job_id}}
+        item = client.dynamodb.get_item(TableName=client.ready["table"], Key=key, ConsistentRead=True)["Item"]
+        if ENQUEUE_PENDING in item:
+            continue  # flagged: the reconciler's next run queues it, no hour to wait
+        long_ago = (now - timedelta(seconds=ACCEPTED_RESEND_SECONDS + 1)).isoformat(timespec="milliseconds")
+        with contextlib.suppress(ClientError):  # moved on meanwhile: nothing to do
+            client.dynamodb.update_item(
+                TableName=client.ready["table"],
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET updated_at = :long_ago",
+                ConditionExpression="#status = :accepted AND updated_at = :seen",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":long_ago": {"S": long_ago.replace("+00:00", "Z")},
+                    ":seen": {"S": str(job["updated_at"])},
+                    ":accepted": {"S": "ACCEPTED"},
+                },
+            )
+            aged.append(job_id)
 
 
 def _expire_stalled_leases(client: LocalClient, jobs: dict[str, dict[str, Any]], expired: list[str]) -> None:
@@ -215,11 +284,15 @@ def fault_run(
         submitted_in = time.monotonic() - started
 
         expired: list[str] = []
+        aged: list[str] = []
+        run_lease = RunLeaseWatch()
         resubmits: Counter[int] = Counter()
 
         def settled() -> bool:
             jobs = api.jobs()
             _expire_stalled_leases(client, jobs, expired)
+            _age_forgotten_accepted_jobs(client, jobs, aged)
+            _expire_stalled_run_lease(client, run_lease)
             # A job the client holds that ended SUBMIT_FAILED: submit it again, under a new key.
             again = [
                 s
@@ -296,6 +369,8 @@ def fault_run(
             "aws_calls": {name: calls[name] for name in sorted(AWS_FAULT_RATES)},
             "gateway_faults_injected": injected_gateway,
             "copy_leases_expired_by_suite": len(expired),
+            "forgotten_accepted_jobs_aged_by_suite": len(aged),
+            "reconciler_run_leases_expired_by_suite": run_lease.expired,
             "jobs_whose_copy_lease_was_expired": len(set(expired)),
             "submit_failed_jobs": sum(1 for j in jobs.values() if j["status"] == "SUBMIT_FAILED"),
             "gateway_submits_received": observer.gateway_stats()["submits_received"],
@@ -554,15 +629,6 @@ def unsent_message_stack(stack_logs: Path) -> Iterator[LocalClient]:
 UNSENT_WAIT_SECONDS = 12.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "product bug (issue 14): POST /jobs answers 202 for a job whose submit message could not be "
-        "sent and flags it for the reconciler (jobs.py ENQUEUE_PENDING), but Reconciler.reconcile "
-        "(reconcile.py) skips every ACCEPTED job: the job stays ACCEPTED forever"
-    ),
-)
 def test_a_job_whose_submit_message_was_not_sent_is_delivered(unsent_message_stack: LocalClient) -> None:
     client = unsent_message_stack
     api = PatientClient(client.ready["api"], caller=f"reliability-unsent-{uuid.uuid4().hex[:8]}", max_attempts=1)
