@@ -84,6 +84,8 @@ def _app(function_dir: str, invocations_path: str) -> dict[str, object]:
     aws = []
     answers = []
     for number, event in enumerate(events):
+        if number and isinstance(event, dict) and "bench_due_again" in event:
+            _due_again(event["bench_due_again"])
         context = _Context(function_dir, os.environ.get("BENCH_MEMORY_MB", "256"), 60.0)
         context.aws_request_id = f"bench-{number}"
         clock.seconds = 0.0
@@ -93,6 +95,26 @@ def _app(function_dir: str, invocations_path: str) -> dict[str, object]:
         aws.append(clock.seconds)
         answers.append(_summary(answer))
     return {"init_s": init, "invocations_s": durations, "aws_s": aws, "answers": answers, "heavy_modules": heavy}
+
+
+_reset_client: list[object] = []
+
+
+def _due_again(job: dict[str, str]) -> None:
+    """Make a job the reconciler just looked at due again (its ``check_at`` now), so that each warm
+    invocation does the first one's work. Untimed, after the first invocation only, on a client of
+    its own botocore session: nothing it loads is what the function's first call would have."""
+    import botocore.session
+
+    if not _reset_client:
+        _reset_client.append(botocore.session.get_session().create_client("dynamodb"))
+    client = _reset_client[0]
+    client.update_item(  # type: ignore[attr-defined]
+        TableName=job["table"],
+        Key={"job_id": {"S": job["job_id"]}},
+        UpdateExpression="SET check_at = :now",
+        ExpressionAttributeValues={":now": {"N": str(int(time.time()) - 1)}},
+    )
 
 
 def _summary(answer: object) -> object:

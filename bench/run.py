@@ -6,14 +6,16 @@
     .venv/bin/python bench/run.py --only cold,webhook --repeats 5
     .venv/bin/python bench/run.py --only cost --jobs 100
     .venv/bin/python bench/run.py --only capacity --capacity-jobs 50
+    .venv/bin/python bench/run.py --only reconcile_backlog --reconcile-jobs 5000
 
 Benchmarks: ``copy`` (media copy against three obvious alternatives, each run in a fresh process),
 ``cold`` (cold start of each function against the boto3 floor), ``built`` (each handler imported
 from ``sam build``'s artifacts as Lambda unpacks them, in callgrind instructions), ``cost`` (AWS and gateway calls,
 DynamoDB write units and Lambda cost per delivered job), ``capacity`` (DynamoDB writes per table,
-index and partition key, and the ceiling in jobs/s the hottest key allows) and ``webhook``
-(callbacks per second, and where the time goes). A partial run replaces only its own sections of an
-existing results.json.
+index and partition key, and the ceiling in jobs/s the hottest key allows), ``webhook``
+(callbacks per second, and where the time goes) and ``reconcile_backlog`` (the reconciler over 5,000
+unfinished jobs: gateway status polls per second, time to clear). A partial run replaces only its own
+sections of an existing results.json.
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ from typing import Any
 from benchlib import BENCH_DIR, machine_info
 from report import render_markdown
 
-BENCHMARKS = ("copy", "cold", "built", "cost", "webhook", "capacity")  # the report's order
+BENCHMARKS = ("copy", "cold", "built", "cost", "webhook", "capacity", "reconcile_backlog")  # the report's order
 # The order they run in: the millisecond measurements first, on a settled machine; the copy
 # section last, since it leaves the machine busy for a while (GiBs freed by moto server and the
 # peers, page cache): a cold section run right after it measured 1.21x for a function that
 # measures 1.12-1.15x on its own (bench/cold_start.py --repeats 9 --functions MediaCopyFunction).
-RUN_ORDER = ("cold", "built", "webhook", "cost", "capacity", "copy")
+RUN_ORDER = ("cold", "built", "webhook", "cost", "capacity", "reconcile_backlog", "copy")
 DEFAULT_REPEATS = {"copy": 5, "cold": 7, "webhook": 3}
 
 
@@ -76,6 +78,10 @@ def _run(name: str, args: argparse.Namespace) -> dict[str, Any]:
         from capacity import run_capacity
 
         return run_capacity(args.capacity_jobs, log=_log)
+    if name == "reconcile_backlog":
+        from reconcile_backlog import run_reconcile_backlog
+
+        return run_reconcile_backlog(args.reconcile_jobs, latency_ms=args.reconcile_latency_ms, log=_log)
     if name == "webhook":
         from webhook_throughput import run_webhook
 
@@ -103,6 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--capacity-jobs", type=int, default=50, help="jobs per capacity run (4 runs: terminal/sync x typical/largest)"
     )
     parser.add_argument("--callbacks", type=int, default=300, help="callbacks per webhook run (default 300)")
+    parser.add_argument(
+        "--reconcile-jobs", type=int, default=5000, help="unfinished jobs in each reconciler backlog (default 5000)"
+    )
+    parser.add_argument(
+        "--reconcile-latency-ms",
+        type=int,
+        default=200,
+        help="the simulator's answer time per status poll in the reconciler backlog (default 200)",
+    )
     parser.add_argument("--copy-variants", default="ours,memory,tempfile,fileobj", help="copy variants to run")
     parser.add_argument(
         "--cold-functions",

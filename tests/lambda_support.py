@@ -69,6 +69,7 @@ _SETTINGS_CACHES = (
     config.progress_settings,
     config.reconcile_settings,
     config.callback_buffer_settings,
+    config.first_check_after_seconds,
 )
 
 
