@@ -282,17 +282,15 @@ def reconciler_poll_load(
 ) -> dict[str, Any]:
     """The writes one reconciler poll makes, per poll (a job polled twice pays twice; a job whose
     callback came is never polled): its one UpdateItem sets the job's next look (``check_at``, the
-    unfinished index's sort key: a delete and a put there) with the status it found, unchanged or
-    an outcome (which also writes by_owner_shard, where status is projected). Sized by the same
-    rules as the jobs' writes; the ceiling is per u#NN key, and the deployment has 16."""
-    before = _job_item(item_bytes, status="PROCESSING", check_at=1_800_000_000, updated_at="2026-12-07T10:00:00.000Z")
+    unfinished index's sort key: a delete and a put there), alone when the status is unchanged
+    (``JobStore.push_check_at``), with the outcome when there is one (which also writes
+    by_owner_shard, where status is projected). Sized by the same rules as the jobs' writes; the
+    ceiling is per u#NN key, and the deployment has 16."""
+    created, looked, next_look = "2026-12-07T10:00:00.000Z", "2026-12-07T10:15:00.000Z", 1_800_000_900
+    before = _job_item(item_bytes, status="PROCESSING", check_at=1_800_000_000, updated_at=created)
     kinds = {
-        "unchanged": _job_item(
-            item_bytes, status="PROCESSING", check_at=1_800_000_900, updated_at="2026-12-07T10:15:00.000Z"
-        ),
-        "outcome": _job_item(
-            item_bytes, status="FAILED", check_at=1_800_000_900, updated_at="2026-12-07T10:15:00.000Z"
-        ),
+        "unchanged": _job_item(item_bytes, status="PROCESSING", check_at=next_look, updated_at=created),
+        "outcome": _job_item(item_bytes, status="FAILED", check_at=next_look, updated_at=looked),
     }
     result: dict[str, Any] = {"item_bytes": item_size(before)}
     for kind, after in kinds.items():

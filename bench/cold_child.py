@@ -43,18 +43,34 @@ class _Context:
 class _AwsClock:
     """Wall time spent inside AWS calls (botocore's before-call to after-call), so that the first
     invocation's extra time can be split into AWS calls (secret reads, first connections) and
-    the rest. Registered on the default session before the function creates its clients."""
+    the rest. Registered on the default session before the function creates its clients.
+
+    Calls made at once from several threads (the reconciler queries the index's 17 keys together
+    and its workers write in parallel) count once: the wall time during which at least one call
+    is in flight, not the sum of their durations, which exceeds the invocation itself."""
 
     def __init__(self) -> None:
+        import threading
+
         self.seconds = 0.0
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._since = 0.0
 
     def before(self, context: dict[str, float], **_: object) -> None:
-        context["bench_started"] = time.perf_counter()
+        with self._lock:
+            if self._in_flight == 0:
+                self._since = time.perf_counter()
+            self._in_flight += 1
+        context["bench_started"] = 1.0
 
     def after(self, context: dict[str, float], **_: object) -> None:
-        started = context.get("bench_started")
-        if started is not None:
-            self.seconds += time.perf_counter() - started
+        if context.pop("bench_started", None) is None:
+            return
+        with self._lock:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self.seconds += time.perf_counter() - self._since
 
 
 def _app(function_dir: str, invocations_path: str) -> dict[str, object]:
@@ -67,6 +83,7 @@ def _app(function_dir: str, invocations_path: str) -> dict[str, object]:
     assert boto3.DEFAULT_SESSION is not None
     boto3.DEFAULT_SESSION.events.register("before-call", clock.before)
     boto3.DEFAULT_SESSION.events.register("after-call", clock.after)
+    boto3.DEFAULT_SESSION.events.register("after-call-error", clock.after)
     directory = function_dir if os.path.isabs(function_dir) else os.path.join(root, "functions", function_dir)
     spec = importlib.util.spec_from_file_location("app", os.path.join(directory, "app.py"))
     assert spec is not None and spec.loader is not None

@@ -353,3 +353,25 @@ def test_backfill_gives_old_jobs_their_shard_keys_once(ddb: Any) -> None:
     due = list(store.iter_due(due_by=_epoch(3600)))
     assert sorted((j[CHECK_AT], j["job_id"]) for j in due) == [(_epoch(n) + 600, _job_id(n)) for n in range(4)]
     assert [j for j in store.iter_due(due_by=_epoch(599))] == []
+
+
+def test_an_entry_a_page_boundary_repeats_is_read_once(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages that overlap (as the emulator's do among equal check_at) give each job once."""
+    store = JobStore("jobs", ddb, first_check_after_seconds=600)
+    for n in range(3):  # one shard, one check_at for all three
+        store.create({"job_id": _job_id(n), "status": "QUEUED", "created_at": _created_at(0), UNFINISHED: "u#05"})
+    pages: dict[str, int] = {}
+    original = store.query_due
+
+    def overlapping(key: str, **kwargs: Any) -> Any:
+        entries, _ = original(key, **{**kwargs, "start_key": None})
+        pages[key] = pages.get(key, 0) + 1
+        if len(entries) > 1 and pages[key] == 1:
+            return entries[:2], {"page": "more"}  # a boundary between the second and the rest...
+        return (entries[1:] if len(entries) > 1 else entries if pages[key] == 1 else []), None  # ...repeating it
+
+    monkeypatch.setattr(store, "query_due", overlapping)
+
+    due = [job["job_id"] for job in store.iter_due(due_by=_epoch(3600))]
+
+    assert sorted(due) == [_job_id(n) for n in range(3)]

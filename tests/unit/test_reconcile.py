@@ -585,6 +585,9 @@ def test_unchanged_poll_pushes_the_next_look_by_a_backoff_that_grows_with_age(wo
     again = world.reconciler.run()  # at the same moment: nothing is due any more
 
     assert first.actions == {"polled_unchanged": 3} and again.examined == 0
+    # Nothing new: only the next look was written, not the callback path's whole refresh
+    young = world.store.get("job_young")
+    assert young is not None and young["updated_at"] == young["created_at"] and "gateway_status" not in young
     # A quarter of its age, at least RECONCILE_AFTER_SECONDS (600 s here), at most an hour...
     assert _check_at(world, "job_young") == _epoch(NOW) + 600
     assert _check_at(world, "job_old") == _epoch(NOW) + 3600

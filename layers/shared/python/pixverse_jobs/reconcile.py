@@ -10,9 +10,10 @@ a job the gateway is still working on is not polled again until its backoff (``_
 has passed. For each job, by its status (``Reconciler._looks``, the one place a status is added):
 
 * QUEUED / PROCESSING (or SUBMITTING with a request_id): polls GET
-  /v2/requests/status/{request_id} and applies the answer with ``CallbackProcessor`` -- the very
-  path a callback takes, one conditional write through the state machine, so a late callback
-  and the reconciler can never both act; the job's next look goes in that same write;
+  /v2/requests/status/{request_id}. A status the job already has moves only its next look (one
+  small conditional write); anything new is applied with ``CallbackProcessor`` -- the very path a
+  callback takes, one conditional write through the state machine, so a late callback and the
+  reconciler can never both act -- with the job's next look in that same write;
 * SUBMITTING without a request_id: its submit's outcome is unknown (sent, no answer in time). The
   gateway can be asked only by request_id, so its callback alone can move it on; it ends
   SUBMIT_FAILED (``submit_outcome_unknown``) only past MAX_JOB_AGE_SECONDS, never sooner, and
@@ -379,6 +380,10 @@ class Reconciler:
             return Look(Action.POLL_FAILED, backoff)
         try:
             callback = parse_callback(json.dumps(body))
+            if callback.status == job["status"] and callback.status not in NEEDS_DELIVERY:
+                # Nothing new: only the next look moves, by one small conditional write (in
+                # reconcile()), not the callback path's whole-item write and read-back.
+                return Look(Action.POLLED_UNCHANGED, backoff)
             # An outcome hands the job to the copier: look again if it has not delivered by then.
             next_look = (
                 self._next_look(moment, self._settings.after_seconds) if callback.status in NEEDS_DELIVERY else backoff
