@@ -215,6 +215,52 @@ def _process_cpu_s(pid: int | None) -> float:
     return 0.0
 
 
+class PollSampler:
+    """The simulator's status-poll count every ``every`` seconds while a run goes on, so that the
+    rate at which the run polls can be told apart from its start (the lease, the first page of each
+    shard: on the emulator, whose index queries cost in proportion to the table, seconds)."""
+
+    def __init__(self, gateway_url: str, baseline: int, every: float = 0.5) -> None:
+        import httpx
+
+        self._client = httpx.Client(base_url=gateway_url, timeout=10.0)
+        self._baseline = baseline
+        self._every = every
+        self._stop = threading.Event()
+        self._points: list[tuple[float, int]] = []
+        self._thread = threading.Thread(target=self._sample, name="poll-sampler", daemon=True)
+
+    def __enter__(self) -> PollSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._client.close()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._every):
+            with contextlib.suppress(Exception):
+                polls = self._client.get("/_sim/stats").json()["status_polls"] - self._baseline
+                self._points.append((time.monotonic(), polls))
+
+    def samples(self, since: float) -> list[tuple[float, int]]:
+        """(seconds since ``since``, polls so far) pairs."""
+        return [(round(at - since, 2), polls) for at, polls in self._points]
+
+
+def sustained_rate(samples: Sequence[Sequence[float]], total: int) -> tuple[float | None, float | None]:
+    """Polls per second between the samples that first pass 10% and 90% of ``total`` polls (the
+    run's pace once under way, before its tail), and the seconds until its first poll."""
+    first = next((at for at, polls in samples if polls > 0), None)
+    low = next(((at, polls) for at, polls in samples if polls >= 0.1 * total), None)
+    high = next(((at, polls) for at, polls in samples if polls >= 0.9 * total), None)
+    if total <= 0 or low is None or high is None or high[0] <= low[0]:
+        return None, first
+    return (high[1] - low[1]) / (high[0] - low[0]), first
+
+
 def _scheduled_event() -> dict[str, Any]:
     return {
         "version": "0",
@@ -297,10 +343,18 @@ def run_child(jobs: int, latency_ms: int, backlogs: Sequence[str], out: Path) ->
                 while time.monotonic() - began < SCENARIO_SECONDS:
                     polls_before = gateway.get("/_sim/stats").json()["status_polls"]
                     run_started = time.monotonic()
-                    answer = reconcile.invoke(_scheduled_event())
+                    with PollSampler(stack.gateway_url, polls_before) as sampler:
+                        answer = reconcile.invoke(_scheduled_event())
                     seconds = time.monotonic() - run_started
                     polls = gateway.get("/_sim/stats").json()["status_polls"] - polls_before
-                    runs.append({"seconds": round(seconds, 2), "polls": polls, **answer})
+                    runs.append(
+                        {
+                            "seconds": round(seconds, 2),
+                            "polls": polls,
+                            "samples": sampler.samples(run_started),
+                            **answer,
+                        }
+                    )
                     if answer.get("examined", 0) == 0 and not answer.get("lease_held"):
                         break
                 # The backlog is clear when a run found nothing due; its (short) run is not counted.
@@ -349,6 +403,8 @@ def summarise_scenario(raw: dict[str, Any]) -> dict[str, Any]:
         actions.update(run.get("actions") or {})
     clear_s = raw["clear_s"]
     polls_per_s = raw["polls"] / clear_s if clear_s else 0.0
+    main_run = max(worked, key=lambda r: r["polls"], default=None)
+    sustained = sustained_rate(main_run.get("samples") or [], main_run["polls"])[0] if main_run else None
     cpu = raw["cpu"]
     looks = max(1, int(cpu["looks"]))
     cpu_ms_per_job = 1000 * (cpu["look_s"] + cpu["read_s"]) / looks
@@ -370,6 +426,8 @@ def summarise_scenario(raw: dict[str, Any]) -> dict[str, Any]:
                 "examined": r.get("examined"),
                 "polls": r["polls"],
                 "polls_per_s": round(r["polls"] / r["seconds"], 1) if r["seconds"] else None,
+                "sustained_polls_per_s": _rounded(sustained_rate(r.get("samples") or [], r["polls"])[0]),
+                "first_poll_after_s": sustained_rate(r.get("samples") or [], r["polls"])[1],
                 "deferred": r.get("deferred"),
                 "in_flight": r.get("in_flight"),
                 "lease_held": r.get("lease_held"),
@@ -381,6 +439,8 @@ def summarise_scenario(raw: dict[str, Any]) -> dict[str, Any]:
         "polls": raw["polls"],
         "clear_s": clear_s,
         "polls_per_s": round(polls_per_s, 1),
+        # The pace of the run that did the work once under way: from 10% to 90% of its polls.
+        "sustained_polls_per_s": _rounded(sustained),
         "still_due_after": raw["still_due_after"],
         "reconciler_calls_per_job": {k: round(v / max(1, examined), 3) for k, v in sorted(calls.items())},
         "run_lease_updates": lease_writes,
@@ -399,6 +459,10 @@ def summarise_scenario(raw: dict[str, Any]) -> dict[str, Any]:
         },
         "load_average_1m": raw["load_average"],
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def summarise(raw: dict[str, Any]) -> dict[str, Any]:

@@ -487,6 +487,7 @@ def _reconcile_backlog(section: dict[str, Any]) -> list[str]:
             "jobs",
             "gateway ms/poll",
             "polls/s",
+            "polls/s once under way (10-90%)",
             "time to clear (s)",
             "runs",
             "still due",
@@ -503,6 +504,7 @@ def _reconcile_backlog(section: dict[str, Any]) -> list[str]:
                 s["jobs"],
                 s["latency_ms"],
                 s["polls_per_s"],
+                s.get("sustained_polls_per_s"),
                 s["clear_s"],
                 len(s["runs"]),
                 s["still_due_after"],
@@ -521,6 +523,12 @@ def _reconcile_backlog(section: dict[str, Any]) -> list[str]:
             f"`{s['backlog']}` runs: "
             + "; ".join(
                 f"{run['seconds']} s, {run['examined']} looked at, {run['polls_per_s']} polls/s"
+                + (
+                    f" (first poll after {run['first_poll_after_s']} s, {run['sustained_polls_per_s']} polls/s "
+                    "once under way)"
+                    if run.get("sustained_polls_per_s")
+                    else ""
+                )
                 + (f", {run['deferred']} deferred" if run.get("deferred") else "")
                 for run in s["runs"]
             )
