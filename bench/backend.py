@@ -211,6 +211,8 @@ class Jobs:
         self._serializer = TypeSerializer()
 
     def put(self, status: str, *, request_id: str, created: datetime | None = None, **extra: Any) -> str:
+        from pixverse_jobs.store import first_check_at, unfinished_key
+
         job_id = f"job_{uuid.uuid4().hex}"
         created_at = iso(created or datetime.now(UTC))
         record = {
@@ -226,7 +228,9 @@ class Jobs:
             "created_at": created_at,
             "updated_at": created_at,
             "expires_at": int(time.time()) + 86400,
-            "unfinished": "1",
+            "unfinished": unfinished_key(job_id),
+            # Its first look by the reconciler, as JobStore.create sets it (ReconcileAfterSeconds' default).
+            "check_at": first_check_at(created_at, 900),
             **extra,
         }
         item = {k: self._serializer.serialize(v) for k, v in record.items()}

@@ -255,6 +255,67 @@ def key_scope(load: KeyLoad, all_callers: set[str]) -> str:
     return "caller"
 
 
+# ------------------------------------------------------------------ the reconciler, per poll
+UNFINISHED_SHARD_KEYS = 16  # pixverse_jobs.store.UNFINISHED_SHARDS: the u#NN keys a poll's writes land on
+
+
+def _job_item(item_bytes: int, *, status: str, check_at: int, updated_at: str) -> dict[str, Any]:
+    """A job's item (DynamoDB-typed) of about ``item_bytes``, with the keys of every index."""
+    item: dict[str, Any] = {
+        "job_id": {"S": "job_" + "0" * 32},
+        "owner": {"S": "arn:aws:iam::000000000000:role/backend"},
+        "owner_shard": {"S": "arn:aws:iam::000000000000:role/backend#03"},
+        "created_at": {"S": "2026-12-07T10:00:00.000Z"},
+        "updated_at": {"S": updated_at},
+        "status": {"S": status},
+        "unfinished": {"S": "u#03"},
+        "check_at": {"N": str(check_at)},
+    }
+    item["input"] = {"S": "x" * max(0, item_bytes - item_size(item) - len("input"))}
+    return item
+
+
+def reconciler_poll_load(
+    item_bytes: int,
+    indexes: Mapping[str, Sequence[str]],
+    projected: Mapping[str, Sequence[str] | None],
+) -> dict[str, Any]:
+    """The writes one reconciler poll makes, per poll (a job polled twice pays twice; a job whose
+    callback came is never polled): its one UpdateItem sets the job's next look (``check_at``, the
+    unfinished index's sort key: a delete and a put there), alone when the status is unchanged
+    (``JobStore.push_check_at``), with the outcome when there is one (which also writes
+    by_owner_shard, where status is projected). Sized by the same rules as the jobs' writes; the
+    ceiling is per u#NN key, and the deployment has 16."""
+    created, looked, next_look = "2026-12-07T10:00:00.000Z", "2026-12-07T10:15:00.000Z", 1_800_000_900
+    before = _job_item(item_bytes, status="PROCESSING", check_at=1_800_000_000, updated_at=created)
+    kinds = {
+        "unchanged": _job_item(item_bytes, status="PROCESSING", check_at=next_look, updated_at=created),
+        "outcome": _job_item(item_bytes, status="FAILED", check_at=next_look, updated_at=looked),
+    }
+    result: dict[str, Any] = {"item_bytes": item_size(before)}
+    for kind, after in kinds.items():
+        write = table_write("UpdateItem", "job", before, after, indexes, projections=projected)
+        by_index: dict[str, dict[str, Any]] = {}
+        for entry in write.index:
+            load = by_index.setdefault(entry.index, {"writes": [], "wcu": 0, "key": entry.partition_key})
+            load["writes"].append(entry.kind)
+            load["wcu"] += entry.wcu
+        unfinished = next((v for k, v in by_index.items() if k.startswith("unfinished")), None)
+        result[kind] = {
+            "table_wcu": write.wcu,
+            "index": by_index,
+            # One key of the unfinished index takes the polls of 1/16 of the jobs.
+            "ceiling_polls_per_s_per_key": _round(ceiling(unfinished["wcu"]) if unfinished else math.inf, 1),
+            "ceiling_polls_per_s_per_deployment": _round(
+                UNFINISHED_SHARD_KEYS * ceiling(unfinished["wcu"]) if unfinished else math.inf, 1
+            ),
+            "hottest_key_wcu_per_s_at_100_polls_s": round(100 / UNFINISHED_SHARD_KEYS * unfinished["wcu"], 2)
+            if unfinished
+            else 0,
+        }
+    return result
+
+
 # ------------------------------------------------------------------ the recorder
 class KeyedWriteUnits(WriteUnits):
     """cost_per_job's ``WriteUnits`` (its hooks, read-backs and images), each write also kept with
@@ -440,6 +501,7 @@ def run_child(jobs: int, out: Path) -> None:  # noqa: PLR0915 - one straight sto
         "stack_start_s": round(stack_start_s, 1),
         "indexes": indexes,
         "projections": projections,
+        "projected": projected,
         "runs": runs,
         "writes": writes.records,
     }
@@ -550,6 +612,13 @@ def summarise(raw: Mapping[str, Any]) -> dict[str, Any]:
     for summary in runs.values():
         summary.pop("_loads")
     ceilings = _ceilings(runs, rows)
+    typical = runs.get("terminal/typical") or next(iter(runs.values()), None)
+    projected = raw.get("projected") or {
+        name: None if kind == "ALL" else [] for name, kind in raw.get("projections", {}).items()
+    }
+    polls = (
+        reconciler_poll_load(typical["largest_item_bytes"], raw["indexes"], projected) if typical is not None else None
+    )
     return {
         "jobs_per_run": max((len(run["jobs"]) for run in raw["runs"]), default=0),
         "stack_start_s": raw["stack_start_s"],
@@ -558,6 +627,8 @@ def summarise(raw: Mapping[str, Any]) -> dict[str, Any]:
         "table": rows,
         "ceilings": ceilings,
         "sync_extrapolation": _sync_extrapolation(runs, rows),
+        # Per poll, not per job: the jobs above had their callbacks and were never polled.
+        "reconciler_per_poll": polls,
         "issue_claims": ISSUE_CLAIMS,
         "verdicts": _verdicts(runs, rows, ceilings),
         "method": (

@@ -43,18 +43,34 @@ class _Context:
 class _AwsClock:
     """Wall time spent inside AWS calls (botocore's before-call to after-call), so that the first
     invocation's extra time can be split into AWS calls (secret reads, first connections) and
-    the rest. Registered on the default session before the function creates its clients."""
+    the rest. Registered on the default session before the function creates its clients.
+
+    Calls made at once from several threads (the reconciler queries the index's 17 keys together
+    and its workers write in parallel) count once: the wall time during which at least one call
+    is in flight, not the sum of their durations, which exceeds the invocation itself."""
 
     def __init__(self) -> None:
+        import threading
+
         self.seconds = 0.0
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._since = 0.0
 
     def before(self, context: dict[str, float], **_: object) -> None:
-        context["bench_started"] = time.perf_counter()
+        with self._lock:
+            if self._in_flight == 0:
+                self._since = time.perf_counter()
+            self._in_flight += 1
+        context["bench_started"] = 1.0
 
     def after(self, context: dict[str, float], **_: object) -> None:
-        started = context.get("bench_started")
-        if started is not None:
-            self.seconds += time.perf_counter() - started
+        if context.pop("bench_started", None) is None:
+            return
+        with self._lock:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self.seconds += time.perf_counter() - self._since
 
 
 def _app(function_dir: str, invocations_path: str) -> dict[str, object]:
@@ -67,6 +83,7 @@ def _app(function_dir: str, invocations_path: str) -> dict[str, object]:
     assert boto3.DEFAULT_SESSION is not None
     boto3.DEFAULT_SESSION.events.register("before-call", clock.before)
     boto3.DEFAULT_SESSION.events.register("after-call", clock.after)
+    boto3.DEFAULT_SESSION.events.register("after-call-error", clock.after)
     directory = function_dir if os.path.isabs(function_dir) else os.path.join(root, "functions", function_dir)
     spec = importlib.util.spec_from_file_location("app", os.path.join(directory, "app.py"))
     assert spec is not None and spec.loader is not None
@@ -84,6 +101,8 @@ def _app(function_dir: str, invocations_path: str) -> dict[str, object]:
     aws = []
     answers = []
     for number, event in enumerate(events):
+        if number and isinstance(event, dict) and "bench_due_again" in event:
+            _due_again(event["bench_due_again"])
         context = _Context(function_dir, os.environ.get("BENCH_MEMORY_MB", "256"), 60.0)
         context.aws_request_id = f"bench-{number}"
         clock.seconds = 0.0
@@ -93,6 +112,26 @@ def _app(function_dir: str, invocations_path: str) -> dict[str, object]:
         aws.append(clock.seconds)
         answers.append(_summary(answer))
     return {"init_s": init, "invocations_s": durations, "aws_s": aws, "answers": answers, "heavy_modules": heavy}
+
+
+_reset_client: list[object] = []
+
+
+def _due_again(job: dict[str, str]) -> None:
+    """Make a job the reconciler just looked at due again (its ``check_at`` now), so that each warm
+    invocation does the first one's work. Untimed, after the first invocation only, on a client of
+    its own botocore session: nothing it loads is what the function's first call would have."""
+    import botocore.session
+
+    if not _reset_client:
+        _reset_client.append(botocore.session.get_session().create_client("dynamodb"))
+    client = _reset_client[0]
+    client.update_item(  # type: ignore[attr-defined]
+        TableName=job["table"],
+        Key={"job_id": {"S": job["job_id"]}},
+        UpdateExpression="SET check_at = :now",
+        ExpressionAttributeValues={":now": {"N": str(int(time.time()) - 1)}},
+    )
 
 
 def _summary(answer: object) -> object:

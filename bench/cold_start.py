@@ -110,12 +110,15 @@ def build_invocations(function: str, be: Backend, jobs: Jobs, count: int) -> tup
             events.append(event)
     elif function == "ReconcileFunction":
         # One job older than RECONCILE_AFTER_SECONDS, still PROCESSING at the gateway: every run
-        # queries the index, polls its status and refreshes it (the same work each time).
+        # queries the index, polls its status and refreshes it (the same work each time). Each
+        # look pushes the job's next one into the future, so the child makes it due again before
+        # each warm invocation (untimed): ``bench_due_again``.
         job_id = jobs.put("QUEUED", request_id=_gateway_request(be), created=datetime.now(UTC) - timedelta(hours=1))
         retire.append(job_id)
         for _ in range(count):
             events.append(
                 {
+                    "bench_due_again": {"table": be.table, "job_id": job_id},
                     "version": "0",
                     "id": str(uuid.uuid4()),
                     "detail-type": "Scheduled Event",

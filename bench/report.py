@@ -403,6 +403,25 @@ def _capacity(section: dict[str, Any]) -> list[str]:
             + ".",
             "",
         ]
+    polls = r.get("reconciler_per_poll")
+    if polls:
+        lines += [
+            "The reconciler's writes are per poll, not per job (the jobs above had their callbacks and were never "
+            f"polled; a job whose callback is lost is polled about 30 times in its day): one UpdateItem of the job "
+            f"({polls['item_bytes']} bytes here) that sets its next look, the unfinished index's sort key. "
+            + "; ".join(
+                f"{kind}: table {p['table_wcu']} WCU, "
+                + ", ".join(f"{name} {'+'.join(i['writes'])} {i['wcu']} WCU" for name, i in p["index"].items())
+                + f"; on its u#NN key {p['hottest_key_wcu_per_s_at_100_polls_s']} WCU/s at 100 polls/s, a ceiling "
+                f"of {p['ceiling_polls_per_s_per_key']} polls/s per key, "
+                f"{p['ceiling_polls_per_s_per_deployment']} over the 16"
+                for kind, p in ((k, polls[k]) for k in ("unchanged", "outcome"))
+            )
+            + ". A callback writes the next look only when it was due within half of ReconcileAfterSeconds (a job "
+            "generating longer than 7.5 min: one more UpdateItem and a delete + put on its u#NN key per 7.5 min); "
+            "the runs above had none.",
+            "",
+        ]
     for label in labels[:1] + [label for label in labels if label.endswith("largest")][:1]:
         lines += [f"The writes of one job, `{label}`:", ""]
         lines += _table(
@@ -537,6 +556,76 @@ def _built(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _reconcile_backlog(section: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    lines = ["## 6. Reconciler over a backlog of unfinished jobs", ""]
+    lines += _header("reconcile_backlog", section)
+    lines += [
+        "Jobs whose callbacks never came, written straight into the jobs table (due for a look), their requests "
+        "seeded into the gateway simulator; ReconcileFunction invoked through the local stack's Lambda emulation "
+        "(300 s timeout, its time budget) until a run finds nothing due. `generating`: every job still PROCESSING "
+        "at the gateway (each poll pushes its next look: one write); `callbacks_lost`: half FAILED at the gateway "
+        "(the poll moves the job and sends its copy request; the copier publishes the failed event alongside, on "
+        "the same emulator). Method: " + r["method"] + ".",
+        "",
+    ]
+    lines += _table(
+        [
+            "backlog",
+            "jobs",
+            "gateway ms/poll",
+            "polls/s",
+            "polls/s once under way (10-90%)",
+            "time to clear (s)",
+            "runs",
+            "still due",
+            "actions",
+            "reconciler calls/job",
+            "reconciler CPU ms/job",
+            "vCPU at 100 polls/s",
+            "machine CPU ms/job: stack, moto",
+            "load 1m before, after",
+        ],
+        [
+            [
+                s["backlog"],
+                s["jobs"],
+                s["latency_ms"],
+                s["polls_per_s"],
+                s.get("sustained_polls_per_s"),
+                s["clear_s"],
+                len(s["runs"]),
+                s["still_due_after"],
+                ", ".join(f"{k} {v}" for k, v in s["actions"].items()),
+                ", ".join(f"{k} {v}" for k, v in s["reconciler_calls_per_job"].items()),
+                s["reconciler_cpu_ms_per_job"],
+                s["vcpu_at_100_polls_s"],
+                f"{s['local_cpu_ms_per_job']['stack_process']}, {s['local_cpu_ms_per_job']['moto_server']}",
+                ", ".join(str(v) for v in s["load_average_1m"]),
+            ]
+            for s in r["scenarios"]
+        ],
+    )
+    for s in r["scenarios"]:
+        lines += [
+            f"`{s['backlog']}` runs: "
+            + "; ".join(
+                f"{run['seconds']} s, {run['examined']} looked at, {run['polls_per_s']} polls/s"
+                + (
+                    f" (first poll after {run['first_poll_after_s']} s, {run['sustained_polls_per_s']} polls/s "
+                    "once under way)"
+                    if run.get("sustained_polls_per_s")
+                    else ""
+                )
+                + (f", {run['deferred']} deferred" if run.get("deferred") else "")
+                for run in s["runs"]
+            )
+            + ".",
+            "",
+        ]
+    return lines
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The whole report."""
     benchmarks = results["benchmarks"]
@@ -561,6 +650,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "webhook": _webhook,
         "capacity": _capacity,
         "burst": _burst,
+        "reconcile_backlog": _reconcile_backlog,
     }
     for name, section in benchmarks.items():
         lines += renderers[name](section)

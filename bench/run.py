@@ -7,16 +7,18 @@
     .venv/bin/python bench/run.py --only cost --jobs 100
     .venv/bin/python bench/run.py --only capacity --capacity-jobs 50
     .venv/bin/python bench/run.py --only burst --burst-jobs 200 --burst-seconds 10
+    .venv/bin/python bench/run.py --only reconcile_backlog --reconcile-jobs 5000
 
 Benchmarks: ``copy`` (media copy against three obvious alternatives, each run in a fresh process),
 ``cold`` (cold start of each function against the boto3 floor), ``built`` (each handler imported
 from ``sam build``'s artifacts as Lambda unpacks them, in callgrind instructions), ``cost`` (AWS and gateway calls,
 DynamoDB write units and Lambda cost per delivered job), ``capacity`` (DynamoDB writes per table,
 index and partition key, and the ceiling in jobs/s the hottest key allows), ``webhook``
-(callbacks per second, and where the time goes) and ``burst`` (2,000 jobs in 60 s against a gateway
-that admits 8 at once: the answers, the gateway's load, delivery, and a quiet caller's wait). A partial
-run replaces only its own sections of an existing results.json (the burst section keeps its ``before``
-run next to a new ``after`` one).
+(callbacks per second, and where the time goes), ``reconcile_backlog`` (the reconciler over 5,000
+unfinished jobs: gateway status polls per second, time to clear) and ``burst`` (2,000 jobs in 60 s
+against a gateway that admits 8 at once: the answers, the gateway's load, delivery, and a quiet
+caller's wait). A partial run replaces only its own sections of an existing results.json (the burst
+section keeps its ``before`` run next to a new ``after`` one).
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ from typing import Any
 from benchlib import BENCH_DIR, machine_info
 from report import render_markdown
 
-BENCHMARKS = ("copy", "cold", "built", "cost", "webhook", "capacity", "burst")  # the report's order
+# The report's order.
+BENCHMARKS = ("copy", "cold", "built", "cost", "webhook", "capacity", "reconcile_backlog", "burst")
 # The order they run in: the millisecond measurements first, on a settled machine; the copy
 # section last, since it leaves the machine busy for a while (GiBs freed by moto server and the
 # peers, page cache): a cold section run right after it measured 1.21x for a function that
 # measures 1.12-1.15x on its own (bench/cold_start.py --repeats 9 --functions MediaCopyFunction).
-RUN_ORDER = ("cold", "built", "webhook", "cost", "capacity", "burst", "copy")
+RUN_ORDER = ("cold", "built", "webhook", "cost", "capacity", "reconcile_backlog", "burst", "copy")
 DEFAULT_REPEATS = {"copy": 5, "cold": 7, "webhook": 3}
 
 
@@ -87,6 +90,10 @@ def _run(name: str, args: argparse.Namespace) -> dict[str, Any]:
         with contextlib.suppress(OSError, ValueError, KeyError):
             previous = json.loads((args.out_dir / "results.json").read_text())["benchmarks"]["burst"]["result"]
         return run_burst(previous=previous, log=_log, jobs=args.burst_jobs, seconds=args.burst_seconds)
+    if name == "reconcile_backlog":
+        from reconcile_backlog import run_reconcile_backlog
+
+        return run_reconcile_backlog(args.reconcile_jobs, latency_ms=args.reconcile_latency_ms, log=_log)
     if name == "webhook":
         from webhook_throughput import run_webhook
 
@@ -116,6 +123,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--callbacks", type=int, default=300, help="callbacks per webhook run (default 300)")
     parser.add_argument("--burst-jobs", type=int, default=2000, help="the burst's jobs from one caller (default 2000)")
     parser.add_argument("--burst-seconds", type=float, default=60.0, help="the window they are POSTed in (default 60)")
+    parser.add_argument(
+        "--reconcile-jobs", type=int, default=5000, help="unfinished jobs in each reconciler backlog (default 5000)"
+    )
+    parser.add_argument(
+        "--reconcile-latency-ms",
+        type=int,
+        default=200,
+        help="the simulator's answer time per status poll in the reconciler backlog (default 200)",
+    )
     parser.add_argument("--copy-variants", default="ours,memory,tempfile,fileobj", help="copy variants to run")
     parser.add_argument(
         "--cold-functions",

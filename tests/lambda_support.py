@@ -72,6 +72,7 @@ _SETTINGS_CACHES = (
     config.callback_buffer_settings,
     config.admission_settings,
     config.submitter_settings,
+    config.first_check_after_seconds,
 )
 
 

@@ -3,32 +3,57 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import boto3
+import httpx
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 from pixverse_jobs import config
 from pixverse_jobs.callbacks import CallbackProcessor
-from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.gateway import DEFAULT_TIMEOUT, GatewayClient
 from pixverse_jobs.observability import logger, metrics
 from pixverse_jobs.queue import CopyQueue, SubmitQueue
 from pixverse_jobs.reconcile import Reconciler
 from pixverse_jobs.secrets import SecretReader
-from pixverse_jobs.store import JobStore
+from pixverse_jobs.store import JobStore, unfinished_keys
 
+_settings = config.reconcile_settings()
 _gateway_settings = config.gateway_settings()
 _secrets = SecretReader(boto3.client("secretsmanager"))
-_store = JobStore(config.store_settings().table_name, boto3.client("dynamodb"))
-_sqs = boto3.client("sqs")
+# A connection for every worker and every reader of the index: botocore keeps 10 per client by
+# default and, past them, opens a connection per call and throws it away (a TLS handshake each).
+_connections = _settings.concurrency + len(unfinished_keys()) + 1
+_aws_config = Config(max_pool_connections=_connections)
+_store = JobStore(config.store_settings().table_name, boto3.client("dynamodb", config=_aws_config))
+_sqs = boto3.client("sqs", config=_aws_config)
 _queue = CopyQueue(config.queue_settings().copy_queue_url, _sqs)
+_key_lock = threading.Lock()
+
+
+def _gateway_key() -> str:
+    # One Secrets Manager read when the cached key expires, not one per worker at that moment.
+    with _key_lock:
+        return _secrets.get(_gateway_settings.api_key_secret)
+
 
 reconciler = Reconciler(
     _store,
-    GatewayClient(_gateway_settings.base_url, lambda: _secrets.get(_gateway_settings.api_key_secret)),
+    GatewayClient(
+        _gateway_settings.base_url,
+        _gateway_key,
+        # Every worker keeps its connection between polls (httpx keeps 20 idle by default).
+        httpx.Client(
+            timeout=DEFAULT_TIMEOUT,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=_settings.concurrency, max_keepalive_connections=_settings.concurrency),
+        ),
+    ),
     CallbackProcessor(_store, _queue),
     _queue,
-    config.reconcile_settings(),
+    _settings,
     submit_queue=SubmitQueue(config.admission_settings().submit_queue_url, _sqs),
 )
 

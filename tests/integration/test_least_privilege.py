@@ -98,7 +98,7 @@ EXERCISED = {
     },
     "ReconcileFunction": {
         ("dynamodb", "Query"),
-        # Its candidates, from the keys-only unfinished_shard index.
+        # Its candidates, from the keys-only unfinished_by_check index.
         ("dynamodb", "BatchGetItem"),
         ("dynamodb", "UpdateItem"),
         ("sqs", "SendMessage"),
@@ -445,7 +445,7 @@ def test_checker_reports_a_query_on_an_index_the_role_does_not_grant(
     # Given a submit function allowed the reconciler's index instead of its own
     def swap_index(statements: list[dict[str, Any]]) -> None:
         (query,) = [s for s in statements if s.get("Action") == "dynamodb:Query"]
-        query["Resource"] = {"Fn::Sub": "${JobsTable.Arn}/index/unfinished_shard"}
+        query["Resource"] = {"Fn::Sub": "${JobsTable.Arn}/index/unfinished_by_check"}
 
     altered = _roles(run, _altered(sam_template, "SubmitFunction", swap_index))
 

@@ -40,7 +40,7 @@ from botocore.exceptions import ClientError
 from pixverse_jobs.admission import SUBMIT_CALL_SECONDS
 from pixverse_jobs.events import JOB_DELIVERED
 from pixverse_jobs.reconcile import ACCEPTED_RESEND_SECONDS, ENQUEUE_PENDING, RETRY_GRACE_SECONDS, RUN_LEASE
-from pixverse_jobs.store import COPY_LEASE, COPY_RETRY_AT, LEASE_HOLDER, LEASE_UNTIL, RUN_LEASE_PREFIX
+from pixverse_jobs.store import CHECK_AT, COPY_LEASE, COPY_RETRY_AT, LEASE_HOLDER, LEASE_UNTIL, RUN_LEASE_PREFIX
 from pixverse_local.harness import TERMINAL, LocalClient, StackProcess
 from reliability_support import (
     DeliveryCheck,
@@ -221,8 +221,9 @@ def _age_forgotten_accepted_jobs(client: LocalClient, jobs: dict[str, dict[str, 
 def _expire_stalled_leases(client: LocalClient, jobs: dict[str, dict[str, Any]], expired: list[str]) -> None:
     """Expire the copy lease, or the pending retry, of a job whose copy stopped long ago (what the
     passage of time would do: a lease lasts 900 s and a retry waits up to 900 s, in DynamoDB
-    timestamps that LOCAL_TIME_SCALE does not shrink); a job may stall again on its next attempt,
-    so this may happen to it more than once."""
+    timestamps that LOCAL_TIME_SCALE does not shrink), and make the reconciler's next look at it
+    due (its check_at, set to when that lease or retry runs out, is such a timestamp too); a job
+    may stall again on its next attempt, so this may happen to it more than once."""
     now = datetime.now(UTC)
     for job_id, job in jobs.items():
         if job["status"] != "COPYING":
@@ -239,10 +240,11 @@ def _expire_stalled_leases(client: LocalClient, jobs: dict[str, dict[str, Any]],
             client.dynamodb.update_item(
                 TableName=client.ready["table"],
                 Key=key,
-                UpdateExpression="SET #held = :past",
+                UpdateExpression="SET #held = :past, #check = :due",
                 ConditionExpression="#held = :until AND #status = :copying",
-                ExpressionAttributeNames={"#held": attribute, "#status": "status"},
+                ExpressionAttributeNames={"#held": attribute, "#status": "status", "#check": CHECK_AT},
                 ExpressionAttributeValues={
+                    ":due": {"N": str(int(time.time()) - 1)},
                     # Past the reconciler's grace for a retry's message too.
                     ":past": {
                         "N": str(int(time.time()) - 1 - (RETRY_GRACE_SECONDS if attribute == COPY_RETRY_AT else 0))

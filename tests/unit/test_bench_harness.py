@@ -24,7 +24,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             sys.executable,
             str(BENCH / "run.py"),
             "--only",
-            "copy,cold,cost,webhook,capacity",
+            "copy,cold,cost,webhook,capacity,reconcile_backlog",
             "--sizes",
             "16",
             "--copy-variants",
@@ -43,12 +43,16 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "10",
             "--capacity-jobs",
             "1",
+            "--reconcile-jobs",
+            "20",
+            "--reconcile-latency-ms",
+            "0",
             "--out-dir",
             str(out),
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
         cwd=ROOT,
     )
@@ -59,7 +63,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_every_benchmark_writes_its_section_and_a_verdict_per_target(smoke: dict[str, Any]) -> None:
-    assert list(smoke["benchmarks"]) == ["copy", "cold", "cost", "webhook", "capacity"]
+    assert list(smoke["benchmarks"]) == ["copy", "cold", "cost", "webhook", "capacity", "reconcile_backlog"]
     assert {
         "copy.peak_growth_at_largest",
         "copy.wall_vs_fastest_peer",
@@ -68,6 +72,7 @@ def test_every_benchmark_writes_its_section_and_a_verdict_per_target(smoke: dict
         "cold.webhook_imports_neither_httpx_nor_pydantic",
         "cost.aws_calls_per_job",
         "cost.gateway_calls_per_job",
+        "reconcile_backlog.polls_per_second",
     } <= set(smoke["targets"])
     for section in smoke["benchmarks"].values():
         assert section["machine"]["cpus"] and section["command"].startswith("python bench/run.py")
@@ -110,8 +115,28 @@ def test_webhook_throughput_is_measured_for_both_handlers(smoke: dict[str, Any])
     assert webhook["profile_ours"]["share_by_package"]
 
 
+def test_reconciler_backlog_is_cleared_by_polling_every_job_once(smoke: dict[str, Any]) -> None:
+    backlog = smoke["benchmarks"]["reconcile_backlog"]["result"]
+    by_name = {scenario["backlog"]: scenario for scenario in backlog["scenarios"]}
+    assert set(by_name) == {"generating", "callbacks_lost"}
+    for scenario in by_name.values():
+        assert scenario["due_at_start"] == scenario["examined"] == scenario["polls"] == 20
+        assert scenario["still_due_after"] == 0 and scenario["polls_per_s"] > 0
+        assert scenario["reconciler_calls_per_job"]["dynamodb.UpdateItem"] == 1.0  # one write per look
+    assert by_name["generating"]["actions"] == {"polled_unchanged": 20}
+    assert by_name["callbacks_lost"]["actions"] == {"polled_unchanged": 10, "polled_outcome": 10}
+
+
 def test_markdown_report_has_a_section_per_benchmark(smoke: dict[str, Any]) -> None:
-    for heading in ("## Targets", "## 1. Media copy", "## 2. Cold start", "## 3. Cost per", "## 4. Webhook"):
+    headings = (
+        "## Targets",
+        "## 1. Media copy",
+        "## 2. Cold start",
+        "## 3. Cost per",
+        "## 4. Webhook",
+        "## 6. Reconciler",
+    )
+    for heading in headings:
         assert heading in smoke["_markdown"]
 
 

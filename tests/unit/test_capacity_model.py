@@ -257,3 +257,24 @@ def test_a_keys_only_or_include_index_is_sized_by_its_entry_and_skips_updates_it
     write = capacity.table_write("UpdateItem", "j1", before, moved, INDEXES, projections=projections)
     # The status change writes by_owner's small entry (keys and status), not the 3.5 KB item.
     assert [(w.index, w.kind, w.wcu) for w in write.index] == [("by_owner", "update", 1)]
+
+
+def test_a_reconciler_poll_costs_its_write_per_poll_and_a_key_change_in_the_unfinished_index(capacity: Any) -> None:
+    """The poll's one UpdateItem moves check_at, the unfinished index's sort key: a delete and a put
+    there (keys only: 1 WCU each), on the job's u#NN key; by_owner_shard (status projected) is
+    written only when the status changes."""
+    indexes = {"by_owner_shard": ("owner_shard", "created_at"), "unfinished_by_check": ("unfinished", "check_at")}
+    projected = {"by_owner_shard": ["status"], "unfinished_by_check": []}
+
+    load = capacity.reconciler_poll_load(1632, indexes, projected)
+
+    assert load["item_bytes"] == pytest.approx(1632, abs=2)
+    unchanged, outcome = load["unchanged"], load["outcome"]
+    assert unchanged["table_wcu"] == 2
+    assert unchanged["index"] == {"unfinished_by_check": {"writes": ["delete", "put"], "wcu": 2, "key": "u#03"}}
+    assert set(outcome["index"]) == {"by_owner_shard", "unfinished_by_check"}
+    assert outcome["index"]["by_owner_shard"]["writes"] == ["update"]
+    # 1,000 WCU/s per key / 2 WCU per poll, over 16 keys; 100 polls/s put 12.5 WCU/s on each.
+    assert unchanged["ceiling_polls_per_s_per_key"] == 500
+    assert unchanged["ceiling_polls_per_s_per_deployment"] == 8000
+    assert unchanged["hottest_key_wcu_per_s_at_100_polls_s"] == 12.5

@@ -55,7 +55,7 @@ class FailingOrigin:
 class Clock:
     """Epoch seconds the copier and the reconciler read (the test moves it)."""
 
-    now: int = 1_795_000_000
+    now: int = int(NOW.timestamp())
 
     def __call__(self) -> int:
         return self.now
@@ -285,9 +285,17 @@ class NoGateway:
 
 
 def _reconciler(world: World, queue: CopyQueue) -> Reconciler:
-    settings = ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=2, batch_size=500)
+    settings = ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=2)
     gateway: Any = NoGateway()
-    return Reconciler(world.store, gateway, CallbackProcessor(world.store, queue), queue, settings, now=lambda: NOW)
+    # The reconciler's now is the copier's: a job's next look is set from the copy's lease and retry.
+    return Reconciler(
+        world.store,
+        gateway,
+        CallbackProcessor(world.store, queue),
+        queue,
+        settings,
+        now=lambda: datetime.fromtimestamp(world.clock.now, UTC),
+    )
 
 
 def test_reconciler_leaves_a_copy_waiting_for_its_retry_to_that_retry(world: World) -> None:

@@ -4,8 +4,11 @@ queries read, and the listing and the reconciler still read them in order, every
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -15,6 +18,7 @@ from moto import mock_aws
 from pixverse_jobs import store as store_module
 from pixverse_jobs.jobs import JobService, ListQuery, OwnerListing, decode_page_token, parse_list_query
 from pixverse_jobs.store import (
+    CHECK_AT,
     OWNER_INDEX,
     OWNER_SHARD,
     OWNER_SHARDS,
@@ -23,6 +27,7 @@ from pixverse_jobs.store import (
     UNFINISHED_SHARDS,
     JobStore,
     owner_shard_key,
+    unfinished_keys,
 )
 
 OWNER = "arn:aws:iam::123456789012:role/backend"
@@ -85,7 +90,7 @@ def test_indexes_hold_only_what_their_queries_read(ddb: Any) -> None:
     unfinished_entry = ddb.scan(TableName="jobs", IndexName=UNFINISHED_INDEX)["Items"][0]
 
     assert set(owner_entry) == {"job_id", OWNER_SHARD, "created_at", "status"}
-    assert set(unfinished_entry) == {"job_id", UNFINISHED, "created_at"}
+    assert set(unfinished_entry) == {"job_id", UNFINISHED, CHECK_AT}
 
 
 @pytest.fixture
@@ -218,45 +223,96 @@ def test_page_fill_asks_again_for_unprocessed_keys(ddb: Any, monkeypatch: pytest
     assert calls == [10, 7]
 
 
-def test_unfinished_jobs_come_oldest_first_across_shards_and_the_legacy_key(ddb: Any) -> None:
-    store = JobStore("jobs", ddb)
+def _epoch(second: int) -> int:
+    """``second`` seconds after 10:00, the first created_at, in epoch seconds (CHECK_AT's unit)."""
+    return int(datetime.fromisoformat(_created_at(0).replace("Z", "+00:00")).timestamp()) + second
+
+
+def test_due_jobs_come_most_overdue_first_across_shards_and_the_legacy_key(ddb: Any) -> None:
+    store = JobStore("jobs", ddb, first_check_after_seconds=600)
     for n in range(60):
         _create(store, n, second=59 - n)  # the newest ids are the oldest jobs
-    # A job written before the sharded index (unfinished = "1") is still read.
+    # A job written before the sharded index (unfinished = "1") is still read once it has a check_at.
     store.create(
         {"job_id": _job_id(999), "owner": OWNER, "status": "QUEUED", "created_at": _created_at(30), UNFINISHED: "1"}
     )
     # An ended and announced job has left the index.
     _create(store, 500, second=0)
     store.mark_event_published(_job_id(500), "evt")
+    # The oldest job was looked at and its next look pushed: it is no longer due, old as it is.
+    assert store.push_check_at(_job_id(59), _epoch(7200))
 
-    jobs = list(store.iter_unfinished(created_before=_created_at(3600), limit=1000))
-    first = list(store.iter_unfinished(created_before=_created_at(3600), limit=7))
-    before_ten = list(store.iter_unfinished(created_before=_created_at(10), limit=1000))
+    due = list(store.iter_due(due_by=_epoch(3600)))
+    due_early = list(store.iter_due(due_by=_epoch(610)))
 
-    order = [(j["created_at"], j["job_id"]) for j in jobs]
+    order = [(j[CHECK_AT], j["job_id"]) for j in due]
     assert order == sorted(order)
-    assert {j["job_id"] for j in jobs} == {_job_id(n) for n in range(60)} | {_job_id(999)}
-    assert all("model" in j for j in jobs if j["job_id"] != _job_id(999))  # read whole
-    assert [j["job_id"] for j in first] == [j["job_id"] for j in jobs[:7]]
-    assert {j["job_id"] for j in before_ten} == {_job_id(n) for n in range(50, 60)}
+    assert {j["job_id"] for j in due} == {_job_id(n) for n in range(59)} | {_job_id(999)}
+    assert all("model" in j for j in due if j["job_id"] != _job_id(999))  # read whole
+    # Due by created_at + 610 s: the jobs created in the first 10 s, but not the one pushed.
+    assert {j["job_id"] for j in due_early} == {_job_id(n) for n in range(49, 59)}
 
 
-def test_a_job_that_left_the_index_since_is_not_a_candidate(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_shard_of_the_index_is_read_at_once(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 17 keys are queried in parallel, not one after the other."""
+    store = JobStore("jobs", ddb, first_check_after_seconds=600)
+    for n in range(40):
+        _create(store, n, second=n)
+    original = ddb.query
+    lock = threading.Lock()
+    in_flight = {"now": 0, "most": 0}
+
+    def slow_query(**kwargs: Any) -> Any:
+        with lock:
+            in_flight["now"] += 1
+            in_flight["most"] = max(in_flight["most"], in_flight["now"])
+        try:
+            time.sleep(0.05)
+            return original(**kwargs)
+        finally:
+            with lock:
+                in_flight["now"] -= 1
+
+    monkeypatch.setattr(ddb, "query", slow_query)
+
+    due = list(store.iter_due(due_by=_epoch(3600)))
+
+    assert len(due) == 40
+    assert in_flight["most"] == len(unfinished_keys())  # 16 shards and the legacy key together
+
+
+def test_a_job_that_left_the_index_or_was_pushed_since_is_not_a_candidate(
+    ddb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The index lags the table: the whole read (strongly consistent) decides."""
-    store = JobStore("jobs", ddb)
-    _create(store, 1, second=1)
-    _create(store, 2, second=2)
+    store = JobStore("jobs", ddb, first_check_after_seconds=600)
+    for n in (1, 2, 3):
+        _create(store, n, second=n)
     original = store.batch_get
 
-    def after_an_event(job_ids: Any) -> dict[str, Any]:
+    def after_the_query(job_ids: Any) -> dict[str, Any]:
         found = original(job_ids)
         found[_job_id(1)].pop(UNFINISHED)  # its final event went out after the index was read
+        found[_job_id(3)][CHECK_AT] = _epoch(7200)  # a callback showed it alive meanwhile
         return found
 
-    monkeypatch.setattr(store, "batch_get", after_an_event)
+    monkeypatch.setattr(store, "batch_get", after_the_query)
 
-    assert [j["job_id"] for j in store.iter_unfinished(created_before=_created_at(60))] == [_job_id(2)]
+    assert [j["job_id"] for j in store.iter_due(due_by=_epoch(3600))] == [_job_id(2)]
+
+
+def test_next_look_only_moves_forward_and_never_brings_a_job_back(ddb: Any) -> None:
+    store = JobStore("jobs", ddb, first_check_after_seconds=600)
+    _create(store, 1, second=0)
+    _create(store, 2, second=0)
+    store.mark_event_published(_job_id(2), "evt")
+
+    later, earlier = store.push_check_at(_job_id(1), _epoch(1000)), store.push_check_at(_job_id(1), _epoch(900))
+    ended = store.push_check_at(_job_id(2), _epoch(1000))
+
+    assert (later, earlier, ended) == (True, False, False)
+    assert store.get(_job_id(1))[CHECK_AT] == _epoch(1000)  # type: ignore[index]
+    assert CHECK_AT in store.get(_job_id(2)) and UNFINISHED not in store.get(_job_id(2))  # type: ignore[operator]
 
 
 def test_backfill_gives_old_jobs_their_shard_keys_once(ddb: Any) -> None:
@@ -285,13 +341,37 @@ def test_backfill_gives_old_jobs_their_shard_keys_once(ddb: Any) -> None:
     query = ListQuery(status=None, limit=10, start_key=None)
     assert service.list_jobs(query, owner=OWNER) == ([], None)
 
-    first = backfill.backfill(ddb, "jobs")
-    second = backfill.backfill(ddb, "jobs")
+    first = backfill.backfill(ddb, "jobs", reconcile_after_seconds=600)
+    second = backfill.backfill(ddb, "jobs", reconcile_after_seconds=600)
 
-    assert (first["owner_shard"], first["unfinished"]) == (5, 4)
-    assert (second["owner_shard"], second["unfinished"]) == (0, 0)
+    assert (first["owner_shard"], first["unfinished"], first["check_at"]) == (5, 4, 4)
+    assert (second["owner_shard"], second["unfinished"], second["check_at"]) == (0, 0, 0)
     jobs, _ = service.list_jobs(query, owner=OWNER)
     assert [j["job_id"] for j in jobs] == [_job_id(n) for n in range(4, -1, -1)]
     unfinished = {item[UNFINISHED]["S"] for item in ddb.scan(TableName="jobs", IndexName=UNFINISHED_INDEX)["Items"]}
     assert unfinished and all(key.startswith("u#") for key in unfinished)
-    assert len(list(store.iter_unfinished(created_before=_created_at(3600)))) == 4
+    due = list(store.iter_due(due_by=_epoch(3600)))
+    assert sorted((j[CHECK_AT], j["job_id"]) for j in due) == [(_epoch(n) + 600, _job_id(n)) for n in range(4)]
+    assert [j for j in store.iter_due(due_by=_epoch(599))] == []
+
+
+def test_an_entry_a_page_boundary_repeats_is_read_once(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages that overlap (as the emulator's do among equal check_at) give each job once."""
+    store = JobStore("jobs", ddb, first_check_after_seconds=600)
+    for n in range(3):  # one shard, one check_at for all three
+        store.create({"job_id": _job_id(n), "status": "QUEUED", "created_at": _created_at(0), UNFINISHED: "u#05"})
+    pages: dict[str, int] = {}
+    original = store.query_due
+
+    def overlapping(key: str, **kwargs: Any) -> Any:
+        entries, _ = original(key, **{**kwargs, "start_key": None})
+        pages[key] = pages.get(key, 0) + 1
+        if len(entries) > 1 and pages[key] == 1:
+            return entries[:2], {"page": "more"}  # a boundary between the second and the rest...
+        return (entries[1:] if len(entries) > 1 else entries if pages[key] == 1 else []), None  # ...repeating it
+
+    monkeypatch.setattr(store, "query_due", overlapping)
+
+    due = [job["job_id"] for job in store.iter_due(due_by=_epoch(3600))]
+
+    assert sorted(due) == [_job_id(n) for n in range(3)]

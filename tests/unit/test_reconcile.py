@@ -28,7 +28,7 @@ from pixverse_jobs.reconcile import Action, Reconciler
 from pixverse_jobs.store import JobStore
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-SETTINGS = ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=4, batch_size=500)
+SETTINGS = ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=4)
 MEDIA = "https://pub-582b7213209642b9b995c96c95a30381.r2.dev/v1/x/output.mp4"
 
 
@@ -62,6 +62,16 @@ class FakeGateway:
 
 
 @dataclass
+class Clock:
+    """The reconciler's now (the test moves it)."""
+
+    now: datetime = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
 class World:
     store: JobStore
     queue: CopyQueue
@@ -70,6 +80,11 @@ class World:
     gateway: FakeGateway
     reconciler: Reconciler
     processor: CallbackProcessor
+    clock: Clock
+    client: GatewayClient
+
+    def reconciler_with(self, settings: ReconcileSettings = SETTINGS, **kwargs: Any) -> Reconciler:
+        return Reconciler(self.store, self.client, self.processor, self.queue, settings, now=self.clock, **kwargs)
 
     def copy_requests(self) -> list[str]:
         jobs = []
@@ -98,7 +113,7 @@ def world() -> Iterator[World]:
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         sqs = boto3.client("sqs", region_name="us-east-1")
-        store = JobStore(create_jobs_table(ddb), ddb)
+        store = JobStore(create_jobs_table(ddb), ddb, first_check_after_seconds=SETTINGS.after_seconds)
         queue_url = sqs.create_queue(QueueName="copy")["QueueUrl"]
         queue = CopyQueue(queue_url, sqs)
         gateway = FakeGateway()
@@ -106,8 +121,9 @@ def world() -> Iterator[World]:
             "https://gateway.pixazo.ai", lambda: "test-key", httpx.Client(transport=httpx.MockTransport(gateway.handle))
         )
         processor = CallbackProcessor(store, queue)
-        reconciler = Reconciler(store, client, processor, queue, SETTINGS, now=lambda: NOW)
-        yield World(store, queue, sqs, queue_url, gateway, reconciler, processor)
+        clock = Clock()
+        reconciler = Reconciler(store, client, processor, queue, SETTINGS, now=clock)
+        yield World(store, queue, sqs, queue_url, gateway, reconciler, processor, clock, client)
 
 
 def _job(
@@ -280,7 +296,7 @@ def test_rate_limit_pauses_polling_until_the_next_run(world: World) -> None:
         world.reconciler._gateway,
         world.processor,
         world.queue,
-        ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=1, batch_size=500),
+        ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=1),
         now=lambda: NOW,
     )
     for n in range(5):
@@ -377,6 +393,7 @@ def test_run_gives_the_lease_back_so_the_next_run_works(world: World) -> None:
     world.gateway.answers["req_q"] = (200, _status_body("req_q", "PROCESSING"))
 
     first = world.reconciler.run(run_id="run-1")
+    world.clock.now += timedelta(hours=1)  # the job's next look has come
     second = world.reconciler.run(run_id="run-2")
 
     assert (first.lease_held, first.examined) == (False, 1)
@@ -471,12 +488,17 @@ def test_slow_gateway_run_returns_within_its_budget_and_says_what_it_left(world:
     report = world.reconciler.run(time_left=time_left)
     returned = time.monotonic()
 
-    # Then it returns before its deadline, with the reserve, and counts the jobs it left
+    # Then it returns before its deadline, with the reserve, and counts the jobs it read and left;
+    # it read only a few more than it could work on, and every job it did not look at is still due
     assert returned <= deadline - reconcile.RESERVE_SECONDS * SCALE / 2, f"{deadline - returned:.3f} s left"
     assert report.out_of_time is True
     assert 0 < report.examined < 500 and report.deferred > 0
-    assert report.examined + report.deferred + report.in_flight == 500
+    read = report.examined + report.deferred + report.in_flight
+    assert read <= report.examined + SETTINGS.concurrency * (reconcile.READ_AHEAD_PER_WORKER + 1)
     assert len(world.gateway.calls) == report.examined + report.in_flight
+    # (a poll still in flight when the run returned may have written its next look since)
+    still_due = len(list(world.store.iter_due(due_by=int(NOW.timestamp()))))
+    assert 500 - report.examined - report.in_flight <= still_due <= 500 - report.examined
 
 
 def test_poll_that_overruns_its_timeouts_does_not_hold_the_run_past_its_budget(world: World) -> None:
@@ -517,3 +539,206 @@ def test_reconcile_handler_counts_a_run_skipped_for_the_lease(
     assert result["lease_held"] is True and result["examined"] == 0
     documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert any(document.get("ReconcilerRunsSkipped") in (1, 1.0, [1.0]) for document in documents), documents
+
+
+# ---------------------------------------------------------------- keeping up (issue 14)
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _check_at(world: World, job_id: str) -> int:
+    job = world.store.get(job_id)
+    assert job is not None
+    return int(job["check_at"])
+
+
+def test_jobs_are_looked_at_by_when_they_next_need_a_look_not_by_age(world: World) -> None:
+    # Given jobs across every shard (and the legacy key), created in one order and due in another
+    due_order = []
+    for n in range(40):
+        job_id = f"job_{(n * 7919) % 1000:04d}_{n}"  # ids unrelated to either order
+        extra: dict[str, Any] = {"check_at": _epoch(NOW) - 10 * (40 - n)}  # due: the later n, the less overdue
+        if n == 5:
+            extra["unfinished"] = "1"  # written before the sharded index
+        _job(world, job_id, age_seconds=1200 + n, status="QUEUED", request_id=f"req_{job_id}", **extra)
+        world.gateway.answers[f"req_{job_id}"] = (200, _status_body(f"req_{job_id}", "QUEUED"))
+        due_order.append(f"req_{job_id}")
+    # ... and the oldest job of all, looked at recently: not due
+    _job(world, "job_oldest", age_seconds=7200, status="QUEUED", request_id="req_oldest", check_at=_epoch(NOW) + 60)
+    one_at_a_time = world.reconciler_with(ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=1))
+
+    # When a run looks at them one at a time
+    report = one_at_a_time.run()
+
+    # Then most overdue first, whatever their age or shard, and not the one whose look is not due
+    assert world.gateway.calls == due_order
+    assert report.examined == 40
+
+
+def test_unchanged_poll_pushes_the_next_look_by_a_backoff_that_grows_with_age(world: World) -> None:
+    _job(world, "job_young", age_seconds=1200, status="PROCESSING", request_id="req_young")
+    _job(world, "job_old", age_seconds=8 * 3600, status="PROCESSING", request_id="req_old")
+    _job(world, "job_ancient", age_seconds=86400 - 600, status="PROCESSING", request_id="req_ancient")
+    for name in ("young", "old", "ancient"):
+        world.gateway.answers[f"req_{name}"] = (200, _status_body(f"req_{name}", "PROCESSING"))
+
+    first = world.reconciler.run()
+    again = world.reconciler.run()  # at the same moment: nothing is due any more
+
+    assert first.actions == {"polled_unchanged": 3} and again.examined == 0
+    # Nothing new: only the next look was written, not the callback path's whole refresh
+    young = world.store.get("job_young")
+    assert young is not None and young["updated_at"] == young["created_at"] and "gateway_status" not in young
+    # A quarter of its age, at least RECONCILE_AFTER_SECONDS (600 s here), at most an hour...
+    assert _check_at(world, "job_young") == _epoch(NOW) + 600
+    assert _check_at(world, "job_old") == _epoch(NOW) + 3600
+    # ...and never past the maximum age, so the timeout is applied on time
+    assert _check_at(world, "job_ancient") == _epoch(NOW) + 600 + 1
+    world.clock.now += timedelta(seconds=601)
+    assert world.reconciler.run().examined == 2  # young and ancient, not old
+
+
+def test_outcome_and_redrive_look_again_after_reconcile_after(world: World) -> None:
+    _job(world, "job_lost", age_seconds=1200, status="QUEUED", request_id="req_lost")
+    world.gateway.answers["req_lost"] = (200, _status_body("req_lost", "COMPLETED"))
+    _job(world, "job_stalled", age_seconds=1200, status="COPYING", copy_lease_until=epoch_seconds() - 1)
+    _job(world, "job_unknown", age_seconds=1200, status="SUBMITTING")
+
+    world.reconciler.run()
+
+    # The copier has RECONCILE_AFTER_SECONDS to deliver before the next look
+    assert _check_at(world, "job_lost") == _epoch(NOW) + SETTINGS.after_seconds
+    assert _check_at(world, "job_stalled") == _epoch(NOW) + SETTINGS.after_seconds
+    # A submit whose outcome is unknown needs nothing before its maximum age
+    created = _epoch(NOW) - 1200
+    assert _check_at(world, "job_unknown") == created + SETTINGS.max_age_seconds + 1
+
+
+def test_run_goes_past_the_old_batch_limit_while_time_remains(world: World) -> None:
+    # Given more due jobs than the 500 a run used to take
+    jobs = 520
+    for n in range(jobs):
+        _job(world, f"job_{n:03d}", age_seconds=1200 + n, status="QUEUED", request_id=f"req_{n:03d}")
+        world.gateway.answers[f"req_{n:03d}"] = (200, _status_body(f"req_{n:03d}", "QUEUED"))
+    _, time_left = _scaled_budget(300)
+
+    # When a run with its full budget goes at them (the time left is far from running out)
+    report = world.reconciler.run(time_left=lambda: time_left() + 1000)
+
+    # Then it looks at every one of them in that one run, and none is due any more
+    assert report.examined == jobs and report.out_of_time is False
+    assert sorted(set(world.gateway.calls)) == [f"req_{n:03d}" for n in range(jobs)]
+    assert list(world.store.iter_due(due_by=_epoch(NOW))) == []
+
+
+def _rate_limited_world(world: World, jobs: int, retry_after: str | None) -> None:
+    for n in range(jobs):
+        _job(world, f"job_{n:02d}", age_seconds=1200, status="QUEUED", request_id=f"req_{n:02d}", check_at=n)
+        world.gateway.answers[f"req_{n:02d}"] = (200, _status_body(f"req_{n:02d}", "QUEUED"))
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    world.gateway.answers["req_00"] = (429, {"error": "Too Many Requests", **headers})
+
+
+@dataclass
+class Ticks:
+    """A monotonic clock that moves one second each time it is read."""
+
+    now: float = 0.0
+    step: float = 1.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_rate_limit_pause_holds_for_its_retry_after(world: World) -> None:
+    # Given a gateway whose first answer is a 429 asking for 30 s, and a clock that does not move
+    _rate_limited_world(world, 10, retry_after="30")
+    gateway = GatewayClient(
+        "https://gateway.pixazo.ai",
+        lambda: "test-key",
+        httpx.Client(transport=httpx.MockTransport(_with_retry_after(world.gateway))),
+    )
+    settings = ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=1)
+    reconciler = Reconciler(
+        world.store, gateway, world.processor, world.queue, settings, now=world.clock, monotonic=lambda: 100.0
+    )
+
+    # When the run goes on through the other nine due jobs
+    report = reconciler.run()
+
+    # Then none of them is polled, and each is left due, as it was, for a later look
+    assert world.gateway.calls == ["req_00"]
+    assert report.rate_limited is True and report.actions == {"skipped": 10}
+    assert [_check_at(world, f"job_{n:02d}") for n in range(10)] == list(range(10))
+
+
+def test_polls_resume_once_the_retry_after_has_passed(world: World) -> None:
+    # Given the same 429 (30 s), and a clock that moves a second at each look
+    _rate_limited_world(world, 40, retry_after="30")
+    gateway = GatewayClient(
+        "https://gateway.pixazo.ai",
+        lambda: "test-key",
+        httpx.Client(transport=httpx.MockTransport(_with_retry_after(world.gateway))),
+    )
+    settings = ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=1)
+    reconciler = Reconciler(
+        world.store, gateway, world.processor, world.queue, settings, now=world.clock, monotonic=Ticks()
+    )
+
+    report = reconciler.run()
+
+    # Then the jobs met in the 30 s after the 429 are skipped, and those after are polled
+    polled = world.gateway.calls[1:]
+    assert world.gateway.calls[0] == "req_00" and polled
+    first_polled = int(polled[0].removeprefix("req_"))
+    assert 29 <= first_polled <= 32
+    assert polled == [f"req_{n:02d}" for n in range(first_polled, 40)]
+    assert report.actions == {"skipped": first_polled, "polled_unchanged": 40 - first_polled}
+
+
+def test_rate_limit_without_retry_after_pauses_the_rest_of_the_run(world: World) -> None:
+    _rate_limited_world(world, 40, retry_after=None)
+    settings = ReconcileSettings(after_seconds=600, max_age_seconds=86400, concurrency=1)
+    reconciler = world.reconciler_with(settings, monotonic=Ticks(step=3600))
+
+    report = reconciler.run()
+
+    assert world.gateway.calls == ["req_00"]
+    assert report.actions == {"skipped": 40}
+
+
+def _with_retry_after(gateway: FakeGateway) -> Any:
+    """The fake gateway, its 429 bodies' Retry-After moved into the header where the gateway sends it."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        response = gateway.handle(request)
+        if response.status_code != 429:
+            return response
+        body = response.json()
+        retry_after = body.pop("Retry-After", None)
+        return httpx.Response(429, json=body, headers={"Retry-After": retry_after} if retry_after else {})
+
+    return handle
+
+
+def test_progress_callback_pushes_the_next_look_only_when_it_is_near(world: World) -> None:
+    # Given a job whose look is due in a minute, and one whose look is an hour away
+    now = epoch_seconds()
+    _job(world, "job_near", age_seconds=0, status="QUEUED", request_id="req_near", check_at=now + 60)
+    _job(world, "job_far", age_seconds=0, status="QUEUED", request_id="req_far", check_at=now + 3600)
+    writes: list[str] = []
+    world.store._client.meta.events.register(
+        "before-parameter-build.dynamodb.UpdateItem", lambda params, **_: writes.append(params["Key"]["job_id"]["S"])
+    )
+
+    # When sync-mode PROCESSING callbacks show both alive
+    for name in ("near", "far"):
+        world.processor.process(f"job_{name}", parse_callback(json.dumps(_status_body(f"req_{name}", "PROCESSING"))))
+
+    # Then the near look moves to RECONCILE_AFTER_SECONDS from now (a second write), the far one stays
+    assert writes == ["job_near", "job_near", "job_far"]
+    assert now + SETTINGS.after_seconds <= _check_at(world, "job_near") <= epoch_seconds() + SETTINGS.after_seconds
+    assert _check_at(world, "job_far") == now + 3600

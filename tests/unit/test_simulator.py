@@ -729,6 +729,36 @@ def test_stats_and_reset_count_then_clear(client: httpx.Client) -> None:
     assert client.get("/_sim/stats").json()["submits_received"] == 0
 
 
+@pytest.mark.parametrize("status", ["PROCESSING", "COMPLETED", "FAILED"])
+def test_seeded_requests_stand_at_their_status_and_never_call_back(client: httpx.Client, status: str) -> None:
+    seeded = client.post("/_sim/requests", json={"model": "pixverse", "status": status, "count": 3})
+
+    assert seeded.status_code == 201
+    ids = seeded.json()["request_ids"]
+    time.sleep(0.3)  # longer than the fixture's whole lifecycle: a seeded request does not move
+    answers = [client.get(f"/v2/requests/status/{i}", headers=KEY_HEADERS).json() for i in ids]
+    assert len(set(ids)) == 3 and all(i.startswith("pixverse_") for i in ids)
+    assert [a["status"] for a in answers] == [status] * 3
+    assert all((a["output"] is not None) == (status == "COMPLETED") for a in answers)
+    assert all((a["error"] is not None) == (status == "FAILED") for a in answers)
+    assert all(sim_record(client, i)["callbacks"] == [] for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"model": "nope", "status": "QUEUED", "count": 1}, "model"),
+        ({"model": "pixverse", "status": "SUBMITTING", "count": 1}, "status"),
+        ({"model": "pixverse", "status": "QUEUED", "count": 0}, "count"),
+    ],
+)
+def test_seeding_names_the_bad_field(client: httpx.Client, spec: dict[str, Any], field: str) -> None:
+    response = client.post("/_sim/requests", json=spec)
+
+    assert response.status_code == 400 and response.json()["message"].startswith(f"{field}:")
+    assert client.get("/_sim/requests").json() == []
+
+
 def test_concurrent_submits_all_accepted_with_unique_ids(client: httpx.Client) -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         responses = list(pool.map(lambda _: submit(client, "pixverse", V56_T2V_MINIMUM), range(40)))

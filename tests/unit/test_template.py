@@ -92,7 +92,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "sqs:ChangeMessageVisibility": {"CopyQueue.Arn"},
     },
     "ReconcileFunction": {
-        "dynamodb:Query": {"${JobsTable.Arn}/index/unfinished_shard"},
+        "dynamodb:Query": {"${JobsTable.Arn}/index/unfinished_by_check"},
         "dynamodb:UpdateItem": {TABLE},
         # The unfinished index holds keys only: the candidates are read whole.
         "dynamodb:BatchGetItem": {TABLE},
@@ -705,18 +705,22 @@ def test_reconciler_runs_on_a_schedule(sam_template: dict[str, Any]) -> None:
         "Properties": {"Schedule": {"Ref": "ReconcileSchedule"}, "Description": ANY_STRING},
     }
     variables = reconciler["Environment"]["Variables"]
-    assert variables["RECONCILE_AFTER_SECONDS"] == {"Ref": "ReconcileAfterSeconds"}
     assert variables["MAX_JOB_AGE_SECONDS"] == {"Ref": "MaxJobAgeSeconds"}
+    # Every function writes a job's next look (at creation, on a callback), not only this one.
+    shared = sam_template["Globals"]["Function"]["Environment"]["Variables"]
+    assert shared["RECONCILE_AFTER_SECONDS"] == {"Ref": "ReconcileAfterSeconds"}
 
 
-def test_unfinished_index_is_sparse_on_its_own_attribute(cfn_template: dict[str, Any]) -> None:
+def test_unfinished_index_is_sparse_on_its_own_attribute_and_sorted_by_next_look(cfn_template: dict[str, Any]) -> None:
     table = cfn_template["Resources"]["JobsTable"]["Properties"]
     indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
 
-    assert indexes["unfinished_shard"]["KeySchema"] == [
+    assert indexes["unfinished_by_check"]["KeySchema"] == [
         {"AttributeName": "unfinished", "KeyType": "HASH"},
-        {"AttributeName": "created_at", "KeyType": "RANGE"},
+        {"AttributeName": "check_at", "KeyType": "RANGE"},
     ]
+    assert types["check_at"] == "N"  # epoch seconds, as pixverse_jobs.store writes it
 
 
 def test_indexes_are_sharded_and_project_only_what_their_queries_read(cfn_template: dict[str, Any]) -> None:
@@ -725,13 +729,13 @@ def test_indexes_are_sharded_and_project_only_what_their_queries_read(cfn_templa
     table = cfn_template["Resources"]["JobsTable"]["Properties"]
     indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
 
-    assert set(indexes) == {"by_owner_shard", "unfinished_shard"}
+    assert set(indexes) == {"by_owner_shard", "unfinished_by_check"}
     assert indexes["by_owner_shard"]["KeySchema"] == [
         {"AttributeName": "owner_shard", "KeyType": "HASH"},
         {"AttributeName": "created_at", "KeyType": "RANGE"},
     ]
     assert indexes["by_owner_shard"]["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status"]}
-    assert indexes["unfinished_shard"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert indexes["unfinished_by_check"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     defined = {a["AttributeName"] for a in table["AttributeDefinitions"]}
     keyed = {k["AttributeName"] for i in indexes.values() for k in i["KeySchema"]} | {"job_id"}
     assert defined == keyed  # CloudFormation refuses an attribute defined but not a key
@@ -863,8 +867,12 @@ def test_copy_event_source_caps_concurrency_by_parameter(cfn_template: dict[str,
 def _number_parameters_read_by_config(sam_template: Mapping[str, Any]) -> dict[str, str]:
     """Number parameter -> the environment name a function reads it from."""
     found: dict[str, str] = {}
-    for resource in _resources_of_type(sam_template, "AWS::Serverless::Function").values():
-        for name, value in resource["Properties"].get("Environment", {}).get("Variables", {}).items():
+    shared = sam_template.get("Globals", {}).get("Function", {})
+    for properties in [
+        shared,
+        *(r["Properties"] for r in _resources_of_type(sam_template, "AWS::Serverless::Function").values()),
+    ]:
+        for name, value in properties.get("Environment", {}).get("Variables", {}).items():
             if isinstance(value, dict) and sam_template["Parameters"].get(value.get("Ref"), {}).get("Type") == "Number":
                 found[value["Ref"]] = name
     return found

@@ -2,6 +2,9 @@
 
 * ``GET /_sim/requests[/{id}]``: request records with their directives, callback attempts, media GETs
   and each media item's sha256.
+* ``POST /_sim/requests`` ``{"model", "status", "count"}``: seed ``count`` requests that stand at
+  ``status`` for good (no callbacks); answers ``{"request_ids": [...]}``. A backlog for the status
+  endpoint, as the reconciler's benchmark needs, without a submit per job.
 * ``GET /_sim/stats``: counters (with ``in_flight`` and ``peak_in_flight``); ``POST /_sim/reset``:
   forget requests, faults and counters (the admission limit is a setting and stays).
 * ``GET|POST|DELETE /_sim/faults``: list, add (see ``faults``) or clear injected faults.
@@ -128,7 +131,7 @@ def control_get(handler: JsonHandler, sim: GatewaySimulator, path: str) -> None:
 
 
 def control_post(handler: JsonHandler, sim: GatewaySimulator, path: str, raw_body: bytes) -> None:
-    """``POST /_sim/faults``, ``POST /_sim/admission`` and ``POST /_sim/reset``."""
+    """``POST /_sim/faults``, ``POST /_sim/admission``, ``POST /_sim/reset`` and ``POST /_sim/requests``."""
     state = sim.state
     if not handler.loopback_client():
         _denied_or_missing(handler)
@@ -150,6 +153,14 @@ def control_post(handler: JsonHandler, sim: GatewaySimulator, path: str, raw_bod
     elif path == "/_sim/reset":
         state.reset()
         handler.send_json(200, {"reset": True})
+    elif path == "/_sim/requests":
+        try:
+            spec = parse_json_object(raw_body)
+            ids = sim.lifecycle.seed(str(spec.get("model")), str(spec.get("status")), spec.get("count", 1))
+        except BadRequest as exc:
+            handler.send_error_body(400, "Bad Request", str(exc))
+            return
+        handler.send_json(201, {"request_ids": ids})
     else:
         handler.not_found()
 

@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from pixverse_local.gateway_sim.admission import AdmissionBook
-from pixverse_local.gateway_sim.directives import Directives, parse_directives
+from pixverse_local.gateway_sim.directives import Directives, Outcome, parse_directives
 from pixverse_local.gateway_sim.faults import FAULT_BODIES, FAULT_STATS, Fault, FaultBook, answer_fault
 from pixverse_local.gateway_sim.httpio import API_KEY_HEADER, BadRequest, JsonHandler
-from pixverse_local.gateway_sim.params import validate_parameters
+from pixverse_local.gateway_sim.params import MODEL_PARAMETERS, validate_parameters
 
 if TYPE_CHECKING:
     from pixverse_local.gateway_sim.server import GatewaySimulator
@@ -62,6 +62,11 @@ STAT_NAMES: Final = (
     "poll_faults",
     "media_faults",
 )
+
+# ``POST /_sim/requests`` (``Lifecycle.seed``): the statuses a seeded request may stand at, and how
+# many one call may seed.
+SEEDABLE_STATUSES: Final = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "ERROR")
+MAX_SEEDED: Final = 100_000
 
 # A callback the lifecycle hands to the webhook sender: the request, its payload, how many copies.
 SendCallback = Callable[["Request", dict[str, Any], int], None]
@@ -247,6 +252,42 @@ class Lifecycle:
             },
         )
         return record
+
+    def seed(self, model: str, status: str, count: int) -> list[str]:
+        """Record ``count`` requests of ``model`` that stand at ``status`` and stay there (no
+        lifecycle, no callbacks): a backlog for the status endpoint alone, such as a reconciler
+        benchmark needs, without submitting each job. ``BadRequest`` naming a bad field."""
+        if model not in MODEL_PARAMETERS:
+            raise BadRequest(f"model: unknown model {model!r}")
+        if status not in SEEDABLE_STATUSES:
+            raise BadRequest(f"status: must be one of {', '.join(SEEDABLE_STATUSES)}")
+        if type(count) is not int or not 1 <= count <= MAX_SEEDED:
+            raise BadRequest(f"count: must be an integer from 1 to {MAX_SEEDED}")
+        outcome: Outcome = "FAILED" if status == "FAILED" else "ERROR" if status == "ERROR" else "COMPLETED"
+        now_iso, now = utc_now(), time.monotonic()
+        records = []
+        for _ in range(count):
+            record = Request(
+                request_id=f"{model}_{_uuid7()}",
+                model=model,
+                body={"prompt": "seeded"},
+                webhook_url=None,
+                webhook_mode="terminal",
+                directives=Directives(outcome=outcome),
+                media_size=self._default_media_size,
+                submitted_at=now_iso,
+                submitted_mono=now,
+                next_sync_mono=now,
+                status=status,
+                updated_at=now_iso,
+            )
+            if status in ("COMPLETED", "FAILED", "ERROR"):
+                _finish(record)
+            records.append(record)
+        with self._state.lock:
+            for record in records:
+                self._state.requests[record.request_id] = record
+        return [record.request_id for record in records]
 
     def run(self) -> None:
         """The lifecycle thread: tick until the simulator stops."""

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pixverse_jobs.clock import utc_now_iso
+from pixverse_jobs.clock import epoch_seconds, utc_now_iso
 from pixverse_jobs.errors import CallbackRejected
 from pixverse_jobs.events import EventPublisher, build_progress_event, truncate_text
 from pixverse_jobs.nesting import MAX_DEPTH, deeper_than
@@ -35,7 +35,7 @@ from pixverse_jobs.observability import count_by, logger, metrics
 from pixverse_jobs.queue import CopyQueue
 from pixverse_jobs.signing import SignatureVerifier
 from pixverse_jobs.states import GATEWAY_STATUSES, NEEDS_DELIVERY, JobStatus
-from pixverse_jobs.store import Job, JobStore
+from pixverse_jobs.store import CHECK_AT, UNFINISHED, Job, JobStore
 from pixverse_jobs.views import job_view
 
 MAX_CALLBACK_BYTES = 64 * 1024
@@ -43,6 +43,9 @@ MAX_CALLBACK_BYTES = 64 * 1024
 # characters (with a truncation marker), not the callback's 64 KB.
 MAX_ERROR_CHARS = 2000
 ENQUEUE_FAILED_FLAG = "delivery_enqueue_failed"
+# Statuses in which a callback shows the job alive at the gateway (its generation goes on), so the
+# reconciler need not look at it for a while; an outcome leaves the index within seconds instead.
+_ALIVE = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
 
 # EMF metric names (namespace POWERTOOLS_METRICS_NAMESPACE).
 METRIC_CALLBACKS = "Callbacks"  # dimension status: every authenticated, well-formed callback
@@ -186,15 +189,23 @@ class CallbackProcessor:
         self._queue = queue
         self._progress = progress
 
-    def process(self, job_id: str, callback: Callback) -> CallbackOutcome:
+    def process(self, job_id: str, callback: Callback, *, check_at: int | None = None) -> CallbackOutcome:
         """Apply one callback to the job ``job_id`` (from the signed URL).
 
         Raises CallbackRejected (409) if the job belongs to another gateway request, JobNotFound
         if there is no such job. A job whose request_id is not stored yet (the callback outran
         the submit function's write) takes the callback's: the URL's signature already ties the
-        callback to this job, and the submit's own write then finds the same id."""
+        callback to this job, and the submit's own write then finds the same id.
+
+        ``check_at`` (epoch seconds) is the job's next look by the reconciler, written in the same
+        conditional write: the reconciler passes it when it applies a status it polled. Without
+        it, a QUEUED / PROCESSING callback (the job is alive) pushes the next look to
+        RECONCILE_AFTER_SECONDS from now, but only when it is less than half that away
+        (``_keep_alive``)."""
         target = callback.status
         attributes: dict[str, Any] = {"gateway_status": str(target)}
+        if check_at is not None:
+            attributes[CHECK_AT] = check_at
         if target in NEEDS_DELIVERY:
             attributes["completed_at"] = utc_now_iso()
         if target is JobStatus.COMPLETED:
@@ -223,7 +234,30 @@ class CallbackProcessor:
             self._enqueue(job_id)
         elif changed and self._progress is not None:
             self._progress.announce(job)
+        if check_at is None and target in _ALIVE:
+            self._keep_alive(job_id, job)
         return CallbackOutcome(applied=True, changed=changed, status=target)
+
+    def _keep_alive(self, job_id: str, job: Job) -> None:
+        """Push the reconciler's next look at a job the gateway just showed alive, if it was due
+        within half of RECONCILE_AFTER_SECONDS.
+
+        Why not on every callback: the next look is the unfinished index's sort key, so moving
+        it is a delete and a put there, and in sync mode a job gets a callback about every 15 s.
+        Written on each, that is two index writes per callback on one of the index's 16 keys;
+        written only when due soon, a job generating for less than half of
+        RECONCILE_AFTER_SECONDS (7.5 min by default) adds nothing, a longer one one UpdateItem
+        (the job's own key) and two index writes per such half. A failure here is logged, not
+        raised: the status write is done, and the worst outcome is one needless poll."""
+        after = self._store.first_check_after_seconds
+        now = epoch_seconds()
+        due = job.get(CHECK_AT)
+        if UNFINISHED not in job or (due is not None and int(due) >= now + after // 2):
+            return
+        try:
+            self._store.push_check_at(job_id, now + after)
+        except Exception:
+            logger.warning("could not push the reconciler's next look", exc_info=True)
 
     def _enqueue(self, job_id: str) -> None:
         try:

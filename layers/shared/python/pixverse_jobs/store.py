@@ -9,18 +9,22 @@ import heapq
 import itertools
 import random
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from pixverse_jobs.clock import epoch_seconds, utc_now_iso
+from pixverse_jobs import config
+from pixverse_jobs.clock import epoch_seconds, from_iso, utc_now_iso
 from pixverse_jobs.errors import JobAlreadyExists, JobNotFound
 from pixverse_jobs.states import JobStatus, sources_of
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 Job = dict[str, Any]
 
@@ -118,21 +122,33 @@ IDEMPOTENCY_PREFIX = "idem#"
 OWNER_INDEX = "by_owner_shard"
 OWNER_SHARD = "owner_shard"
 OWNER_SHARDS = 16
-# Sparse index of the jobs that have not ended and been announced: a job carries UNFINISHED from
-# its creation until its final event is published (or its submit failed in front of the caller).
-# Its value is the job's shard ``u#NN``; KEYS_ONLY, so a job is written there twice (created with
-# the key, deleted when the key goes), whatever its status changes; the reconciler fills its
-# candidates by BatchGetItem.
-UNFINISHED_INDEX = "unfinished_shard"
+# Sparse index of the jobs that have not ended and been announced, by when each next needs the
+# reconciler: a job carries UNFINISHED from its creation until its final event is published (or
+# its submit failed in front of the caller). Its value is the job's shard ``u#NN``; the sort key
+# is CHECK_AT, so the reconciler queries ``check_at <= now`` on each shard and finds exactly the
+# jobs due, most overdue first, never a scan. KEYS_ONLY: a job is written there when it is
+# created, when its next look moves (a key change: a delete and a put) and when it leaves; a
+# status change alone writes nothing there. The reconciler fills its candidates by BatchGetItem.
+UNFINISHED_INDEX = "unfinished_by_check"
 UNFINISHED = "unfinished"
 UNFINISHED_SHARDS = 16
+# When the reconciler next needs to look at the job, in epoch seconds (a Number, as the copy
+# leases and retries it is computed from): created_at + RECONCILE_AFTER_SECONDS at creation, then
+# pushed forward by each look that leaves the job unfinished and by a callback that shows the job
+# alive at the gateway. Only ever moved forward (``push_check_at``).
+CHECK_AT = "check_at"
 # Jobs written before the sharded index carry ``unfinished = "1"``: the reconciler reads that key
-# too, so they are still seen after the upgrade (the new index picks them up on its backfill).
+# too, so one that gains a check_at before the backfill converts it is still seen.
 UNFINISHED_LEGACY = "1"
 # BatchGetItem reads at most 100 items per call and returns the keys it left (throttling, 16 MB)
 # in UnprocessedKeys, to be asked again "with exponential backoff"
 # (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html).
 BATCH_GET_MAX_KEYS = 100
+# Entries per Query page of the unfinished index: keys only, about 100 bytes each, so a page of
+# 1,000 is ~100 KB, far under a Query's 1 MB. Large pages keep the queries few (17 for a backlog of
+# 17,000 jobs), which matters to the local emulator, whose index queries cost in proportion to the
+# table.
+DUE_PAGE_KEYS = 1000
 BATCH_GET_ATTEMPTS = 8
 BATCH_GET_BACKOFF_SECONDS = 0.05
 # Leases on a job record: the copier's hold on a copy, and a delivery's hold on publishing its event.
@@ -164,7 +180,7 @@ def owner_shard_key(owner: str, shard: int) -> str:
 
 
 def unfinished_key(job_id: str) -> str:
-    """The unfinished_shard partition key of a job: ``u#NN``."""
+    """The unfinished index's partition key of a job: ``u#NN``."""
     return f"u#{shard_of(job_id, UNFINISHED_SHARDS):02d}"
 
 
@@ -181,6 +197,31 @@ class IndexEntry:
     job_id: str
     created_at: str
     status: str | None = None
+
+
+def first_check_at(created_at: str | None, after_seconds: int) -> int:
+    """A new job's CHECK_AT: ``after_seconds`` after ``created_at`` (ISO 8601; now if absent)."""
+    created = int(from_iso(created_at).timestamp()) if created_at else epoch_seconds()
+    return created + after_seconds
+
+
+@dataclass(frozen=True)
+class DueEntry:
+    """One entry of the unfinished index: a job and when it next needs a look."""
+
+    job_id: str
+    check_at: int
+
+
+def _once_each(entries: Iterable[DueEntry]) -> Iterator[DueEntry]:
+    """Each job once: where a page boundary falls among entries of equal check_at, the local
+    emulator's pagination (not DynamoDB's exact, key-ordered one) repeated some, and a job must
+    not be looked at twice in one pass."""
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.job_id not in seen:
+            seen.add(entry.job_id)
+            yield entry
 
 
 @dataclass(frozen=True)
@@ -232,12 +273,26 @@ class Transition:
 
 
 class JobStore:
-    """Job records in the table named by JOBS_TABLE (key ``job_id``)."""
+    """Job records in the table named by JOBS_TABLE (key ``job_id``).
 
-    def __init__(self, table_name: str, client: Any = None, *, ttl_days: int = 90) -> None:
+    ``first_check_after_seconds`` sets a new job's first look by the reconciler (CHECK_AT); by
+    default RECONCILE_AFTER_SECONDS, which every function reads (template.yaml's Globals), so
+    that no function that creates jobs has to pass it."""
+
+    def __init__(
+        self,
+        table_name: str,
+        client: Any = None,
+        *,
+        ttl_days: int = 90,
+        first_check_after_seconds: int | None = None,
+    ) -> None:
         self._table = table_name
         self._client = client or boto3.client("dynamodb")
         self._ttl_seconds = ttl_days * 86400
+        self.first_check_after_seconds = (
+            config.first_check_after_seconds() if first_check_after_seconds is None else first_check_after_seconds
+        )
 
     # ------------------------------------------------------------------ reads
     def get(self, job_id: str) -> Job | None:
@@ -285,43 +340,83 @@ class JobStore:
         resp = self._client.query(**kwargs)
         return IndexPage([_entry(i) for i in resp.get("Items", [])], resp.get("LastEvaluatedKey"))
 
-    def iter_unfinished(self, *, created_before: str, limit: int = 100) -> Iterator[Job]:
-        """Up to ``limit`` jobs not yet ended and announced, created before ``created_before``
-        (ISO 8601), oldest first across every shard of the sparse unfinished index (never a
-        scan), each read whole by BatchGetItem (strongly consistent). A job that has left the
-        index since (the index lags the table) is left out."""
-        page_size = max(1, min(limit, BATCH_GET_MAX_KEYS))
-        streams = [self._unfinished_stream(key, created_before, page_size) for key in unfinished_keys()]
-        merged = heapq.merge(*streams, key=lambda entry: (entry.created_at, entry.job_id))
-        entries = itertools.islice(merged, limit)
-        while chunk := list(itertools.islice(entries, BATCH_GET_MAX_KEYS)):
-            found = self.batch_get([entry.job_id for entry in chunk])
-            for entry in chunk:
-                job = found.get(entry.job_id)
-                if job is not None and UNFINISHED in job:
-                    yield job
+    def iter_due(self, *, due_by: int, page_size: int = DUE_PAGE_KEYS) -> Generator[Job]:
+        """Every job whose next look is due (CHECK_AT <= ``due_by``, epoch seconds), most overdue
+        first across every shard of the sparse unfinished index, the legacy key included (never a
+        scan), each read whole by BatchGetItem (strongly consistent), with no limit: the caller
+        stops when it has had enough.
 
-    def _unfinished_stream(self, key: str, created_before: str, page_size: int) -> Iterator[IndexEntry]:
-        """One key of the unfinished index, oldest first, read a page at a time as the merge
-        asks for it."""
-        start_key: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": UNFINISHED_INDEX,
-                "KeyConditionExpression": "#u = :u AND created_at < :before",
-                "ExpressionAttributeNames": {"#u": UNFINISHED},
-                "ExpressionAttributeValues": _to_item({":u": key, ":before": created_before}),
-                "ScanIndexForward": True,
-                "Limit": page_size,
-            }
-            if start_key:
-                kwargs["ExclusiveStartKey"] = start_key
-            resp = self._client.query(**kwargs)
-            yield from (_entry(item) for item in resp.get("Items", []))
-            start_key = resp.get("LastEvaluatedKey")
-            if not start_key:
-                return
+        The shards are read in parallel, each a page ahead of the merge, and the next
+        ``BATCH_GET_MAX_KEYS`` jobs are read while the caller works on the ones it has, so a
+        caller that polls 100 jobs a second never waits for DynamoDB. A job that left the index
+        since (the index lags the table), or whose next look was pushed past ``due_by`` meanwhile
+        (a callback showed it alive), is left out."""
+        # Imported here: only the reconciler reads the index, and the other functions' cold
+        # starts need no thread pool.
+        from concurrent.futures import ThreadPoolExecutor
+
+        keys = unfinished_keys()
+        pool = ThreadPoolExecutor(max_workers=len(keys) + 1, thread_name_prefix="unfinished-index")
+        try:
+            streams = [self._due_stream(pool, key, due_by, max(1, page_size)) for key in keys]
+            merged = _once_each(heapq.merge(*streams, key=lambda entry: (entry.check_at, entry.job_id)))
+            chunk = list(itertools.islice(merged, BATCH_GET_MAX_KEYS))
+            reading: Future[list[Job]] | None = pool.submit(self._due_jobs, chunk, due_by) if chunk else None
+            while reading is not None:
+                # The merge runs here, on the caller's thread only; the reads run on the pool.
+                chunk = list(itertools.islice(merged, BATCH_GET_MAX_KEYS))
+                following = pool.submit(self._due_jobs, chunk, due_by) if chunk else None
+                yield from reading.result()
+                reading = following
+        finally:
+            # A caller that stops early (out of time) leaves the reads ahead unfinished.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _due_stream(self, pool: ThreadPoolExecutor, key: str, due_by: int, page_size: int) -> Iterator[DueEntry]:
+        """One key of the unfinished index in CHECK_AT order: its first page asked for now, each
+        next page as soon as the one before arrives."""
+        first = pool.submit(self.query_due, key, due_by=due_by, limit=page_size)
+
+        def entries() -> Iterator[DueEntry]:
+            page = first
+            while True:
+                found, last_key = page.result()
+                if last_key:
+                    page = pool.submit(self.query_due, key, due_by=due_by, limit=page_size, start_key=last_key)
+                yield from found
+                if not last_key:
+                    return
+
+        return entries()
+
+    def query_due(
+        self, key: str, *, due_by: int, limit: int = DUE_PAGE_KEYS, start_key: Mapping[str, Any] | None = None
+    ) -> tuple[list[DueEntry], dict[str, Any] | None]:
+        """One page of one key of the unfinished index: the jobs due by ``due_by``, most overdue
+        first, and the LastEvaluatedKey to go on from (None when the key has no more)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": UNFINISHED_INDEX,
+            "KeyConditionExpression": "#u = :u AND #c <= :due",
+            "ExpressionAttributeNames": {"#u": UNFINISHED, "#c": CHECK_AT},
+            "ExpressionAttributeValues": _to_item({":u": key, ":due": due_by}),
+            "ScanIndexForward": True,
+            "Limit": limit,
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = dict(start_key)
+        resp = self._client.query(**kwargs)
+        entries = [DueEntry(item["job_id"]["S"], int(item[CHECK_AT]["N"])) for item in resp.get("Items", [])]
+        return entries, resp.get("LastEvaluatedKey")
+
+    def _due_jobs(self, entries: list[DueEntry], due_by: int) -> list[Job]:
+        found = self.batch_get([entry.job_id for entry in entries])
+        due = []
+        for entry in entries:
+            job = found.get(entry.job_id)
+            if job is not None and UNFINISHED in job and int(job.get(CHECK_AT, due_by + 1)) <= due_by:
+                due.append(job)
+        return due
 
     def batch_get(self, job_ids: Iterable[str]) -> dict[str, Job]:
         """The jobs of ``job_ids`` that exist, by id, read strongly consistent with BatchGetItem
@@ -350,6 +445,7 @@ class JobStore:
         record.setdefault("expires_at", epoch_seconds() + self._ttl_seconds)
         job_id = str(record["job_id"])
         record.setdefault(UNFINISHED, unfinished_key(job_id))
+        record.setdefault(CHECK_AT, first_check_at(record.get("created_at"), self.first_check_after_seconds))
         if record.get("owner") is not None:
             record.setdefault(OWNER_SHARD, owner_shard_key(str(record["owner"]), shard_of(job_id, OWNER_SHARDS)))
         return record
@@ -624,6 +720,28 @@ class JobStore:
             kwargs["ExpressionAttributeValues"] = _to_item(expr_values)
         try:
             self._client.update_item(**kwargs)
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def push_check_at(self, job_id: str, check_at: int) -> bool:
+        """Move the job's next look by the reconciler forward to ``check_at`` (epoch seconds).
+
+        Only forward (a later look set meanwhile stays: whoever set it knew the job was alive),
+        and only while the job is unfinished (an ended, announced job must not come back to the
+        index). One conditional UpdateItem: the table's write plus, in the keys-only unfinished
+        index, a delete and a put (its sort key changes). Returns whether it applied."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job_id),
+                UpdateExpression="SET #c = :c",
+                ConditionExpression="attribute_exists(#u) AND (attribute_not_exists(#c) OR #c < :c)",
+                ExpressionAttributeNames={"#c": CHECK_AT, "#u": UNFINISHED},
+                ExpressionAttributeValues=_to_item({":c": check_at}),
+            )
         except ClientError as exc:
             if _is_conditional_failure(exc):
                 return False
