@@ -723,9 +723,22 @@ def _verdicts(runs: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], ceilin
         owner = typical["by_key"].get("by_owner", {}).get("wcu_per_job")
         sample = typical["sample_job_writes"]
         small = sum(1 for w in sample if w["table_wcu"] == 1)
+        if unfinished is None and owner is None:
+            on_index = {k: v.get("wcu_per_job") or 0 for k, v in typical["by_key"].items() if k != "table"}
+            claim = (
+                '"About 10 WRU per job with a 400-character prompt" was about the one key of unfinished_by_age '
+                "and by_owner, which the sharded indexes replaced: their hottest keys now take "
+                + ", ".join(f"{k} {v}" for k, v in on_index.items())
+                + f" WCU per job (the job's own table writes are {typical['by_key']['table']['wcu_per_job']} WCU, "
+                "on its own key)."
+            )
+        else:
+            claim = (
+                f'"About 10 WRU per job with a 400-character prompt": {_right(unfinished, 8, 12)}: {unfinished} on '
+                f"unfinished_by_age's key, {owner} on by_owner's."
+            )
         out.append(
-            f'"About 10 WRU per job with a 400-character prompt": {_right(unfinished, 8, 12)}: {unfinished} on '
-            f"unfinished_by_age's key, {owner} on by_owner's. The item straddles 1 KB ("
+            f"{claim} The item straddles 1 KB ("
             f"{sample[0]['item_bytes'] if sample else '?'} to {typical['largest_item_bytes']} bytes): {small} of its "
             f"{len(sample)} writes are 1 WCU, so a longer prompt, metadata or longer gateway media URLs make it "
             f"{2 * len(sample)} WCU ({_round(ceiling(2 * len(sample)), 1)} jobs/s)."

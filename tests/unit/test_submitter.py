@@ -358,7 +358,7 @@ def _reconciler(aws: Aws) -> Any:
     from pixverse_jobs.config import ReconcileSettings
     from pixverse_jobs.reconcile import Reconciler
 
-    settings = ReconcileSettings(after_seconds=60, max_age_seconds=3600, concurrency=1, batch_size=10)
+    settings = ReconcileSettings(after_seconds=60, max_age_seconds=3600, concurrency=1)
     return Reconciler(
         aws.store,
         None,
