@@ -146,6 +146,16 @@ def test_two_messages_for_one_job_submit_it_once(aws: Aws, monkeypatch: pytest.M
         return job
 
     monkeypatch.setattr(aws.store, "get", get_then_wait)
+    # DynamoDB applies the writes to one item one at a time, condition and all; moto in-process
+    # does not (two threads can both pass a condition before either writes), so serialize them.
+    one_at_a_time = threading.Lock()
+    real_update = aws.store._client.update_item
+
+    def update_item(**kwargs: Any) -> Any:
+        with one_at_a_time:
+            return real_update(**kwargs)
+
+    monkeypatch.setattr(aws.store._client, "update_item", update_item)
     outcomes: list[Outcome] = []
 
     def handle(submitter: Submitter) -> None:

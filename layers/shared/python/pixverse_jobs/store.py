@@ -9,7 +9,7 @@ import heapq
 import itertools
 import random
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -89,6 +89,17 @@ def quota_key(owner: str, shard: int) -> str:
 def quota_limits(cap: int) -> list[int]:
     """Each counter's share of ``cap``: as even as whole numbers allow, adding up to ``cap``."""
     return [cap // QUOTA_SHARDS + (1 if n < cap % QUOTA_SHARDS else 0) for n in range(QUOTA_SHARDS)]
+
+
+def _applied(write: Callable[[], Any]) -> bool:
+    """Run one conditional write: True if it applied, False if its condition refused it."""
+    try:
+        write()
+    except ClientError as exc:
+        if _is_conditional_failure(exc):
+            return False
+        raise
+    return True
 
 
 def _is_conditional_failure(exc: ClientError) -> bool:
@@ -547,34 +558,26 @@ class JobStore:
         """Move a key from ``held_by`` (a request that died before writing its job, so before
         any gateway call) to ``job_id``. Conditional on the holder, so of two concurrent
         takeovers exactly one wins."""
-        try:
-            self._client.put_item(
+        return _applied(
+            lambda: self._client.put_item(
                 TableName=self._table,
                 Item=_idempotency_item(owner, key, job_id, body_hash, epoch_seconds(), ttl_seconds),
                 ConditionExpression="target_job_id = :held_by",
                 ExpressionAttributeValues=_to_item({":held_by": held_by}),
             )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        )
 
     def release_idempotency_key(self, owner: str, key: str, *, job_id: str) -> bool:
         """Free a key whose job the gateway refused, so the caller's retry can submit again
         (a refused submit cannot have been billed). Only the job that holds it frees it."""
-        try:
-            self._client.delete_item(
+        return _applied(
+            lambda: self._client.delete_item(
                 TableName=self._table,
                 Key=self._key(_idempotency_record_id(owner, key)),
                 ConditionExpression="target_job_id = :job",
                 ExpressionAttributeValues=_to_item({":job": job_id}),
             )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        )
 
     def advance(
         self,
@@ -733,8 +736,8 @@ class JobStore:
         and only while the job is unfinished (an ended, announced job must not come back to the
         index). One conditional UpdateItem: the table's write plus, in the keys-only unfinished
         index, a delete and a put (its sort key changes). Returns whether it applied."""
-        try:
-            self._client.update_item(
+        return _applied(
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key=self._key(job_id),
                 UpdateExpression="SET #c = :c",
@@ -742,11 +745,7 @@ class JobStore:
                 ExpressionAttributeNames={"#c": CHECK_AT, "#u": UNFINISHED},
                 ExpressionAttributeValues=_to_item({":c": check_at}),
             )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        )
 
     def acquire_run_lease(self, name: str, holder: str, *, seconds: int) -> bool:
         """Take the run lease ``name`` for ``holder`` for ``seconds``, unless another holder has
@@ -757,8 +756,8 @@ class JobStore:
         of two runs starting together exactly one wins, and a holder that died frees it when
         ``seconds`` have passed."""
         now = epoch_seconds()
-        try:
-            self._client.update_item(
+        return _applied(
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key=self._key(RUN_LEASE_PREFIX + name),
                 UpdateExpression="SET #holder = :holder, #until = :until",
@@ -766,17 +765,13 @@ class JobStore:
                 ExpressionAttributeNames={"#holder": LEASE_HOLDER, "#until": LEASE_UNTIL},
                 ExpressionAttributeValues=_to_item({":holder": holder, ":until": now + seconds, ":now": now}),
             )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        )
 
     def release_run_lease(self, name: str, holder: str) -> bool:
         """Give the run lease ``name`` back, if ``holder`` still holds it (a run that outlived its
         lease must not free the lease of the run that took it over)."""
-        try:
-            self._client.update_item(
+        return _applied(
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key=self._key(RUN_LEASE_PREFIX + name),
                 UpdateExpression="REMOVE #holder, #until",
@@ -784,11 +779,7 @@ class JobStore:
                 ExpressionAttributeNames={"#holder": LEASE_HOLDER, "#until": LEASE_UNTIL},
                 ExpressionAttributeValues=_to_item({":holder": holder}),
             )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        )
 
     def take_slot(self, key: str, job_id: str, *, replacing: str | None) -> bool:
         """Make ``job_id`` the holder of the gateway slot ``key`` (``admission.GatewaySlots``):
@@ -799,34 +790,26 @@ class JobStore:
         else:
             condition = "holder = :old"
             values = {":old": replacing}
-        try:
-            self._client.put_item(
+        return _applied(
+            lambda: self._client.put_item(
                 TableName=self._table,
                 Item=_to_item({"job_id": key, "holder": job_id, "taken_at": epoch_seconds()}),
                 ConditionExpression=condition,
                 ExpressionAttributeValues=_to_item(values),
             )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        )
 
     def release_slot(self, key: str, job_id: str) -> bool:
         """Free the gateway slot ``key`` if ``job_id`` still holds it."""
-        try:
-            self._client.update_item(
+        return _applied(
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key=self._key(key),
                 UpdateExpression="REMOVE holder",
                 ConditionExpression="holder = :me",
                 ExpressionAttributeValues=_to_item({":me": job_id}),
             )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
+        )
 
     def mark_event_published(self, job_id: str, event_id: str, *, quota: str | None = None) -> bool:
         """Record that the job's final event went out (the outbox flag). False if already set.
