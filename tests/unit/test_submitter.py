@@ -415,3 +415,20 @@ def test_reconciler_ends_a_job_that_waited_past_the_maximum_age_with_its_failed_
     job = aws.store.get(job_id)
     assert job is not None and (job["status"], job["error"]["code"]) == ("SUBMIT_FAILED", "not_submitted")
     assert [m["body"] for m in aws.messages(aws.copy_url)] == [{"job_id": job_id}]
+
+
+def test_an_accepted_job_is_looked_at_again_after_reconcile_after_seconds_not_an_hour(aws: Aws) -> None:
+    # Once sent, a job keeps the check_at its ACCEPTED look set: an hour away, a job whose callback
+    # was lost would wait that long for its first poll.
+    from datetime import UTC, datetime
+
+    from pixverse_jobs.store import CHECK_AT
+
+    job_id = aws.admit()
+    now = datetime.now(UTC)
+    aws.store.annotate(job_id, attributes={CHECK_AT: int(now.timestamp()) - 1})  # due now
+
+    _reconciler(aws).reconcile(aws.store.get(job_id), now)
+
+    job = aws.store.get(job_id)
+    assert job is not None and job[CHECK_AT] <= int(now.timestamp()) + 60 + 1

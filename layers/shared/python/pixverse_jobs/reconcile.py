@@ -351,8 +351,8 @@ class Reconciler:
 
     def _look_at_accepted(self, job: Job, moment: Moment) -> Look:
         """A job waiting for the submitter (admission): end it past the maximum age (never
-        accepted, so never billed), or queue it again when its message is missing; either way
-        look again in ACCEPTED_RESEND_SECONDS (a job waiting its turn in a backlog needs nothing)."""
+        accepted, so never billed), or queue it again when its message is missing (one untouched
+        for ACCEPTED_RESEND_SECONDS: a job waiting its turn in a backlog needs nothing)."""
         job_id = str(job["job_id"])
         if moment.age > self._settings.max_age_seconds:
             hours = self._settings.max_age_seconds / 3600
@@ -371,7 +371,10 @@ class Reconciler:
                 return Look(Action.SKIPPED)
             self._queue.request_delivery(job_id)
             return Look(Action.NOT_SUBMITTED, next_look, recorded=True)
-        next_look = self._next_look(moment, ACCEPTED_RESEND_SECONDS)
+        # Looked at again after RECONCILE_AFTER_SECONDS, not after ACCEPTED_RESEND_SECONDS: once the
+        # submitter sends it, this look is the first the job gets at the gateway (a push of
+        # check_at at acceptance would cost every job a delete and a put on its unfinished key).
+        next_look = self._next_look(moment, self._settings.after_seconds)
         idle = (moment.now - from_iso(str(job.get("updated_at") or job["created_at"]))).total_seconds()
         if self._submit_queue is None or (ENQUEUE_PENDING not in job and idle < ACCEPTED_RESEND_SECONDS):
             return Look(Action.SKIPPED, next_look)
