@@ -71,6 +71,7 @@ _SETTINGS_CACHES = (
     config.reconcile_settings,
     config.callback_buffer_settings,
     config.admission_settings,
+    config.ending_settings,
     config.submitter_settings,
     config.first_check_after_seconds,
 )

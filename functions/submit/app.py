@@ -1,5 +1,6 @@
-"""SubmitFunction: POST /jobs, GET /jobs/{job_id} and GET /jobs (HTTP API, payload 2.0); any other
-method on those paths (template.yaml's ANY routes) is a 405 with Allow (``http_errors``).
+"""SubmitFunction: POST /jobs, GET /jobs/{job_id}, GET /jobs, POST /jobs/{job_id}/cancel and
+POST /jobs/{job_id}/replay (HTTP API, payload 2.0); any other method on those paths
+(template.yaml's ANY routes) is a 405 with Allow (``http_errors``).
 
 POST /jobs admits: it records the job ACCEPTED, queues it for SubmitterFunction and answers 202
 at once; it never calls the gateway, so its answer does not depend on the gateway's load.
@@ -13,6 +14,7 @@ scripts/api_contract.py, whose routes a test keeps equal to these."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import boto3
@@ -20,14 +22,17 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixverse_jobs import config
+from pixverse_jobs.cancel import Canceller
 from pixverse_jobs.deadline import Deadline, invocation_deadline
 from pixverse_jobs.downloads import PRESIGN_CONFIG, DownloadLinker
+from pixverse_jobs.errors import JobStateConflict
+from pixverse_jobs.events import EventPublisher, final_event
 from pixverse_jobs.http_errors import json_body_limits, json_response, register_error_handlers
 from pixverse_jobs.jobs import JobService, caller_of, parse_list_query, parse_submit_request
 from pixverse_jobs.observability import count_by, logger, metrics
-from pixverse_jobs.queue import SubmitQueue
+from pixverse_jobs.queue import CopyQueue, DeadlineQueue, SubmitQueue
 from pixverse_jobs.request_size import submit_body_limit
-from pixverse_jobs.states import JobStatus
+from pixverse_jobs.states import JobStatus, is_terminal
 from pixverse_jobs.store import JobStore
 from pixverse_jobs.views import job_view
 
@@ -45,16 +50,29 @@ ANSWER_RESERVE_SECONDS = 2.5
 _store_settings = config.store_settings()
 _webhook_settings = config.webhook_settings()
 _admission_settings = config.admission_settings()
+_ending_settings = config.ending_settings()
 _downloads = DownloadLinker(
     config.api_settings().download_url_expiry_seconds, boto3.client("s3", config=PRESIGN_CONFIG)
 )
 
+_store = JobStore(_store_settings.table_name, boto3.client("dynamodb"))
+_sqs = boto3.client("sqs")
 service = JobService(
-    JobStore(_store_settings.table_name, boto3.client("dynamodb")),
-    SubmitQueue(_admission_settings.submit_queue_url, boto3.client("sqs")),
+    _store,
+    SubmitQueue(_admission_settings.submit_queue_url, _sqs),
     default_webhook_mode=_webhook_settings.default_mode,
     max_jobs_per_caller=_admission_settings.max_jobs_per_caller,
+    deadline_queue=DeadlineQueue(_admission_settings.deadline_queue_url, _sqs),
 )
+canceller = Canceller(_store, CopyQueue(_ending_settings.copy_queue_url, _sqs))
+
+
+@cache
+def _events() -> EventPublisher:
+    """Made on the first replay: the other routes never publish, so a cold start does not pay for
+    the SNS client."""
+    return EventPublisher(_ending_settings.topic_arn, boto3.client("sns"))
+
 
 app = APIGatewayHttpResolver()
 register_error_handlers(app)
@@ -89,7 +107,7 @@ def submit_job() -> Response[str]:
     deadline = _deadline()
     # json_body_limits has refused a body that is not JSON; the catalog refuses one that is not an object.
     body = app.current_event.json_body if app.current_event.body else None
-    request = parse_submit_request(body)
+    request = parse_submit_request(body, max_deadline_seconds=_admission_settings.max_age_seconds)
     job = service.submit(
         request,
         owner=_caller(),
@@ -108,6 +126,39 @@ def get_job(job_id: str) -> Response[str]:
     if job["status"] == JobStatus.DELIVERED:
         view["outputs"] = _downloads.with_links(view["outputs"])
     return json_response(200, view)
+
+
+@app.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> Response[str]:
+    """End the caller's job CANCELLED unless it has ended (409 already_ended). The gateway has no
+    cancel: a job it accepted may still be billed (the view's submit_outcome says whether it was)."""
+    job = service.get(job_id, owner=_caller())
+    ending = canceller.cancel(job)
+    if not ending.cancelled:
+        status = str(ending.job["status"])
+        if is_terminal(JobStatus(status)):
+            raise JobStateConflict("already_ended", f"job {job_id} has already ended ({status})", job_status=status)
+        raise JobStateConflict(
+            "busy", f"job {job_id} changed while it was being cancelled; ask again", job_status=status
+        )
+    count_by("JobsCancelled", model=str(job["model"]))
+    return json_response(200, job_view(ending.job))
+
+
+@app.post("/jobs/<job_id>/replay")
+def replay_job(job_id: str) -> Response[str]:
+    """Publish the caller's ended job's final event again, the same event (same id, same
+    document), for a consumer that lost it; 409 not_ended for a job that has not ended."""
+    job = service.get(job_id, owner=_caller())
+    status = str(job["status"])
+    if not is_terminal(JobStatus(status)):
+        message = f"job {job_id} has not ended ({status}): it has no final event yet"
+        raise JobStateConflict("not_ended", message, job_status=status)
+    event = final_event(job, source=_ending_settings.event_source)
+    _events().publish(event)
+    logger.info("final event replayed", extra={"job_id": job_id, "event_id": event["id"], "type": event["type"]})
+    answer = {"job_id": job_id, "event_id": event["id"], "event_type": event["type"], "status": status}
+    return json_response(200, answer)
 
 
 @app.get("/jobs")

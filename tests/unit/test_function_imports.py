@@ -80,7 +80,11 @@ def test_webhook_creates_an_sns_client_only_when_progress_events_are_on() -> Non
 
 def test_submit_handler_imports_neither_httpx_nor_pydantic() -> None:
     # Admission: POST records and queues, the submitter calls the gateway; nothing here calls out.
-    loaded = _import_function("submit", SUBMIT_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/submit")
+    loaded = _import_function(
+        "submit",
+        SUBMIT_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/submit",
+        DEADLINE_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/deadline",
+    )
 
     assert loaded["heavy"] == []
     assert "pixverse_jobs.catalog" in loaded["layer"]

@@ -46,12 +46,14 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         table = create_jobs_table(ddb)
         queue_url = sqs.create_queue(QueueName="copy")["QueueUrl"]
         submit_queue_url = sqs.create_queue(QueueName="submit")["QueueUrl"]
+        deadline_queue_url = sqs.create_queue(QueueName="deadline")["QueueUrl"]
         secrets.create_secret(Name="pixverse-jobs/pixazo-api-key", SecretString=GATEWAY_KEY)
         signing_arn = secrets.create_secret(Name="signing", SecretString=SIGNING_SECRET)["ARN"]
         values = {
             "JOBS_TABLE": table,
             "COPY_QUEUE_URL": queue_url,
             "SUBMIT_QUEUE_URL": submit_queue_url,
+            "DEADLINE_QUEUE_URL": deadline_queue_url,
             "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
             "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",
             "WEBHOOK_SECRET_ARN": signing_arn,
@@ -60,7 +62,14 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         }
         for k, v in values.items():
             monkeypatch.setenv(k, v)
-        yield {"ddb": ddb, "sqs": sqs, "table": table, "queue_url": queue_url, "submit_queue_url": submit_queue_url}
+        yield {
+            "ddb": ddb,
+            "sqs": sqs,
+            "table": table,
+            "queue_url": queue_url,
+            "submit_queue_url": submit_queue_url,
+            "deadline_queue_url": deadline_queue_url,
+        }
 
 
 def _gateway(seen: list[httpx.Request], response: httpx.Response) -> httpx.Client:

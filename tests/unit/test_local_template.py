@@ -219,6 +219,10 @@ def test_real_template_routes_follow_their_auth(overrides: dict[str, str], job_r
         "POST /jobs": ("SubmitFunction", job_route_kind),
         "GET /jobs/{job_id}": ("SubmitFunction", job_route_kind),
         "GET /jobs": ("SubmitFunction", job_route_kind),
+        "POST /jobs/{job_id}/cancel": ("SubmitFunction", job_route_kind),
+        "POST /jobs/{job_id}/replay": ("SubmitFunction", job_route_kind),
+        "ANY /jobs/{job_id}/cancel": ("SubmitFunction", job_route_kind),
+        "ANY /jobs/{job_id}/replay": ("SubmitFunction", job_route_kind),
         "POST /webhooks/pixazo/{job_id}": ("WebhookFunction", None),
         # Other methods reach the functions, which answer 405.
         "ANY /jobs": ("SubmitFunction", job_route_kind),
@@ -472,7 +476,12 @@ def test_sqs_event_sources_carry_their_maximum_concurrency_to_the_local_pollers(
     app = read_application(template, _resolver_with_stand_ins(template))
 
     limits = {event.function_id: event.maximum_concurrency for event in app.sqs_events}
-    assert limits == {"MediaCopyFunction": 10, "SubmitterFunction": 2, "CallbackBufferFunction": 2}
+    assert limits == {
+        "MediaCopyFunction": 10,
+        "SubmitterFunction": 2,
+        "CallbackBufferFunction": 2,
+        "DeadlineFunction": 5,
+    }
 
 
 def test_maximum_concurrency_outside_lambdas_range_is_refused(tmp_path: Path) -> None:

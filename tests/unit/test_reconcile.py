@@ -371,6 +371,7 @@ def test_reconcile_action_values_are_stable() -> None:
         "poll_failed",
         "resubmit_queued",
         "not_submitted",
+        "deadline_exceeded",
     ]
 
 

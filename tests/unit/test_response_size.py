@@ -34,6 +34,8 @@ def submit_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
             "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",
             "WEBHOOK_SECRET_ARN": signing_arn,
             "SUBMIT_QUEUE_URL": boto3.client("sqs").create_queue(QueueName="submit")["QueueUrl"],
+            "DEADLINE_QUEUE_URL": boto3.client("sqs").create_queue(QueueName="deadline")["QueueUrl"],
+            "COPY_QUEUE_URL": boto3.client("sqs").create_queue(QueueName="copy")["QueueUrl"],
             "POWERTOOLS_METRICS_DISABLED": "true",
         }.items():
             monkeypatch.setenv(name, value)

@@ -81,6 +81,7 @@ def submit(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",
             "WEBHOOK_SECRET_ARN": signing,
             "SUBMIT_QUEUE_URL": submit_queue,
+            "DEADLINE_QUEUE_URL": submit_queue,
             "COPY_QUEUE_URL": copy_queue,
             "POWERTOOLS_METRICS_DISABLED": "true",
         }.items():

@@ -38,6 +38,7 @@ FUNCTIONS = (
     "MediaCopyFunction",
     "ReconcileFunction",
     "CallbackBufferFunction",
+    "DeadlineFunction",
 )
 
 # action -> the resources it may touch, in the notation of `_resource_names`.
@@ -57,8 +58,12 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "dynamodb:Query": {"${JobsTable.Arn}/index/by_owner_shard"},
         # GET /jobs fills a page of index keys with the jobs themselves.
         "dynamodb:BatchGetItem": {TABLE},
-        # Admission: the job is queued for the submitter; no gateway key, no signing secret.
-        "sqs:SendMessage": {"SubmitQueue.Arn"},
+        # Admission: the job is queued for the submitter; no gateway key, no signing secret. A job
+        # with deadline_seconds is watched (the deadline queue); a cancelled job's event is asked
+        # of the copier.
+        "sqs:SendMessage": {"SubmitQueue.Arn", "DeadlineQueue.Arn", "CopyQueue.Arn"},
+        # POST /jobs/{job_id}/replay publishes an ended job's event again.
+        "sns:Publish": {"Ref:EventsTopic"},
         # Presigned download URLs are authorized against the role that signs them.
         "s3:GetObject": {BUCKET_OBJECTS},
     },
@@ -87,6 +92,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         # The sha256 tag: inline on PutObject, or PutObjectTagging after CompleteMultipartUpload.
         "s3:PutObjectTagging": {BUCKET_OBJECTS},
         "s3:AbortMultipartUpload": {BUCKET_OBJECTS},
+        # The copies of a job cancelled while they were made.
+        "s3:DeleteObject": {BUCKET_OBJECTS},
         "sns:Publish": {"Ref:EventsTopic"},
         # The backoff of a transiently failed copy.
         "sqs:ChangeMessageVisibility": {"CopyQueue.Arn"},
@@ -107,6 +114,13 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "sqs:SendMessage": {"CopyQueue.Arn"},
         "sqs:ChangeMessageVisibility": {"CallbackBufferQueue.Arn"},
         "sns:Publish if PublishProgress": {"Ref:EventsTopic"},
+    },
+    # Ends a job past its deadline_seconds: the job, its deadline message again (a deadline past
+    # SQS's 15-minute delay), the cancelled event asked of the copier.
+    "DeadlineFunction": {
+        "dynamodb:GetItem": {TABLE},
+        "dynamodb:UpdateItem": {TABLE},
+        "sqs:SendMessage": {"DeadlineQueue.Arn", "CopyQueue.Arn"},
     },
 }
 BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
@@ -132,6 +146,7 @@ EXPECTED_MANAGED_POLICIES = {
     "MediaCopyFunction": {BASIC_EXECUTION, SQS_EXECUTION, XRAY_WRITE},
     "ReconcileFunction": {BASIC_EXECUTION, XRAY_WRITE},
     "CallbackBufferFunction": {BASIC_EXECUTION, SQS_EXECUTION, XRAY_WRITE},
+    "DeadlineFunction": {BASIC_EXECUTION, SQS_EXECUTION, XRAY_WRITE},
 }
 
 WEBHOOK_ROUTE = ("post", "/webhooks/pixazo/{job_id}")
@@ -143,6 +158,10 @@ EXPECTED_ROUTES = {
     # Other methods reach the functions, which answer 405 with Allow.
     ("any", "/jobs"): "SubmitFunction",
     ("any", "/jobs/{job_id}"): "SubmitFunction",
+    ("post", "/jobs/{job_id}/cancel"): "SubmitFunction",
+    ("post", "/jobs/{job_id}/replay"): "SubmitFunction",
+    ("any", "/jobs/{job_id}/cancel"): "SubmitFunction",
+    ("any", "/jobs/{job_id}/replay"): "SubmitFunction",
     WEBHOOK_ROUTE: "WebhookFunction",
     WEBHOOK_OTHER_METHODS: "WebhookFunction",
 }
@@ -452,7 +471,10 @@ def test_copy_event_source_reports_batch_item_failures(cfn_template: dict[str, A
     mappings = _resources_of_type(cfn_template, "AWS::Lambda::EventSourceMapping")
 
     sources = {_resource_name(m["Properties"]["EventSourceArn"]): m["Properties"] for m in mappings.values()}
-    assert set(sources) == {"CopyQueue.Arn", "CallbackBufferQueue.Arn", "SubmitQueue.Arn"}
+    assert set(sources) == {"CopyQueue.Arn", "CallbackBufferQueue.Arn", "SubmitQueue.Arn", "DeadlineQueue.Arn"}
+    deadline = sources["DeadlineQueue.Arn"]
+    assert deadline["FunctionName"] == {"Ref": "DeadlineFunction"}
+    assert deadline["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     mapping = sources["CopyQueue.Arn"]
     assert mapping["FunctionName"] == {"Ref": "MediaCopyFunction"}
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -704,10 +726,10 @@ def test_reconciler_runs_on_a_schedule(sam_template: dict[str, Any]) -> None:
         "Type": "Schedule",
         "Properties": {"Schedule": {"Ref": "ReconcileSchedule"}, "Description": ANY_STRING},
     }
-    variables = reconciler["Environment"]["Variables"]
-    assert variables["MAX_JOB_AGE_SECONDS"] == {"Ref": "MaxJobAgeSeconds"}
-    # Every function writes a job's next look (at creation, on a callback), not only this one.
+    # Every function writes a job's next look (at creation, on a callback), not only this one; the
+    # maximum age ends jobs here and in the submitter, and caps deadline_seconds at POST.
     shared = sam_template["Globals"]["Function"]["Environment"]["Variables"]
+    assert shared["MAX_JOB_AGE_SECONDS"] == {"Ref": "MaxJobAgeSeconds"}
     assert shared["RECONCILE_AFTER_SECONDS"] == {"Ref": "ReconcileAfterSeconds"}
 
 

@@ -20,6 +20,7 @@ EVENTS_TOPIC_ARN = "EVENTS_TOPIC_ARN"
 EVENT_SOURCE = "EVENT_SOURCE"
 COPY_QUEUE_URL = "COPY_QUEUE_URL"
 SUBMIT_QUEUE_URL = "SUBMIT_QUEUE_URL"
+DEADLINE_QUEUE_URL = "DEADLINE_QUEUE_URL"
 SUBMIT_RETRY_BASE_SECONDS = "SUBMIT_RETRY_BASE_SECONDS"
 SUBMIT_RETRY_MAX_SECONDS = "SUBMIT_RETRY_MAX_SECONDS"
 SUBMIT_INITIAL_RATE = "SUBMIT_INITIAL_RATE"
@@ -217,16 +218,43 @@ class QueueSettings(NamedTuple):
 
 class AdmissionSettings(NamedTuple):
     """Admission (POST /jobs records the job ACCEPTED and queues it; the submitter feeds the
-    gateway): the submit queue, the per-caller cap POST enforces (0: none)."""
+    gateway): the submit queue, the per-caller cap POST enforces (0: none), the deadline queue
+    (a job with ``deadline_seconds``) and the longest deadline a job may ask for (the stack's
+    maximum job age, after which the reconciler ends it anyway)."""
 
     submit_queue_url: str
+    max_age_seconds: int
     max_jobs_per_caller: int = 0
+    # Only SubmitFunction sends deadline messages; the reconciler reads these settings too.
+    deadline_queue_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AdmissionSettings:
         return cls(
             submit_queue_url=_required(env, SUBMIT_QUEUE_URL),
+            deadline_queue_url=env.get(DEADLINE_QUEUE_URL, "").strip(),
+            max_age_seconds=_whole_number(env, MAX_JOB_AGE_SECONDS, 86400, 60, 30 * 86400),
             max_jobs_per_caller=_whole_number(env, MAX_JOBS_PER_CALLER, 0, 0, 1_000_000),
+        )
+
+
+class EndingSettings(NamedTuple):
+    """What ends a job outside the gateway's outcomes (cancel, a deadline) and what re-publishes
+    an ended job's event (replay): the copy queue, whose copier publishes the one final event of
+    a job it ends, and the topic and source of the events a replay sends again."""
+
+    copy_queue_url: str
+    topic_arn: str
+    event_source: str
+    deadline_queue_url: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> EndingSettings:
+        return cls(
+            copy_queue_url=_required(env, COPY_QUEUE_URL),
+            topic_arn=env.get(EVENTS_TOPIC_ARN, "").strip(),
+            event_source=_optional(env, EVENT_SOURCE, "urn:pixverse-jobs"),
+            deadline_queue_url=env.get(DEADLINE_QUEUE_URL, "").strip(),
         )
 
 
@@ -339,6 +367,11 @@ def reconcile_settings() -> ReconcileSettings:
 @cache
 def admission_settings() -> AdmissionSettings:
     return AdmissionSettings.from_env(os.environ)
+
+
+@cache
+def ending_settings() -> EndingSettings:
+    return EndingSettings.from_env(os.environ)
 
 
 @cache

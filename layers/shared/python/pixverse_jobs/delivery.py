@@ -10,7 +10,10 @@ Order of writes, each conditional:
    and 4 re-publishes on the message's retry without copying again; the event is built from
    the terminal record only (its id from the job id and type, its time the terminal
    transition's), so every publish of a job's event is the same document.
-FAILED / ERROR jobs skip 1-3 and publish ``pixverse.job.failed``.
+FAILED / ERROR jobs skip 1-3 and publish ``pixverse.job.failed``; a CANCELLED job publishes
+``pixverse.job.cancelled`` (``pixverse_jobs.cancel``). A job cancelled while it was being copied
+refuses the DELIVERED write; its copier removes the objects it wrote and publishes the cancelled
+event instead.
 
 Where a job that cannot be copied ends: a permanent error (refused URL or address, 404/410,
 wrong type, too large) ends it DELIVERY_FAILED at once. A transient one is first retried
@@ -52,10 +55,10 @@ from typing import Any
 
 from pixverse_jobs.clock import epoch_seconds, utc_now_iso
 from pixverse_jobs.errors import PermanentDeliveryError, TransientDeliveryError
-from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, EventPublisher, build_event
+from pixverse_jobs.events import EventPublisher, final_event
 from pixverse_jobs.media import MediaCopier, extension_for
 from pixverse_jobs.observability import logger
-from pixverse_jobs.states import FAILURES, JobStatus
+from pixverse_jobs.states import TERMINAL, JobStatus
 from pixverse_jobs.store import (
     COPY_ATTEMPTS,
     COPY_LEASE,
@@ -66,7 +69,6 @@ from pixverse_jobs.store import (
     Job,
     JobStore,
 )
-from pixverse_jobs.views import job_view
 
 # Who publishes a job's final event: the write that ends the job takes it; any other delivery
 # must take it with a conditional write first. Long enough for one SNS publish and its retries.
@@ -182,7 +184,7 @@ class DeliveryService:
             if status is JobStatus.DELIVERED:
                 copy_seconds = time.monotonic() - started
                 copied_bytes = sum(int(o.get("size") or 0) for o in job.get("outputs") or [])
-        if status is JobStatus.DELIVERED or status in FAILURES:
+        if status in TERMINAL:
             return DeliveryOutcome(
                 status=status,
                 published=self._publish_once(job, holds_publication=holds_publication),
@@ -292,7 +294,20 @@ class DeliveryService:
             raise CopyRetryScheduled(
                 f"recording the delivery failed: {type(exc).__name__}", retry_in=RECORD_RETRY_SECONDS, attempt=attempt
             ) from exc
+        if not delivered.applied and delivered.job.get("status") == JobStatus.CANCELLED:
+            self._remove_copies(job_id, outputs)
         return delivered.job, delivered.applied
+
+    def _remove_copies(self, job_id: str, outputs: list[dict[str, Any]]) -> None:
+        """The job was cancelled while its media was copied: the objects belong to no delivered
+        job, so they go (best effort: the bucket's lifecycle rule ends any left behind)."""
+        for output in outputs:
+            try:
+                self._copier.remove(bucket=self._bucket, key=str(output["key"]))
+            except Exception:
+                extra = {"job_id": job_id, "key": output.get("key")}
+                logger.warning("copy of a cancelled job not removed", extra=extra)
+        logger.info("job cancelled during its copy; copies removed", extra={"job_id": job_id, "objects": len(outputs)})
 
     def _copy_media(self, job: Job, deadline: float | None) -> list[dict[str, Any]]:
         """Copy every media URL not copied by an earlier attempt; the outputs, in URL order."""
@@ -391,11 +406,8 @@ class DeliveryService:
         ):
             logger.info("event already published or being published", extra={"job_id": job_id})
             return False
-        event_type = JOB_DELIVERED if job["status"] == JobStatus.DELIVERED else JOB_FAILED
-        # The occurrence is the terminal transition, not this publish: a re-publish after a
-        # crash then sends the very same document.
-        occurred = job.get("delivered_at") or job.get("updated_at")
-        event = build_event(event_type, job_view(job), source=self._source, time=str(occurred) if occurred else None)
+        event = final_event(job, source=self._source)
+        event_type = event["type"]
         try:
             self._publisher.publish(event)
         except Exception:

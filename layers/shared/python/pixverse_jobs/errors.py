@@ -70,6 +70,17 @@ class QuotaExceeded(PixverseJobsError):
         self.cap = cap
 
 
+class JobStateConflict(PixverseJobsError):
+    """The job's status does not allow the action (409): ``already_ended`` (cancel of an ended
+    job), ``not_ended`` (replay of a job with no final event yet)."""
+
+    def __init__(self, code: str, message: str, *, job_status: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.job_status = job_status
+
+
 class JobAlreadyExists(PixverseJobsError):
     """A job id collided on create: never overwrite a record."""
 

@@ -22,9 +22,13 @@ import boto3
 
 from pixverse_jobs.clock import utc_now_iso
 from pixverse_jobs.observability import logger
+from pixverse_jobs.states import TERMINAL, JobStatus
+from pixverse_jobs.views import job_view
 
 JOB_DELIVERED = "pixverse.job.delivered"
 JOB_FAILED = "pixverse.job.failed"
+# A job cancelled by its caller or its deadline_seconds: its one final event.
+JOB_CANCELLED = "pixverse.job.cancelled"
 # Optional (PROGRESS_EVENTS): one per status a sync-mode callback moved the job to.
 JOB_PROGRESS = "pixverse.job.progress"
 
@@ -49,6 +53,23 @@ def build_event(event_type: str, job: dict[str, Any], *, source: str, time: str 
         "datacontenttype": "application/json",
         "data": job,
     }
+
+
+def final_event(job: dict[str, Any], *, source: str) -> dict[str, Any]:
+    """The final event of an ended job, built from its record alone: its id from the job id and
+    type, its time the terminal transition's (not the publish's), so a re-publish after a crash,
+    and a replay, send the same event."""
+    status = JobStatus(job["status"])
+    if status is JobStatus.DELIVERED:
+        event_type = JOB_DELIVERED
+    elif status is JobStatus.CANCELLED:
+        event_type = JOB_CANCELLED
+    elif status in TERMINAL:
+        event_type = JOB_FAILED
+    else:
+        raise ValueError(f"job {job['job_id']} has not ended ({status}): it has no final event")
+    occurred = job.get("delivered_at") or job.get("updated_at")
+    return build_event(event_type, job_view(job), source=source, time=str(occurred) if occurred else None)
 
 
 def progress_event_id(job_id: str, status: str) -> str:

@@ -22,6 +22,7 @@ from pixverse_jobs.errors import (
     GatewayRateLimited,
     IdempotencyConflict,
     JobNotFound,
+    JobStateConflict,
     JobSubmitFailed,
     QuotaExceeded,
     RequestRejected,
@@ -155,6 +156,10 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(IdempotencyConflict)
     def _idempotency(exc: IdempotencyConflict) -> Response[str]:
         return json_response(409, error_body("idempotency_conflict", exc.message))
+
+    @app.exception_handler(JobStateConflict)
+    def _state_conflict(exc: JobStateConflict) -> Response[str]:
+        return json_response(409, error_body(exc.code, exc.message, extra={"job_status": exc.job_status}))
 
     @app.exception_handler(QuotaExceeded)
     def _quota(exc: QuotaExceeded) -> Response[str]:

@@ -15,12 +15,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from pixverse_jobs.cancel import DEADLINE_AT, DEADLINE_GRACE_SECONDS
 from pixverse_jobs.catalog import MODELS, get_model
-from pixverse_jobs.clock import epoch_seconds, utc_now_iso
+from pixverse_jobs.clock import epoch_seconds, to_iso
 from pixverse_jobs.config import WEBHOOK_MODES
 from pixverse_jobs.deadline import Deadline
 from pixverse_jobs.errors import (
@@ -34,9 +36,9 @@ from pixverse_jobs.errors import (
 from pixverse_jobs.nesting import STORED_DEPTH, deeper_than
 from pixverse_jobs.observability import logger, metrics
 from pixverse_jobs.proxy import lambda_payload_bytes
-from pixverse_jobs.queue import SubmitQueue
+from pixverse_jobs.queue import DeadlineQueue, SubmitQueue
 from pixverse_jobs.states import JobStatus
-from pixverse_jobs.store import OWNER_SHARDS, IndexEntry, IndexPage, Job, JobStore
+from pixverse_jobs.store import CHECK_AT, OWNER_SHARDS, IndexEntry, IndexPage, Job, JobStore, first_check_at
 from pixverse_jobs.views import job_view
 
 MAX_METADATA_BYTES = 2048
@@ -46,10 +48,13 @@ IDEMPOTENT_POLL_SECONDS = 0.05
 # A key held this long by a request whose job record never appeared belongs to a request that
 # died between the two writes (the API's timeout is 29 s), before it could call the gateway.
 STALE_CLAIM_SECONDS = 60
-REQUEST_FIELDS = ("model", "input", "webhook_mode", "metadata")
+REQUEST_FIELDS = ("model", "input", "webhook_mode", "metadata", "deadline_seconds")
+# The longest deadline_seconds when the stack's maximum job age is not given (its default).
+DEFAULT_MAX_DEADLINE_SECONDS = 86400
 # The job attribute holding the base URL of the gateway's callbacks (internal, never shown).
 WEBHOOK_BASE = "webhook_base_url"
 METRIC_ENQUEUE_FAILED = "SubmitEnqueueFailed"
+METRIC_DEADLINE_WATCH_FAILED = "DeadlineWatchFailed"
 
 
 @dataclass(frozen=True)
@@ -58,19 +63,26 @@ class SubmitRequest:
     input: dict[str, Any]
     webhook_mode: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    deadline_seconds: int | None = None
 
     def fingerprint(self) -> str:
         """A hash of the request as parsed (key order and spacing do not matter)."""
-        canonical = json.dumps(
-            {"model": self.model, "input": self.input, "webhook_mode": self.webhook_mode, "metadata": self.metadata},
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        fields: dict[str, Any] = {
+            "model": self.model,
+            "input": self.input,
+            "webhook_mode": self.webhook_mode,
+            "metadata": self.metadata,
+        }
+        if self.deadline_seconds is not None:
+            # Only when given: a request without one hashes as it did before deadlines existed.
+            fields["deadline_seconds"] = self.deadline_seconds
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def parse_submit_request(body: Any) -> SubmitRequest:
-    """Validate a POST /jobs body; RequestRejected names every bad field at once."""
+def parse_submit_request(body: Any, *, max_deadline_seconds: int = DEFAULT_MAX_DEADLINE_SECONDS) -> SubmitRequest:
+    """Validate a POST /jobs body; RequestRejected names every bad field at once.
+    ``max_deadline_seconds`` is the stack's maximum job age: a longer deadline could never fire."""
     if not isinstance(body, dict):
         raise RequestRejected("request body must be a JSON object")
     errors: list[FieldError] = []
@@ -106,10 +118,21 @@ def parse_submit_request(body: Any) -> SubmitRequest:
             )
         else:
             errors.extend(_unstorable(body.get(name), name))
+    deadline = body.get("deadline_seconds")
+    if deadline is not None and (
+        isinstance(deadline, bool) or not isinstance(deadline, int) or not 1 <= deadline <= max_deadline_seconds
+    ):
+        errors.append(
+            FieldError(
+                "deadline_seconds",
+                f"must be a whole number of seconds from 1 to {max_deadline_seconds} "
+                f"(the stack's maximum job age), got {deadline!r}",
+            )
+        )
     if errors:
         raise RequestRejected("request is invalid", errors)
     assert isinstance(model_id, str) and isinstance(params, dict) and isinstance(metadata, dict)
-    return SubmitRequest(model=model_id, input=params, webhook_mode=mode, metadata=metadata)
+    return SubmitRequest(model=model_id, input=params, webhook_mode=mode, metadata=metadata, deadline_seconds=deadline)
 
 
 # DynamoDB numbers: at most 38 significant digits, magnitude from 1e-130 to below 1e126.
@@ -172,7 +195,9 @@ class JobService:
         default_webhook_mode: str = "terminal",
         idempotency_ttl_seconds: int = 24 * 3600,
         max_jobs_per_caller: int = 0,
+        deadline_queue: DeadlineQueue | None = None,
     ) -> None:
+        self._deadline_queue = deadline_queue
         self._idempotency_ttl = idempotency_ttl_seconds
         self._max_jobs_per_caller = max_jobs_per_caller
         self._store = store
@@ -245,7 +270,8 @@ class JobService:
     def _admit(self, request: SubmitRequest, *, owner: str, webhook_base_url: str, job_id: str) -> Job:
         model = get_model(request.model)
         assert model is not None
-        now = utc_now_iso()
+        now_epoch = time.time()
+        now = to_iso(datetime.fromtimestamp(now_epoch, UTC))
         record: Job = {
             "job_id": job_id,
             "owner": owner,
@@ -261,6 +287,15 @@ class JobService:
             "created_at": now,
             "updated_at": now,
         }
+        if request.deadline_seconds is not None:
+            deadline_at = math.floor(now_epoch) + request.deadline_seconds
+            record["deadline_seconds"] = request.deadline_seconds
+            record[DEADLINE_AT] = deadline_at
+            # The reconciler looks no later than just past the deadline: if the deadline message is
+            # lost, the job still ends then (at the reconciler's next run rather than within seconds).
+            record[CHECK_AT] = min(
+                first_check_at(now, self._store.first_check_after_seconds), deadline_at + DEADLINE_GRACE_SECONDS
+            )
         try:
             if not self._max_jobs_per_caller:
                 self._store.create(record)
@@ -283,7 +318,20 @@ class JobService:
             with contextlib.suppress(Exception):
                 self._store.annotate(job_id, attributes={ENQUEUE_PENDING: epoch_seconds()})
                 record[ENQUEUE_PENDING] = epoch_seconds()
+        if request.deadline_seconds is not None:
+            self._watch_deadline(job_id, float(record[DEADLINE_AT]), now_epoch)
         return record
+
+    def _watch_deadline(self, job_id: str, deadline_at: float, now: float) -> None:
+        """Send the job's deadline message; if that fails, the reconciler ends the job at its look
+        just past the deadline (the job's check_at), later but surely."""
+        if self._deadline_queue is None:
+            raise RuntimeError("a job with deadline_seconds needs the deadline queue")
+        try:
+            self._deadline_queue.watch(job_id, deadline_at, now=now)
+        except Exception:
+            logger.exception("deadline message not sent; the reconciler will end the job past its deadline")
+            metrics.add_metric(name=METRIC_DEADLINE_WATCH_FAILED, unit=MetricUnit.Count, value=1)
 
     def list_jobs(
         self,

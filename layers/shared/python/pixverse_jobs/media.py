@@ -484,6 +484,10 @@ class MediaCopier:
         self._sleep = sleep
         self.last_peak_parts_in_flight = 0
 
+    def remove(self, *, bucket: str, key: str) -> None:
+        """Delete an object this copier wrote (a copy for a job cancelled meanwhile)."""
+        self._s3.delete_object(Bucket=bucket, Key=key)
+
     def check_url(self, url: str) -> None:
         """Refuse URLs the copier must never fetch (MediaAddressRefused, a PermanentDeliveryError)."""
         self._policy.check_url(url)

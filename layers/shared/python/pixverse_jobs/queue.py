@@ -1,10 +1,12 @@
 """The queues (SQS): the submit queue (one message per job waiting for the gateway, grouped by
-caller) and the copy queue (one message per job that reached a gateway outcome)."""
+caller), the copy queue (one message per job that reached a gateway outcome) and the deadline
+queue (one message per job with a deadline, delayed until it)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 import boto3
@@ -78,6 +80,28 @@ class CopyQueue:
     def request_delivery(self, job_id: str) -> None:
         """Ask the copier to deliver the job (copy media or publish its failure)."""
         self._client.send_message(QueueUrl=self._url, MessageBody=json.dumps({"job_id": job_id}))
+
+
+class DeadlineQueue:
+    """Jobs with a ``deadline_seconds``: one message each, delayed until the deadline so that the
+    deadline function ends the job within seconds of it, not at the reconciler's next run. SQS
+    delays a message by at most MAX_DELAY_SECONDS, so a later deadline takes several hops: the
+    function sends the message again, delayed by what is left."""
+
+    def __init__(self, queue_url: str, client: Any = None) -> None:
+        self._url = queue_url
+        self._client = client or boto3.client("sqs")
+
+    def watch(self, job_id: str, deadline_at: float, *, now: float) -> int:
+        """Send ``job_id``'s deadline message, due at ``deadline_at`` (epoch seconds, ``now``
+        being the present); returns its delay in seconds. Rounded up: never early."""
+        delay = max(0, min(MAX_DELAY_SECONDS, math.ceil(deadline_at - now)))
+        self._client.send_message(
+            QueueUrl=self._url,
+            MessageBody=json.dumps({"job_id": job_id}, separators=(",", ":")),
+            DelaySeconds=delay,
+        )
+        return delay
 
 
 class MessageVisibility:

@@ -27,6 +27,9 @@ has passed. For each job, by its status (``Reconciler._looks``, the one place a 
   may have gone to the dead-letter queue); past MAX_JOB_AGE_SECONDS it ends SUBMIT_FAILED
   (``not_submitted``): it was never accepted, so nothing was billed. A second message for a job
   is harmless: the submitter claims before it submits;
+* a job past its own deadline (``deadline_seconds``) ends CANCELLED (``deadline_exceeded``): the
+  deadline function does that within seconds of the deadline, so the reconciler only catches a
+  lost deadline message; a job with a deadline is looked at no later than just past it;
 * anything older than MAX_JOB_AGE_SECONDS ends in a terminal state with the reason ``timed_out``
   (no job's next look is later than that moment).
 
@@ -62,13 +65,21 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from pixverse_jobs.callbacks import CallbackProcessor, parse_callback
+from pixverse_jobs.cancel import DEADLINE_AT, DEADLINE_GRACE_SECONDS, Canceller
 from pixverse_jobs.clock import epoch_seconds, from_iso, to_iso
 from pixverse_jobs.config import ReconcileSettings
 from pixverse_jobs.errors import CallbackRejected, GatewayError, GatewayRateLimited
 from pixverse_jobs.gateway import DEFAULT_TIMEOUT, GatewayClient
 from pixverse_jobs.observability import logger
 from pixverse_jobs.queue import CopyQueue, SubmitQueue
-from pixverse_jobs.states import NEEDS_DELIVERY, OUTCOME_UNKNOWN_CODE, SUBMIT_ERROR, TERMINAL, JobStatus
+from pixverse_jobs.states import (
+    DEADLINE_EXCEEDED_CODE,
+    NEEDS_DELIVERY,
+    OUTCOME_UNKNOWN_CODE,
+    SUBMIT_ERROR,
+    TERMINAL,
+    JobStatus,
+)
 from pixverse_jobs.store import CHECK_AT, COPY_LEASE, COPY_RETRY_AT, Job, JobStore
 
 # The lease that keeps one run at a time, and how long it outlives the run's own deadline: Lambda
@@ -115,6 +126,7 @@ class Action(StrEnum):
     POLL_FAILED = "poll_failed"
     RESUBMIT_QUEUED = "resubmit_queued"  # an ACCEPTED job whose submit message was missing, queued again
     NOT_SUBMITTED = "not_submitted"  # ACCEPTED past MAX_JOB_AGE_SECONDS: SUBMIT_FAILED
+    DEADLINE_EXCEEDED = "deadline_exceeded"  # past its deadline_seconds: CANCELLED
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,7 @@ class Moment:
     epoch: int
     age: float
     deadline: int  # epoch seconds after which the job is older than the maximum age
+    cancel_at: int | None = None  # the job's own deadline (deadline_seconds), epoch seconds
 
 
 @dataclass
@@ -165,6 +178,7 @@ class RunReport:
             Action.DELIVERY_REQUESTED,
             Action.RESUBMIT_QUEUED,
             Action.NOT_SUBMITTED,
+            Action.DEADLINE_EXCEEDED,
         )
         return sum(self.actions.get(str(a), 0) for a in moved)
 
@@ -283,12 +297,20 @@ class Reconciler:
         """Bring one unfinished job forward, and set when it next needs a look; returns what was
         done."""
         created = from_iso(str(job["created_at"]))
+        cancel_at = job.get(DEADLINE_AT)
         moment = Moment(
             now=now,
             epoch=int(now.timestamp()),
             age=(now - created).total_seconds(),
             deadline=int(created.timestamp()) + self._settings.max_age_seconds,
+            cancel_at=None if cancel_at is None else int(cancel_at),
         )
+        status = JobStatus(job["status"])
+        if moment.cancel_at is not None and moment.epoch >= moment.cancel_at and status not in TERMINAL:
+            # Its deadline message was lost (or is late): end it now; the cancel brings its next look.
+            if Canceller(self._store, self._queue).cancel(job, code=DEADLINE_EXCEEDED_CODE).cancelled:
+                return Action.DEADLINE_EXCEEDED
+            job = self._store.get(str(job["job_id"])) or job
         look_at = self._looks.get(JobStatus(job["status"]), self._look_at_unknown)
         look = look_at(job, moment)
         if look.next_look is not None and not look.recorded:
@@ -302,6 +324,8 @@ class Reconciler:
         at = moment.epoch + max(1, math.ceil(seconds))
         if moment.deadline >= moment.epoch:
             at = min(at, moment.deadline + 1)
+        if moment.cancel_at is not None and moment.cancel_at >= moment.epoch:
+            at = min(at, moment.cancel_at + DEADLINE_GRACE_SECONDS)
         return at
 
     def _poll_interval(self, moment: Moment) -> float:

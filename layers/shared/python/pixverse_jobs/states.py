@@ -8,7 +8,11 @@ two messages for one job can never submit it twice. SUBMITTING -> ACCEPTED is th
 and only the submitter makes it: the gateway answered "not now" (429, 402, a 5xx) to the claimed
 submit, so it surely did not accept the job, which waits for its next turn. No callback can
 make that move (ACCEPTED is not a gateway status), and the write requires that no request_id
-was stored."""
+was stored.
+
+CANCELLED ends a job from any status that has not ended (``POST /jobs/{job_id}/cancel``, or its
+``deadline_seconds`` passing). Nothing leaves CANCELLED, so a later callback, submit answer or copy
+changes nothing; the gateway has no cancel, so a job it accepted may still be billed."""
 
 from __future__ import annotations
 
@@ -27,11 +31,14 @@ class JobStatus(StrEnum):
     FAILED = "FAILED"
     ERROR = "ERROR"
     DELIVERY_FAILED = "DELIVERY_FAILED"
+    CANCELLED = "CANCELLED"
 
 
 S = JobStatus
 
-TERMINAL: frozenset[JobStatus] = frozenset({S.DELIVERED, S.SUBMIT_FAILED, S.FAILED, S.ERROR, S.DELIVERY_FAILED})
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {S.DELIVERED, S.SUBMIT_FAILED, S.FAILED, S.ERROR, S.DELIVERY_FAILED, S.CANCELLED}
+)
 FAILURES: frozenset[JobStatus] = frozenset({S.SUBMIT_FAILED, S.FAILED, S.ERROR, S.DELIVERY_FAILED})
 
 # status -> statuses it may move to. QUEUED -> QUEUED and PROCESSING -> PROCESSING are the
@@ -53,7 +60,12 @@ _NEXT: dict[JobStatus, frozenset[JobStatus]] = {
     S.FAILED: frozenset(),
     S.ERROR: frozenset(),
     S.DELIVERY_FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
 }
+# Every status that has not ended may be cancelled.
+for _status in S:
+    if _status not in TERMINAL:
+        _NEXT[_status] = _NEXT[_status] | {S.CANCELLED}
 
 # The gateway's own statuses (callbacks and the status endpoint) and what they mean for a job.
 GATEWAY_STATUSES: dict[str, JobStatus] = {
@@ -98,3 +110,11 @@ class SubmitOutcome(StrEnum):
     ACCEPTED = "accepted"  # the gateway's request_id is known
     UNKNOWN = "unknown"  # sent, but no answer came in time: the callback may still bring it
     REFUSED = "refused"  # the gateway refused it, or it was never sent: SUBMIT_FAILED
+    NOT_SENT = "not_sent"  # cancelled before it was sent: nothing was billed
+
+
+# The error codes of a CANCELLED job: cancelled by its caller, or its deadline_seconds passed.
+CANCELLED_CODE = "cancelled"
+DEADLINE_EXCEEDED_CODE = "deadline_exceeded"
+# The status a CANCELLED job was cancelled from (shown as ``error.cancelled_from``).
+CANCELLED_FROM = "cancelled_from"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from pixverse_jobs.states import OUTCOME_UNKNOWN_CODE, SUBMIT_ERROR, JobStatus, SubmitOutcome
+from pixverse_jobs.clock import to_iso
+from pixverse_jobs.states import CANCELLED_FROM, OUTCOME_UNKNOWN_CODE, SUBMIT_ERROR, JobStatus, SubmitOutcome
 from pixverse_jobs.store import Job
 
 PUBLIC_FIELDS = (
@@ -25,7 +27,11 @@ PUBLIC_FIELDS = (
     "updated_at",
     "completed_at",
     "delivered_at",
+    "deadline_seconds",
+    "deadline_at",
 )
+# The job attribute of its deadline (epoch seconds; cancel.DEADLINE_AT), shown as ISO 8601.
+_DEADLINE_AT = "deadline_at"
 
 
 def job_view(job: Job) -> dict[str, Any]:
@@ -36,6 +42,10 @@ def job_view(job: Job) -> dict[str, Any]:
     view["input"] = view["input"] or {}
     view["metadata"] = view["metadata"] or {}
     view["outputs"] = [dict(o) for o in (job.get("outputs") or [])]
+    deadline_at = job.get(_DEADLINE_AT)
+    view["deadline_at"] = None if deadline_at is None else to_iso(datetime.fromtimestamp(float(deadline_at), UTC))
+    if view["deadline_seconds"] is not None:
+        view["deadline_seconds"] = int(view["deadline_seconds"])
     return view
 
 
@@ -43,10 +53,17 @@ def submit_outcome(job: Mapping[str, Any]) -> SubmitOutcome:
     """What is known of the job's submit, from its record: a SUBMITTING job reads the same to
     the reconciler whether it is pending or unknown (both wait for the callback), but a caller
     told "unknown" knows the gateway may have accepted, and billed, the job: not to resubmit.
-    An ACCEPTED job is "waiting": not sent yet, or the gateway said "not now" (last_submit_error)."""
+    An ACCEPTED job is "waiting": not sent yet, or the gateway said "not now" (last_submit_error).
+    A job cancelled while it waited was never sent ("not_sent"); one cancelled while its submit was
+    on its way may have been accepted ("unknown") until the answer or a callback brings its
+    request_id."""
     status = job.get("status")
     if status == JobStatus.ACCEPTED and not job.get("request_id"):
         return SubmitOutcome.WAITING
+    if status == JobStatus.CANCELLED and not job.get("request_id"):
+        if job.get(CANCELLED_FROM) == JobStatus.ACCEPTED:
+            return SubmitOutcome.NOT_SENT
+        return SubmitOutcome.UNKNOWN
     if job.get("request_id") or status not in (JobStatus.SUBMITTING, JobStatus.SUBMIT_FAILED):
         return SubmitOutcome.ACCEPTED  # only the gateway's answer or callback moves a job on
     if status == JobStatus.SUBMIT_FAILED:
