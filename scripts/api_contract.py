@@ -19,7 +19,13 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pixverse_jobs.callbacks import MAX_CALLBACK_BYTES
 from pixverse_jobs.catalog import MODELS
 from pixverse_jobs.config import WEBHOOK_MODES
-from pixverse_jobs.jobs import DEFAULT_PAGE_SIZE, IDEMPOTENCY_KEY_PATTERN, MAX_METADATA_BYTES, MAX_PAGE_SIZE
+from pixverse_jobs.jobs import (
+    DEFAULT_MAX_DEADLINE_SECONDS,
+    DEFAULT_PAGE_SIZE,
+    IDEMPOTENCY_KEY_PATTERN,
+    MAX_METADATA_BYTES,
+    MAX_PAGE_SIZE,
+)
 from pixverse_jobs.states import GATEWAY_STATUSES, JobStatus, SubmitOutcome
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
@@ -73,6 +79,15 @@ class SubmitJobBody(BaseModel):
             },
         },
     )
+    deadline_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=DEFAULT_MAX_DEADLINE_SECONDS,
+        description="Optional: a job not ended this many seconds after it was accepted ends CANCELLED "
+        "(error code deadline_exceeded) with its pixverse.job.cancelled event, within seconds of the deadline. "
+        f"1 to the stack's MaxJobAgeSeconds ({DEFAULT_MAX_DEADLINE_SECONDS} by default, which the schema shows). "
+        "The gateway has no cancel: a job it accepted may still be billed.",
+    )
 
 
 class JobOutput(BaseModel):
@@ -113,7 +128,8 @@ class JobView(BaseModel):
         "accepted (and will bill) the job, so do not submit it again: the job stays SUBMITTING, its callback "
         "moves it on, and if none comes it ends SUBMIT_FAILED (submit_outcome_unknown) at the maximum job "
         "age. refused: the gateway refused it, or it was never sent (SUBMIT_FAILED: not_submitted when the "
-        "gateway had no room for it within the maximum job age)."
+        "gateway had no room for it within the maximum job age). not_sent: CANCELLED before it was sent to the "
+        "gateway, so nothing was billed."
     )
     submit_attempts: int = Field(
         ge=0, description='Times the job was sent to the gateway (each "not now" answer adds one).'
@@ -131,6 +147,20 @@ class JobView(BaseModel):
     updated_at: str | None
     completed_at: str | None
     delivered_at: str | None
+    deadline_seconds: int | None = Field(description="The request's deadline_seconds; null without one.")
+    deadline_at: str | None = Field(
+        description="When the job ends CANCELLED (deadline_exceeded) if it has not ended (ISO 8601, UTC); null "
+        "without a deadline."
+    )
+
+
+class ReplayAnswer(BaseModel):
+    """POST /jobs/{job_id}/replay: the event sent again."""
+
+    job_id: str
+    event_id: str = Field(description="The event's id: the same as when it was first published.")
+    event_type: str = Field(description="pixverse.job.delivered, pixverse.job.failed or pixverse.job.cancelled.")
+    status: Status
 
 
 class JobPage(BaseModel):
@@ -191,11 +221,14 @@ class ErrorDetail(BaseModel):
 class ErrorBody(BaseModel):
     code: str = Field(
         description="validation_error, not_found, method_not_allowed, idempotency_conflict, payload_too_large, "
-        "callback_rejected, model_not_found, insufficient_balance, rate_limited, gateway_error, gateway_auth_error, "
+        "already_ended, not_ended, busy, callback_rejected, model_not_found, insufficient_balance, rate_limited, gateway_error, gateway_auth_error, "
         "gateway_unavailable, internal"
     )
     message: str
     details: list[ErrorDetail]
+    job_status: Status | None = Field(
+        default=None, description="already_ended, not_ended and busy only: the job's status."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -216,6 +249,12 @@ ERRORS = {
     503: "service_unavailable: API Gateway's integration timeout (the job may be recorded: retry with the "
     "same Idempotency-Key)",
 }
+CANCEL_ERRORS = {
+    **ERRORS,
+    409: "already_ended: the job has ended (job_status says how); busy: its status changed during the cancel, ask "
+    "again",
+}
+REPLAY_ERRORS = {**ERRORS, 409: "not_ended: the job has not ended, so it has no final event yet"}
 # The webhook's answers: its refusals are callback_rejected, whatever the status.
 WEBHOOK_ERRORS = {
     400: "callback_rejected: the body is not a callback (not JSON, no request_id, unknown status, ...)",
@@ -318,6 +357,34 @@ def doc_resolver() -> APIGatewayHttpResolver:
         ] = None,
         next_token: Annotated[str | None, Query(description="The next_token of the previous page.")] = None,
     ) -> Response[str]:
+        return _documentation_only()
+
+    @app.post(
+        "/jobs/<job_id>/cancel",
+        summary="Cancel a job",
+        description="Ends the caller's job CANCELLED (error code cancelled) unless it has ended, and publishes one "
+        "pixverse.job.cancelled event. The gateway has no cancel: a job it accepted (submit_outcome accepted, or "
+        "unknown) goes on there and may still be billed; its later callbacks change nothing and nothing is "
+        "copied. A job cancelled before it was sent (submit_outcome not_sent) cost nothing." + _other_methods("POST"),
+        responses={**_ok(200, "The job, CANCELLED", JobView), **_errors(404, 409, 500, described=CANCEL_ERRORS)},
+        tags=["jobs"],
+    )
+    def cancel_job(job_id: Annotated[str, Path(description="The job id POST /jobs returned.")]) -> Response[str]:
+        return _documentation_only()
+
+    @app.post(
+        "/jobs/<job_id>/replay",
+        summary="Publish an ended job's final event again",
+        description="Re-publishes the caller's ended job's final event (delivered, failed or cancelled) to the "
+        "stack's events, the same event with the same id, for a consumer that lost it (consumers deduplicate "
+        "on the id)." + _other_methods("POST"),
+        responses={
+            **_ok(200, "The event was published again", ReplayAnswer),
+            **_errors(404, 409, 500, described=REPLAY_ERRORS),
+        },
+        tags=["jobs"],
+    )
+    def replay_job(job_id: Annotated[str, Path(description="The job id POST /jobs returned.")]) -> Response[str]:
         return _documentation_only()
 
     @app.post(

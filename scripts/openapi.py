@@ -121,7 +121,7 @@ def build_document() -> dict[str, Any]:
 def build_event_schema() -> dict[str, Any]:
     """JSON Schema (2020-12) of the pixverse.job.* CloudEvents, from the Job model and events.py."""
     build_document()  # sets up the environment and import paths
-    from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, JOB_PROGRESS
+    from pixverse_jobs.events import JOB_CANCELLED, JOB_DELIVERED, JOB_FAILED, JOB_PROGRESS
 
     job = _contract().JobView.model_json_schema(ref_template="#/$defs/{model}")
     definitions = job.pop("$defs", {})
@@ -131,7 +131,8 @@ def build_event_schema() -> dict[str, Any]:
         "$id": "https://github.com/pixverse-jobs/events/pixverse-job-event.schema.json",
         "title": "pixverse-jobs event",
         "description": "A CloudEvents 1.0 document in the SNS message of the events topic. id is stable per job "
-        "and type (per job and status for progress), so consumers deduplicate on it.",
+        "and type (per job and status for progress), so consumers deduplicate on it: a replay "
+        "(POST /jobs/{job_id}/replay) sends the same event again, same id.",
         "type": "object",
         "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"],
         "additionalProperties": False,
@@ -139,7 +140,7 @@ def build_event_schema() -> dict[str, Any]:
             "specversion": {"const": "1.0"},
             "id": {"type": "string", "format": "uuid"},
             "source": {"type": "string", "minLength": 1, "description": "urn:pixverse-jobs:<stack name>"},
-            "type": {"enum": [JOB_DELIVERED, JOB_FAILED, JOB_PROGRESS]},
+            "type": {"enum": [JOB_DELIVERED, JOB_FAILED, JOB_CANCELLED, JOB_PROGRESS]},
             "subject": {"type": "string", "description": "the job id"},
             "time": {"type": "string", "format": "date-time"},
             "datacontenttype": {"const": "application/json"},
@@ -156,6 +157,22 @@ def build_event_schema() -> dict[str, Any]:
                     "properties": {
                         "data": {
                             "properties": {"status": {"enum": ["SUBMIT_FAILED", "FAILED", "ERROR", "DELIVERY_FAILED"]}}
+                        }
+                    }
+                },
+            },
+            {
+                "if": {"properties": {"type": {"const": JOB_CANCELLED}}},
+                "then": {
+                    "properties": {
+                        "data": {
+                            "properties": {
+                                "status": {"const": "CANCELLED"},
+                                "error": {
+                                    "type": "object",
+                                    "properties": {"code": {"enum": ["cancelled", "deadline_exceeded"]}},
+                                },
+                            }
                         }
                     }
                 },

@@ -10,10 +10,10 @@ from typing import Any
 
 import jsonschema
 import pytest
-from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, build_event, event_id
+from pixverse_jobs.events import JOB_CANCELLED, JOB_DELIVERED, JOB_FAILED, build_event, event_id, final_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-EXAMPLES = ("event_delivered", "event_failed", "event_progress")
+EXAMPLES = ("event_delivered", "event_failed", "event_cancelled", "event_progress")
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,39 @@ def test_example_ids_are_the_stable_ids_the_code_gives() -> None:
     delivered = _example("event_delivered")
 
     assert delivered["id"] == event_id(delivered["subject"], JOB_DELIVERED)
+
+
+def test_cancelled_example_has_the_stable_id_and_fails_the_schema_when_not_cancelled(
+    validator: jsonschema.protocols.Validator,
+) -> None:
+    cancelled = _example("event_cancelled")
+    assert cancelled["id"] == event_id(cancelled["subject"], JOB_CANCELLED)
+
+    wrong = copy.deepcopy(cancelled)
+    wrong["data"]["status"] = "FAILED"
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(wrong)
+    wrong = copy.deepcopy(cancelled)
+    wrong["data"]["error"]["code"] = "timed_out"
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(wrong)
+
+
+def test_final_event_of_a_cancelled_record_matches_the_schema(validator: jsonschema.protocols.Validator) -> None:
+    # A job record as the store holds it (internal attributes, the deadline in epoch seconds).
+    record = {
+        **_example("event_cancelled")["data"],
+        "owner": "arn:aws:iam::123456789012:user/app",
+        "deadline_at": 1795609860,
+        "cancelled_from": "QUEUED",
+        "unfinished": "u#03",
+    }
+
+    event = final_event(record, source="urn:pixverse-jobs:test")
+
+    validator.validate(event)
+    assert event["type"] == JOB_CANCELLED and event["data"]["deadline_at"] == "2026-11-25T12:31:00.000Z"
+    assert "owner" not in event["data"] and "cancelled_from" not in event["data"]
 
 
 def test_event_built_by_the_code_matches_the_schema(validator: jsonschema.protocols.Validator) -> None:
