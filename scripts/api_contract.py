@@ -221,8 +221,7 @@ class ErrorDetail(BaseModel):
 class ErrorBody(BaseModel):
     code: str = Field(
         description="validation_error, not_found, method_not_allowed, idempotency_conflict, payload_too_large, "
-        "already_ended, not_ended, busy, callback_rejected, model_not_found, insufficient_balance, rate_limited, gateway_error, gateway_auth_error, "
-        "gateway_unavailable, internal"
+        "quota_exceeded, already_ended, not_ended, busy, callback_rejected, internal"
     )
     message: str
     details: list[ErrorDetail]
