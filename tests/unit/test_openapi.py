@@ -159,8 +159,10 @@ def test_error_codes_include_every_code_the_api_answers(committed: dict[str, Any
     described = committed["components"]["schemas"]["ErrorBody"]["properties"]["code"]["description"]
     for code in (
         "callback_rejected",
-        "model_not_found",
         "payload_too_large",
+        "quota_exceeded",
+        "already_ended",
+        "not_ended",
         "not_found",
         "method_not_allowed",
         "internal",

@@ -169,18 +169,6 @@ class GatewayOutcomeUnknown(GatewayError):
     accepted_possible = True
 
 
-class JobSubmitFailed(PixverseJobsError):
-    """The gateway refused a job whose record exists, or it was never sent; ``job_status`` says
-    where it was left (SUBMIT_FAILED). A submit the gateway may have accepted is not a failure:
-    its job is answered SUBMITTING with an unknown outcome."""
-
-    def __init__(self, job_id: str, job_status: str, cause: GatewayError):
-        super().__init__(f"submit of job {job_id} failed: {cause.message}")
-        self.job_id = job_id
-        self.job_status = job_status
-        self.cause = cause
-
-
 # ----------------------------------------------------------------- delivery
 class DeliveryError(PixverseJobsError):
     """Copying media failed."""

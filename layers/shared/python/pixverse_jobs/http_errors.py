@@ -17,13 +17,9 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from pixverse_jobs.errors import (
-    FieldError,
-    GatewayError,
-    GatewayRateLimited,
     IdempotencyConflict,
     JobNotFound,
     JobStateConflict,
-    JobSubmitFailed,
     QuotaExceeded,
     RequestRejected,
 )
@@ -47,14 +43,6 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
         body=json_text(body),
         headers=headers,
     )
-
-
-def _gateway_response(exc: GatewayError, extra: dict[str, Any] | None = None) -> Response[str]:
-    headers = None
-    if isinstance(exc, GatewayRateLimited) and exc.retry_after is not None:
-        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
-    details = [FieldError("input", exc.message)] if exc.http_status == 400 else None
-    return json_response(exc.http_status, error_body(exc.code, exc.message, details, extra), headers)
 
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -168,19 +156,6 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
             error_body("quota_exceeded", exc.message),
             headers={"Retry-After": str(exc.retry_after_seconds)},
         )
-
-    @app.exception_handler(JobSubmitFailed)
-    def _submit_failed(exc: JobSubmitFailed) -> Response[str]:
-        logger.warning(
-            "gateway submit failed",
-            extra={"job_id": exc.job_id, "code": exc.cause.code, "gateway_status": exc.cause.status},
-        )
-        return _gateway_response(exc.cause, extra={"job_id": exc.job_id, "job_status": exc.job_status})
-
-    @app.exception_handler(GatewayError)
-    def _gateway(exc: GatewayError) -> Response[str]:
-        logger.warning("gateway call failed", extra={"code": exc.code, "gateway_status": exc.status})
-        return _gateway_response(exc)
 
     @app.exception_handler(Exception)
     def _internal(exc: Exception) -> Response[str]:
