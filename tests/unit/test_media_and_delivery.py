@@ -16,10 +16,12 @@ import pytest
 from botocore.exceptions import ClientError
 from lambda_support import create_jobs_table, load_event, load_function
 from moto import mock_aws
+from pixverse_jobs.cancel import Canceller
 from pixverse_jobs.delivery import RECORD_RETRY_SECONDS, CopyRetryScheduled, DeliveryService
 from pixverse_jobs.errors import PermanentDeliveryError, TransientDeliveryError
-from pixverse_jobs.events import JOB_DELIVERED, JOB_FAILED, EventPublisher, event_id
+from pixverse_jobs.events import JOB_CANCELLED, JOB_DELIVERED, JOB_FAILED, EventPublisher, event_id
 from pixverse_jobs.media import MediaCopier
+from pixverse_jobs.queue import CopyQueue
 from pixverse_jobs.states import JobStatus
 from pixverse_jobs.store import JobStore
 
@@ -528,3 +530,28 @@ def test_failed_delivered_write_gives_the_lease_back_and_the_retry_does_not_copy
     outcome = service.deliver("job_w", attempt=2)
     assert outcome.status is JobStatus.DELIVERED and outcome.published
     assert gets["n"] == 1
+
+
+def test_a_job_cancelled_during_its_copy_keeps_no_object_and_publishes_the_cancelled_event(
+    aws: dict[str, Any],
+) -> None:
+    serve = _media_server(_payload(1000))
+    store = JobStore(aws["table"], aws["ddb"])
+    queue = aws["sqs"].create_queue(QueueName="copy")["QueueUrl"]
+
+    def cancel_while_downloading(request: httpx.Request) -> httpx.Response:
+        # The caller cancels while the media is on its way into the bucket.
+        job = store.get("j1")
+        assert job is not None and job["status"] == "COPYING"
+        assert Canceller(store, CopyQueue(queue, aws["sqs"])).cancel(job).cancelled
+        return serve(request)
+
+    service, _ = _service(aws, cancel_while_downloading)
+    _completed_job(store, "j1", ["https://a.r2.dev/o.mp4"])
+
+    outcome = service.deliver("j1")
+
+    assert outcome.status is JobStatus.CANCELLED and outcome.published
+    assert store.get("j1")["status"] == "CANCELLED"  # type: ignore[index]
+    assert aws["s3"].list_objects_v2(Bucket="media").get("KeyCount") == 0
+    assert [e["type"] for e in _events(aws)] == [JOB_CANCELLED]

@@ -743,3 +743,22 @@ def test_progress_callback_pushes_the_next_look_only_when_it_is_near(world: Worl
     assert writes == ["job_near", "job_near", "job_far"]
     assert now + SETTINGS.after_seconds <= _check_at(world, "job_near") <= epoch_seconds() + SETTINGS.after_seconds
     assert _check_at(world, "job_far") == now + 3600
+
+
+def test_a_job_past_its_deadline_whose_message_was_lost_ends_cancelled_without_a_poll(world: World) -> None:
+    # Its deadline message never came (the send failed, or it sits in the dead-letter queue).
+    deadline = int(NOW.timestamp()) - 5
+    _job(world, "job_late", age_seconds=1200, status="PROCESSING", request_id="req_late", deadline_at=deadline)
+    _job(world, "job_ahead", age_seconds=1200, status="PROCESSING", request_id="req_ahead", deadline_at=deadline + 100)
+    world.gateway.answers["req_ahead"] = (200, _status_body("req_ahead", "PROCESSING"))
+
+    report = world.reconciler.run()
+
+    assert report.actions == {"deadline_exceeded": 1, "polled_unchanged": 1}
+    late = world.store.get("job_late")
+    assert late is not None and late["status"] == "CANCELLED" and late["error"]["code"] == "deadline_exceeded"
+    assert world.gateway.calls == ["req_ahead"]
+    assert world.copy_requests() == ["job_late"]
+    # The job still running is looked at again just past its own deadline, not a poll interval away.
+    ahead = world.store.get("job_ahead")
+    assert ahead is not None and int(ahead["check_at"]) == deadline + 100 + 30
