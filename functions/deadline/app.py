@@ -35,16 +35,21 @@ watch = DeadlineWatch(
     DeadlineQueue(_settings.deadline_queue_url, sqs),
 )
 
+# Kept back from the invocation's time when a record waits for its deadline.
+RESERVE_SECONDS = 8.0
+
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def deadline_record(record: SQSRecord) -> None:
+def deadline_record(record: SQSRecord, lambda_context: LambdaContext) -> None:
     try:
         job_id = job_id_from_message(record.body)
     except ValueError:
         logger.error("malformed deadline message dropped", extra={"message_id": record.message_id})
         return
-    outcome = watch.on_message(job_id)
+    # A deadline seconds away is waited for here, leaving time for the rest of the batch.
+    budget = lambda_context.get_remaining_time_in_millis() / 1000 - RESERVE_SECONDS
+    outcome = watch.on_message(job_id, wait_budget=budget)
     if outcome is DeadlineOutcome.CANCELLED:
         metrics.add_metric(name="JobsDeadlineExceeded", unit=MetricUnit.Count, value=1)
 

@@ -350,15 +350,45 @@ def test_deadline_message_before_the_deadline_is_sent_again_for_the_time_left(en
         def send_message(self, **kwargs: Any) -> None:
             sent.append(kwargs)
 
+    now = [10_000 - 3 * 3600 - 7.2]
     watch = DeadlineWatch(
-        env["store"], Canceller(env["store"], CopyQueue(env["copy"], env["sqs"])), DeadlineQueue("q", Recording())
+        env["store"],
+        Canceller(env["store"], CopyQueue(env["copy"], env["sqs"])),
+        DeadlineQueue("q", Recording()),
+        clock=lambda: now[0],
     )
 
     # Three hours and a bit ahead: SQS delays at most 15 minutes, so it hops.
-    assert watch.on_message(JOB_ID, now=10_000 - 3 * 3600 - 7.2) is DeadlineOutcome.NOT_YET
-    assert watch.on_message(JOB_ID, now=10_000 - 7.2) is DeadlineOutcome.NOT_YET
-    assert [s["DelaySeconds"] for s in sent] == [900, 8]
+    assert watch.on_message(JOB_ID, wait_budget=20) is DeadlineOutcome.NOT_YET
+    now[0] = 10_000 - 30.2  # further than the invocation may wait
+    assert watch.on_message(JOB_ID, wait_budget=20) is DeadlineOutcome.NOT_YET
+    assert [s["DelaySeconds"] for s in sent] == [900, 31]
     assert env["store"].get(JOB_ID)["status"] == "QUEUED"
+
+
+def test_deadline_message_seconds_early_waits_for_the_deadline_within_its_budget(env: dict[str, Any]) -> None:
+    _job(env, JobStatus.QUEUED, request_id="req_1", **{DEADLINE_AT: 10_000})
+    now = [10_000 - 7.5]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    watch = DeadlineWatch(
+        env["store"],
+        Canceller(env["store"], CopyQueue(env["copy"], env["sqs"])),
+        DeadlineQueue(env["deadline"], env["sqs"]),
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
+
+    # With too little budget it goes round the queue; with enough it waits and cancels.
+    assert watch.on_message(JOB_ID, wait_budget=5) is DeadlineOutcome.NOT_YET
+    assert slept == []
+    assert watch.on_message(JOB_ID, wait_budget=20) is DeadlineOutcome.CANCELLED
+    assert slept == [7.5]
+    assert env["store"].get(JOB_ID)["error"]["code"] == "deadline_exceeded"
 
 
 def test_deadline_message_at_the_deadline_cancels_the_job_with_deadline_exceeded(env: dict[str, Any]) -> None:
@@ -367,10 +397,11 @@ def test_deadline_message_at_the_deadline_cancels_the_job_with_deadline_exceeded
         env["store"],
         Canceller(env["store"], CopyQueue(env["copy"], env["sqs"])),
         DeadlineQueue(env["deadline"], env["sqs"]),
+        clock=lambda: 10_000.2,
     )
 
-    assert watch.on_message(JOB_ID, now=10_000.2) is DeadlineOutcome.CANCELLED
-    assert watch.on_message(JOB_ID, now=10_001) is DeadlineOutcome.ENDED  # a duplicate message
+    assert watch.on_message(JOB_ID) is DeadlineOutcome.CANCELLED
+    assert watch.on_message(JOB_ID) is DeadlineOutcome.ENDED  # a duplicate message
 
     job = env["store"].get(JOB_ID)
     assert job["status"] == "CANCELLED"
@@ -398,8 +429,9 @@ def test_deadline_of_an_ended_job_changes_nothing(env: dict[str, Any]) -> None:
         env["store"],
         Canceller(env["store"], CopyQueue(env["copy"], env["sqs"])),
         DeadlineQueue(env["deadline"], env["sqs"]),
+        clock=lambda: 20_000,
     )
 
-    assert watch.on_message(JOB_ID, now=20_000) is DeadlineOutcome.ENDED
+    assert watch.on_message(JOB_ID) is DeadlineOutcome.ENDED
     assert env["store"].get(JOB_ID)["status"] == "DELIVERED"
     assert _messages(env, "copy") == []

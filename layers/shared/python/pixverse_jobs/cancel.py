@@ -12,6 +12,8 @@ refused by the state machine (nothing leaves CANCELLED), so it changes nothing a
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -40,6 +42,10 @@ ANNOUNCE_CHECK_SECONDS = 60
 # A deadline message may come a little early (SQS delays are whole seconds): one that comes
 # within this of the deadline counts as on time rather than being sent again for a second.
 DEADLINE_TOLERANCE_SECONDS = 0.5
+# A message that comes at most this early waits for the deadline inside the invocation (if its time
+# allows) rather than going round the queue again: SQS never delivers a delayed message early, but
+# the last hop of a long deadline, or a clock a little behind, can leave seconds.
+INLINE_WAIT_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -113,17 +119,34 @@ class DeadlineWatch:
     """The deadline function's work for one message: end the job if its deadline has passed, or
     send the message again for the time left (a deadline past SQS's 15-minute delay)."""
 
-    def __init__(self, store: JobStore, canceller: Canceller, queue: DeadlineQueue) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        canceller: Canceller,
+        queue: DeadlineQueue,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._store = store
         self._canceller = canceller
         self._queue = queue
+        self._clock = clock
+        self._sleep = sleep
 
-    def on_message(self, job_id: str, *, now: float | None = None) -> DeadlineOutcome:
+    def on_message(self, job_id: str, *, wait_budget: float = 0.0) -> DeadlineOutcome:
+        """``wait_budget``: the seconds this invocation may spend waiting for a deadline that is
+        near (at most INLINE_WAIT_SECONDS)."""
         job = self._store.get(job_id)
         if job is None or is_terminal(JobStatus(job["status"])) or job.get(DEADLINE_AT) is None:
             return DeadlineOutcome.ENDED
-        present = epoch_seconds() if now is None else now
+        present = self._clock()
         deadline_at = float(job[DEADLINE_AT])
+        ahead = deadline_at - present
+        if DEADLINE_TOLERANCE_SECONDS < ahead <= min(wait_budget, INLINE_WAIT_SECONDS):
+            self._sleep(ahead)
+            present = self._clock()
+            job = self._store.get(job_id) or job
         if deadline_at - present > DEADLINE_TOLERANCE_SECONDS:
             delay = self._queue.watch(job_id, deadline_at, now=present)
             logger.info("deadline not reached; watching again", extra={"job_id": job_id, "delay": delay})
