@@ -39,7 +39,7 @@ from pixverse_cli.client import (
     api_url_from_stack,
 )
 
-TERMINAL = {"DELIVERED", "SUBMIT_FAILED", "FAILED", "ERROR", "DELIVERY_FAILED"}
+TERMINAL = {"DELIVERED", "SUBMIT_FAILED", "FAILED", "ERROR", "DELIVERY_FAILED", "CANCELLED"}
 
 # Parameter flags -> the gateway parameter they set.
 PARAMETER_FLAGS = {

@@ -21,7 +21,7 @@ import boto3
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-TERMINAL = {"DELIVERED", "SUBMIT_FAILED", "FAILED", "ERROR", "DELIVERY_FAILED"}
+TERMINAL = {"DELIVERED", "SUBMIT_FAILED", "FAILED", "ERROR", "DELIVERY_FAILED", "CANCELLED"}
 
 
 class StackError(RuntimeError):

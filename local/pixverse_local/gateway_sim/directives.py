@@ -4,7 +4,8 @@ Outcome: ``[sim:fail]`` (FAILED), ``[sim:error]`` (ERROR). Callbacks: ``[sim:dup
 N times at once), ``[sim:no-callback]``. Media: ``[sim:size=BYTES]``, ``[sim:media=N]``, ``[sim:cut=N]``
 (the first N downloads drop half-way), ``[sim:no-ranges]``, ``[sim:media-url=URL]`` (listed instead of the
 simulator's media), ``[sim:redirect=URL]``, ``[sim:hops=N]``, ``[sim:media-status=CODE]``,
-``[sim:content-type=TYPE]``. A bad directive is a 400 naming it.
+``[sim:content-type=TYPE]``. Timing: ``[sim:seconds=N]`` (the generation takes N seconds from submit to its
+outcome, instead of the simulator's queue + processing times). A bad directive is a 400 naming it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _DIRECTIVE_LIMITS: Final[Mapping[str, tuple[int, int]]] = {
     "cut": (0, 1000),
     "hops": (0, 10),
     "media-status": (400, 599),
+    "seconds": (0, 3600),
 }
 _URL_DIRECTIVES: Final = ("media-url", "redirect")
 _CONTENT_TYPE_RE: Final = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
@@ -49,6 +51,7 @@ class Directives:
     media_status: int | None = None
     content_type: str | None = None
     ranges: bool = True
+    seconds: int | None = None
 
 
 def parse_directives(prompt: str) -> Directives:
@@ -97,4 +100,5 @@ def parse_directives(prompt: str) -> Directives:
         media_status=numbers.get("media-status"),
         content_type=texts.get("content-type"),
         ranges=ranges,
+        seconds=numbers.get("seconds"),
     )

@@ -305,13 +305,17 @@ class Lifecycle:
             for record in list(state.active.values()):
                 elapsed = now - record.submitted_mono
                 sends = record.webhook_url is not None and not record.directives.no_callback
-                if elapsed >= self._queue_seconds + self._processing_seconds:
+                queue_seconds, total_seconds = self._queue_seconds, self._queue_seconds + self._processing_seconds
+                if record.directives.seconds is not None:  # [sim:seconds=N]: N from submit to outcome
+                    total_seconds = record.directives.seconds
+                    queue_seconds = min(queue_seconds, total_seconds / 4)
+                if elapsed >= total_seconds:
                     _finish(record)
                     del state.active[record.request_id]
                     if sends:
                         due.append((record, self.payload(record), record.directives.duplicates))
                     continue
-                status = "PROCESSING" if elapsed >= self._queue_seconds else "QUEUED"
+                status = "PROCESSING" if elapsed >= queue_seconds else "QUEUED"
                 if status != record.status:
                     record.status = status
                     record.updated_at = utc_now()

@@ -288,7 +288,8 @@ class JobService:
             "updated_at": now,
         }
         if request.deadline_seconds is not None:
-            deadline_at = math.floor(now_epoch) + request.deadline_seconds
+            # Whole seconds (the reconciler's check_at is too), rounded up: never before the deadline.
+            deadline_at = math.ceil(now_epoch + request.deadline_seconds)
             record["deadline_seconds"] = request.deadline_seconds
             record[DEADLINE_AT] = deadline_at
             # The reconciler looks no later than just past the deadline: if the deadline message is
