@@ -2,6 +2,7 @@
 
     pixverse-jobs submit pixverse-c1-text-to-video --prompt "Paper boats on a rainy street" --wait
     pixverse-jobs get JOB_ID | list [--status S] | wait JOB_ID | download JOB_ID [-o DIR]
+    pixverse-jobs cancel JOB_ID | replay JOB_ID... | replay --since 2026-12-07T00:00:00Z [--status S]
 
 The API is --api-url, else $PIXVERSE_JOBS_API_URL, else the ApiUrl output of --stack-name.
 Requests to a deployed stack are signed with your AWS credentials (SigV4), or carry
@@ -20,6 +21,7 @@ import json
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from pixverse_jobs.catalog import MODELS, get_model
 
 from pixverse_cli.client import (
     API_URL_ENV,
+    EXIT_API,
     EXIT_JOB_FAILED,
     EXIT_NETWORK,
     EXIT_OK,
@@ -80,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--metadata", metavar="JSON", help="a JSON object echoed in the job and its events")
     submit.add_argument("--webhook-mode", choices=("terminal", "sync"))
     submit.add_argument("--idempotency-key", metavar="KEY")
+    submit.add_argument(
+        "--deadline", type=int, metavar="SECONDS", help="cancel the job if it has not ended this many seconds after"
+    )
     submit.add_argument("--wait", action="store_true", help="then wait for the job to end, showing progress")
     _wait_options(submit)
 
@@ -99,6 +105,16 @@ def _parser() -> argparse.ArgumentParser:
     download = commands.add_parser("download", help="download a delivered job's videos (sha256 checked)")
     download.add_argument("job_id")
     download.add_argument("-o", "--output", type=Path, default=Path("."), help="directory (default .)")
+
+    cancel = commands.add_parser("cancel", help="cancel a job that has not ended (the gateway may still bill it)")
+    cancel.add_argument("job_id")
+
+    replay = commands.add_parser(
+        "replay", help="publish ended jobs' final events again (same event ids), for a consumer that lost them"
+    )
+    replay.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    replay.add_argument("--since", metavar="ISO", help="every ended job of yours created at or after this time")
+    replay.add_argument("--status", choices=sorted(TERMINAL), help="with --since: only jobs that ended so")
     return parser
 
 
@@ -114,7 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         return _fail(exc)
     try:
-        handler = {"submit": _submit, "get": _get, "list": _list, "wait": _wait, "download": _download}
+        handler = {
+            "submit": _submit,
+            "get": _get,
+            "list": _list,
+            "wait": _wait,
+            "download": _download,
+            "cancel": _cancel,
+            "replay": _replay,
+        }
         return handler[args.command](client, args)
     except CliError as exc:
         return _fail(exc)
@@ -147,6 +171,8 @@ def _submit(client: ApiClient, args: argparse.Namespace) -> int:
         body["metadata"] = _json_object(args.metadata, "--metadata")
     if args.webhook_mode:
         body["webhook_mode"] = args.webhook_mode
+    if args.deadline is not None:
+        body["deadline_seconds"] = args.deadline
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     job = client.request("POST", "/jobs", body=body, headers=headers)
     if args.json and not args.wait:
@@ -290,6 +316,72 @@ def _progress(name: str, received: int, size: int) -> None:
     share = received / size if size else 1.0
     bar = "#" * int(width * share)
     print(f"\r{name} [{bar:<{width}}] {share:6.1%} {received / 1048576:8.1f} MiB", end="", file=sys.stderr, flush=True)
+
+
+def _cancel(client: ApiClient, args: argparse.Namespace) -> int:
+    job = client.request("POST", f"/jobs/{args.job_id}/cancel")
+    if args.json:
+        _print_json(job)
+        return EXIT_OK
+    billed = {
+        "not_sent": "it was never sent to the gateway: nothing billed",
+        "accepted": "the gateway has no cancel: the generation may still be billed",
+        "unknown": "its submit may have reached the gateway: it may still be billed",
+    }.get(job.get("submit_outcome", ""), "")
+    print(f"cancelled {job['job_id']}" + (f" ({billed})" if billed else ""))
+    return EXIT_OK
+
+
+def _replay(client: ApiClient, args: argparse.Namespace) -> int:
+    if bool(args.job_ids) == bool(args.since):
+        raise CliError("replay takes JOB_ID... or --since ISO (one of the two)", EXIT_USAGE)
+    if args.status and not args.since:
+        raise CliError("--status goes with --since", EXIT_USAGE)
+    job_ids = args.job_ids or _ended_since(client, _iso(args.since), args.status)
+    failed = 0
+    for job_id in job_ids:
+        try:
+            answer = client.request("POST", f"/jobs/{job_id}/replay")
+        except CliError as exc:
+            failed += 1
+            print(f"{job_id}: not replayed: {exc.message}", file=sys.stderr)
+            continue
+        if args.json:
+            _print_json(answer)
+        else:
+            print(f"{job_id}  {answer['event_type']}  {answer['event_id']}")
+    if not job_ids:
+        print("no ended job matches", file=sys.stderr)
+    return EXIT_API if failed else EXIT_OK
+
+
+def _iso(text: str) -> str:
+    """``text`` as the API writes times (UTC, ``Z``), for comparing with created_at."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise CliError(f"--since: not an ISO 8601 time: {text!r} (e.g. 2026-12-07T09:00:00Z)", EXIT_USAGE) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _ended_since(client: ApiClient, since: str, status: str | None) -> list[str]:
+    """The caller's ended jobs created at or after ``since``, oldest first (the listing is newest
+    first, so it stops at the first older job)."""
+    params = {"limit": "100", **({"status": status} if status else {})}
+    found: list[str] = []
+    token = None
+    while True:
+        page = client.request("GET", "/jobs", params={**params, **({"next_token": token} if token else {})})
+        for job in page["jobs"]:
+            if job["created_at"] < since:
+                return found[::-1]
+            if job["status"] in TERMINAL:
+                found.append(job["job_id"])
+        token = page.get("next_token")
+        if not token:
+            return found[::-1]
 
 
 def _print_json(value: Any) -> None:

@@ -90,3 +90,58 @@ def test_no_api_configured_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pyte
 
     assert main(["list"]) == EXIT_USAGE
     assert "--api-url" in capsys.readouterr().err
+
+
+def test_cancel_says_what_may_be_billed_and_an_ended_job_exits_3(
+    api: LocalClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = api.submit(
+        {"model": "pixverse-c1-text-to-video", "input": {"prompt": _prompt("[sim:seconds=20]")}}
+    ).json()["job_id"]
+    api.wait_sent(job_id)
+
+    code = main(["cancel", job_id])
+
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    assert out.strip() == f"cancelled {job_id} (the gateway has no cancel: the generation may still be billed)"
+    assert api.get_job(job_id)["status"] == "CANCELLED"
+
+    assert main(["cancel", job_id]) == EXIT_API
+    _, err = capsys.readouterr()
+    assert f"409 already_ended: job {job_id} has already ended (CANCELLED)" in err
+
+
+def test_submit_with_a_deadline_and_wait_exits_1_deadline_exceeded(
+    api: LocalClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompt = _prompt("[sim:seconds=20]")
+    code = main(
+        ["submit", "pixverse-c1-text-to-video", "--prompt", prompt, "--deadline", "2", "--wait", "--interval", "0.2"]
+    )
+
+    _, err = capsys.readouterr()
+    assert code == EXIT_JOB_FAILED
+    assert "job CANCELLED: deadline_exceeded" in err
+
+
+def test_replay_by_id_and_since_prints_each_event_id(api: LocalClient, capsys: pytest.CaptureFixture[str]) -> None:
+    since = api.submit({"model": "pixverse-c1-text-to-video", "input": {"prompt": _prompt()}}).json()
+    first = api.wait_for(since["job_id"])
+    second_id = api.submit({"model": "pixverse-c1-text-to-video", "input": {"prompt": _prompt("[sim:fail]")}}).json()[
+        "job_id"
+    ]
+    api.wait_for(second_id)
+
+    assert main(["replay", first["job_id"]]) == EXIT_OK
+    out, _ = capsys.readouterr()
+    assert out.split()[:2] == [first["job_id"], "pixverse.job.delivered"]
+
+    assert main(["replay", "--since", since["created_at"], "--status", "FAILED"]) == EXIT_OK
+    out, _ = capsys.readouterr()
+    assert [line.split()[:2] for line in out.strip().splitlines()] == [[second_id, "pixverse.job.failed"]]
+
+    assert main(["replay"]) == EXIT_USAGE
+    assert main(["replay", "--since", "yesterday"]) == EXIT_USAGE
+    _, err = capsys.readouterr()
+    assert "--since: not an ISO 8601 time: 'yesterday'" in err
