@@ -73,6 +73,7 @@ _SETTINGS_CACHES = (
     config.admission_settings,
     config.submitter_settings,
     config.first_check_after_seconds,
+    config.input_settings,
 )
 
 

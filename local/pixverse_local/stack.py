@@ -214,6 +214,10 @@ class LocalStack:
         self._env = dict(os.environ if env is None else env)
         self._api_port = api_port if api_port is not None else int(self._env.get("LOCAL_API_PORT") or DEFAULT_API_PORT)
         self._parameter_overrides = dict(parameter_overrides or {})
+        if self._env.get("INPUT_BUCKETS") and "InputBuckets" not in self._parameter_overrides:
+            # INPUT_BUCKETS is the template's InputBuckets parameter, so that the functions' env and
+            # their roles' s3:GetObject grants (tests/iam_support.py) name the same buckets.
+            self._parameter_overrides["InputBuckets"] = self._env["INPUT_BUCKETS"].replace(" ", "")
         self._poller_workers = poller_workers
 
         self.api_url = ""
