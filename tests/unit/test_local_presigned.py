@@ -17,7 +17,7 @@ ENDPOINT = "http://127.0.0.1:4566"
 SECRETS = local_secrets({})
 
 
-def _s3(secret: str = "testing") -> Any:
+def _s3(secret: str = "testing") -> Any:  # noqa: S107 - moto's dummy credentials
     return boto3.client(
         "s3",
         region_name="us-east-1",
