@@ -20,7 +20,7 @@ FILES = {"/still.png": PNG, "/page.png": b"<html>not an image</html>"}
 
 
 class _Origin(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = FILES.get(self.path)
         self.send_response(200 if body is not None else 404)
         self.send_header("Content-Length", str(len(body or b"")))
