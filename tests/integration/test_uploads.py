@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from conftest import INPUT_BUCKET
+from pixverse_cli.__main__ import main as cli_main
+from pixverse_cli.client import EXIT_OK, EXIT_USAGE
 from pixverse_jobs.inputs import MAX_INPUT_IMAGE_BYTES
 from pixverse_local.harness import TERMINAL, EventInbox, LocalClient, StackProcess
 
@@ -199,3 +201,66 @@ def test_other_methods_on_uploads_are_405_with_allow(client: LocalClient) -> Non
 
     assert answer.status_code == 405
     assert answer.headers["Allow"] == "POST"
+
+
+# ----------------------------------------------------------------------------------- the CLI
+@pytest.fixture
+def cli_api(client: LocalClient, monkeypatch: pytest.MonkeyPatch) -> LocalClient:
+    monkeypatch.setenv("PIXVERSE_JOBS_API_URL", client.ready["api"])
+    return client
+
+
+def test_cli_upload_prints_the_image_url_of_the_same_bytes(
+    cli_api: LocalClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    still = tmp_path / "still.bin"  # no extension: the type comes from the bytes
+    still.write_bytes(PNG)
+
+    code = cli_main(["upload", str(still)])
+
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    bucket, key = out.strip()[len("s3://") :].split("/", 1)
+    assert cli_api.object_sha256(bucket, key) == (len(PNG), hashlib.sha256(PNG).hexdigest())
+    assert cli_api.s3.head_object(Bucket=bucket, Key=key)["ContentType"] == "image/png"
+
+
+def test_cli_submit_with_an_image_uploads_it_and_the_job_is_delivered(
+    cli_api: LocalClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    still = tmp_path / "still.png"
+    still.write_bytes(PNG)
+
+    code = cli_main(
+        [
+            "submit",
+            MODEL,
+            "--image",
+            str(still),
+            "--prompt",
+            f"cli {uuid.uuid4().hex[:8]}",
+            "--wait",
+            "--interval",
+            "0.1",
+        ]
+    )
+
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    job = cli_api.get_job(out.split()[1])
+    assert job["input"]["image_url"].startswith("s3://")
+    fetched = cli_api.simulated_request(job["request_id"])["image"]
+    assert (fetched["outcome"], fetched["sha256"]) == ("fetched", hashlib.sha256(PNG).hexdigest())
+
+
+def test_cli_upload_of_a_file_that_is_no_image_exits_2(
+    cli_api: LocalClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "page.png"
+    page.write_text("<html>not an image</html>")
+
+    code = cli_main(["upload", str(page)])
+
+    _, err = capsys.readouterr()
+    assert code == EXIT_USAGE
+    assert "is not a JPEG, PNG or WebP image" in err
