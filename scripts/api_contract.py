@@ -202,7 +202,8 @@ class UploadBody(BaseModel):
     size: int = Field(
         ge=1,
         le=MAX_INPUT_IMAGE_BYTES,
-        description="The image's exact size in bytes; the PUT must send it as Content-Length.",
+        description="The image's exact size in bytes, a JSON integer (3604, not 3604.0); the PUT must send "
+        "it as Content-Length.",
     )
 
 
