@@ -19,6 +19,7 @@ import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 from pixverse_jobs import config
 from pixverse_jobs.deadline import Deadline, invocation_deadline
 from pixverse_jobs.downloads import PRESIGN_CONFIG, DownloadLinker
@@ -46,7 +47,13 @@ ANSWER_RESERVE_SECONDS = 2.5
 _store_settings = config.store_settings()
 _webhook_settings = config.webhook_settings()
 _admission_settings = config.admission_settings()
-_s3 = boto3.client("s3", config=PRESIGN_CONFIG)
+# Short timeouts: POST /jobs reads an s3:// image's head and first bytes within the API's 29 s.
+_s3 = boto3.client(
+    "s3",
+    config=PRESIGN_CONFIG.merge(
+        Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
+    ),
+)
 _downloads = DownloadLinker(config.api_settings().download_url_expiry_seconds, _s3)
 
 # s3:// image inputs (checked at POST /jobs) and POST /uploads' presigned PUTs, on the same SigV4

@@ -297,6 +297,7 @@ class LocalStack:
             extra_secrets=extra_secrets,
             account_concurrency=self.concurrency.limit,
         )
+        self._create_input_buckets(str(template.parameters.get("InputBuckets") or ""))
         self.application = application = read_application(template, resolver)
 
         media_host = self._start_gateway(api_key, admission)
@@ -346,6 +347,19 @@ class LocalStack:
         if max_in_flight is not None:
             LOG.info("gateway simulator admits %d jobs at once (SIM_MAX_IN_FLIGHT)", max_in_flight)
         return media_host
+
+    def _create_input_buckets(self, buckets: str) -> None:
+        """The InputBuckets (INPUT_BUCKETS) in the emulator: on AWS they are buckets the user already
+        has, which the stack only reads; locally they start empty, for ``aws s3 cp`` or a test to fill."""
+        if not buckets or self._moto is None:
+            return  # another endpoint (AWS_ENDPOINT_URL) holds its own buckets
+        assert self._session is not None
+        s3 = self._session.client("s3", endpoint_url=self.aws_endpoint, region_name=self.region)
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        for bucket in buckets.split(","):
+            if bucket and bucket not in existing:
+                s3.create_bucket(Bucket=bucket)
+                LOG.info("input bucket %s created in the emulator (InputBuckets)", bucket)
 
     def _account_id(self) -> str:
         assert self._session is not None

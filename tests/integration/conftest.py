@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pixverse_local.harness import EventInbox, LocalClient, StackProcess
 
-# The bucket s3:// image inputs may come from (the stack's InputBuckets; test_uploads.py creates it).
+# The bucket s3:// image inputs may come from (the stack's InputBuckets, which it creates locally).
 INPUT_BUCKET = "pixverse-it-inputs"
 
 

@@ -28,7 +28,8 @@ SIGNATURE = "X-Amz-Signature"
 
 @pytest.fixture(scope="module")
 def input_bucket(client: LocalClient) -> str:
-    client.s3.create_bucket(Bucket=INPUT_BUCKET)
+    # The local stack created it in its emulator, from INPUT_BUCKETS (conftest.py).
+    client.s3.head_bucket(Bucket=INPUT_BUCKET)
     return INPUT_BUCKET
 
 
