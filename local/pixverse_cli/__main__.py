@@ -304,10 +304,6 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # ----------------------------------------------------------------------------------- images from S3 and uploads
 def _add_upload_commands(commands: Any, submit: argparse.ArgumentParser) -> None:
     """``upload FILE`` and ``submit --image FILE`` (POST /uploads, then the presigned PUT)."""
@@ -345,3 +341,7 @@ def upload_file(client: ApiClient, path: Path) -> str:
         raise CliError(f"upload refused: HTTP {response.status_code} {response.text[:200]}", EXIT_API)
     image_url: str = upload["image_url"]
     return image_url
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -265,3 +267,21 @@ def test_cli_upload_of_a_file_that_is_no_image_exits_2(
     _, err = capsys.readouterr()
     assert code == EXIT_USAGE
     assert "is not a JPEG, PNG or WebP image" in err
+
+
+def test_cli_run_as_a_program_knows_upload(tmp_path: Path) -> None:
+    # The subcommands' block must be defined before the module's `if __name__ == "__main__"`
+    # runs main() (it once came after: python -m pixverse_cli failed with a NameError, exit 1).
+    page = tmp_path / "page.png"
+    page.write_text("<html>not an image</html>")
+
+    run = subprocess.run(
+        [sys.executable, "-m", "pixverse_cli", "--api-url", "http://127.0.0.1:9", "upload", str(page)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert run.returncode == EXIT_USAGE, run.stderr
+    assert "is not a JPEG, PNG or WebP image" in run.stderr
