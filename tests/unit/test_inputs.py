@@ -12,6 +12,7 @@ import boto3
 import httpx
 import pytest
 from lambda_support import load_event
+from pixverse_jobs.callbacks import parse_callback
 from pixverse_jobs.catalog import get_model
 from pixverse_jobs.inputs import (
     INPUT_URL_EXPIRY_SECONDS,
@@ -194,3 +195,16 @@ def test_redaction_and_prefix_never_show_a_signature_or_the_caller() -> None:
     text = "fetch failed: https://b.s3.amazonaws.com/k?X-Amz-Credential=a&X-Amz-Signature=abc123 (403)"
     assert redact_presigned(text) == "fetch failed: [presigned URL of the s3:// image_url] (403)"
     assert OWNER not in owner_prefix(OWNER) and owner_prefix(OWNER).startswith("uploads/")
+
+
+def test_a_callback_error_quoting_the_presigned_url_is_kept_without_it() -> None:
+    body = {
+        "request_id": f"{MODEL}_1",
+        "status": "FAILED",
+        "error": "could not download https://b.s3.amazonaws.com/k.png?X-Amz-Expires=3600&X-Amz-Signature=ab12",
+        "output": None,
+    }
+
+    callback = parse_callback(json.dumps(body).encode())
+
+    assert callback.error == "could not download [presigned URL of the s3:// image_url]"
