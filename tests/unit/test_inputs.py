@@ -11,12 +11,15 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from lambda_support import load_event
 from pixverse_jobs.callbacks import parse_callback
 from pixverse_jobs.catalog import get_model
+from pixverse_jobs.errors import RequestRejected
 from pixverse_jobs.inputs import (
     INPUT_URL_EXPIRY_SECONDS,
     MAX_INPUT_IMAGE_BYTES,
+    InputImages,
     owner_prefix,
     redact_presigned,
     sniff_image_type,
@@ -208,3 +211,19 @@ def test_a_callback_error_quoting_the_presigned_url_is_kept_without_it() -> None
     callback = parse_callback(json.dumps(body).encode())
 
     assert callback.error == "could not download [presigned URL of the s3:// image_url]"
+
+
+def test_a_403_from_s3_reads_as_missing_or_unreadable() -> None:
+    # S3 answers HeadObject of a missing key with 403 to a role without s3:ListBucket.
+    class Denying:
+        def head_object(self, **_: Any) -> Any:
+            raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+
+    images = InputImages((INPUTS,), "media", Denying())
+
+    with pytest.raises(RequestRejected) as refused:
+        images.check({"image_url": f"s3://{INPUTS}/gone.png"}, owner=OWNER)
+
+    (detail,) = refused.value.details
+    assert detail.field == "input.image_url"
+    assert "does not exist, or this stack may not read it (S3 answered 403)" in detail.message

@@ -162,7 +162,12 @@ class InputImages:
             if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
                 self._reject(f"{uri} does not exist; it must be {_limits()}")
             if code in ("403", "AccessDenied", "Forbidden"):
-                self._reject(f"{uri} cannot be read by this stack (AccessDenied); allowed: {self.allowed()}")
+                # S3 answers a missing key with 403 to a role without s3:ListBucket (these roles
+                # have none), so a 403 is either; the bucket's own policy may also deny the role.
+                self._reject(
+                    f"{uri} does not exist, or this stack may not read it (S3 answered 403); it must be "
+                    f"{_limits()} in {self.allowed()}"
+                )
             raise
         size = int(head.get("ContentLength") or 0)
         if not 1 <= size <= MAX_INPUT_IMAGE_BYTES:
@@ -238,7 +243,7 @@ def parse_upload_request(body: Any) -> tuple[str, int]:
     ]
     content_type = body.get("content_type")
     if content_type not in ACCEPTED_IMAGE_TYPES:
-        shown = "missing" if content_type is None else repr(content_type)
+        shown = "missing" if content_type is None else repr(content_type)[:60]
         errors.append(FieldError("content_type", f"must be one of {', '.join(ACCEPTED_IMAGE_TYPES)}, got {shown}"))
     size = body.get("size")
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_INPUT_IMAGE_BYTES:
