@@ -48,8 +48,9 @@ UPLOAD_URL_EXPIRY_SECONDS = 900
 # for an Amazon S3 bucket expiring before the expiration time that I specified?",
 # https://repost.aws/knowledge-center/presigned-url-s3-bucket-expiration). One hour, the shortest
 # role session STS grants (and DownloadUrlExpirySeconds' ceiling for the same reason), is the most
-# the URL can be promised. It is made at each submit, so a job the gateway said "not now" to gets a
-# fresh one when it is sent again; the hour counts from the gateway's 202, and its queue is minutes.
+# the URL can be promised. It is made at each submit, after the job's wait in the stack's own submit
+# queue, so the hour starts when the gateway takes the job, and a job the gateway said "not now" to
+# gets a fresh one when it is sent again. (The gateway doc states no queue time.)
 INPUT_URL_EXPIRY_SECONDS = 3600
 # Enough for every signature below (WebP's is 12 bytes).
 SNIFF_BYTES = 16
