@@ -59,6 +59,7 @@ ENVIRONMENT = {
     "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
     "AWS_LAMBDA_FUNCTION_NAME": "bench",
     "JOBS_TABLE": "bench-JobsTable",
+    "UPLOAD_BUCKET": "bench-media",
     "MEDIA_BUCKET": "bench-media",
     "MEDIA_KEY_PREFIX": "videos",
     "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-events",

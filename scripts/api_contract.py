@@ -19,6 +19,13 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pixverse_jobs.callbacks import MAX_CALLBACK_BYTES
 from pixverse_jobs.catalog import MODELS
 from pixverse_jobs.config import WEBHOOK_MODES
+from pixverse_jobs.inputs import (
+    ACCEPTED_IMAGE_TYPES,
+    INPUT_URL_EXPIRY_SECONDS,
+    MAX_INPUT_IMAGE_BYTES,
+    UPLOAD_KEY_PREFIX,
+    UPLOAD_URL_EXPIRY_SECONDS,
+)
 from pixverse_jobs.jobs import (
     DEFAULT_MAX_DEADLINE_SECONDS,
     DEFAULT_PAGE_SIZE,
@@ -33,12 +40,14 @@ from pydantic.config import JsonDict
 # The enums the document shows, derived from the code so that they cannot drift from it.
 if TYPE_CHECKING:  # mypy cannot follow a Literal computed at run time
     ModelId: TypeAlias = str
+    ImageType: TypeAlias = str
     Status: TypeAlias = str
     SubmitOutcomeName: TypeAlias = str
     GatewayStatus: TypeAlias = str
     WebhookMode: TypeAlias = str
 else:
     ModelId = Literal[tuple(MODELS)]
+    ImageType = Literal[ACCEPTED_IMAGE_TYPES]
     Status = Literal[tuple(JobStatus)]
     SubmitOutcomeName = Literal[tuple(SubmitOutcome)]
     GatewayStatus = Literal[tuple(GATEWAY_STATUSES)]
@@ -211,6 +220,46 @@ class CallbackAnswer(BaseModel):
     job_id: str
     status: Status = Field(description="The job's status after this callback.")
     applied: bool = Field(description="false: a duplicate, late or out-of-order callback that changed nothing.")
+
+
+# ------------------------------------------------------------------ images from S3 and uploads
+class UploadBody(BaseModel):
+    """POST /uploads body."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", title="CreateUploadRequest")
+
+    content_type: ImageType = Field(description="The image's type; the PUT must send it as Content-Type.")
+    size: int = Field(
+        ge=1,
+        le=MAX_INPUT_IMAGE_BYTES,
+        description="The image's exact size in bytes, a JSON integer (3604, not 3604.0); the PUT must send "
+        "it as Content-Length.",
+    )
+
+
+class UploadHeaders(BaseModel):
+    model_config = ConfigDict(title="UploadHeaders", populate_by_name=True)
+
+    content_type: ImageType = Field(alias="Content-Type")
+    content_length: str = Field(alias="Content-Length", pattern="^[1-9][0-9]*$")
+
+
+class Upload(BaseModel):
+    """POST /uploads answer."""
+
+    model_config = ConfigDict(title="Upload")
+
+    upload_url: str = Field(
+        description="Presigned S3 PUT URL, valid until expires_at. Content-Type and Content-Length are signed "
+        "headers: a PUT with any other type or size is refused by S3 (403 SignatureDoesNotMatch)."
+    )
+    headers: UploadHeaders = Field(description="The headers the PUT must carry, exactly.")
+    image_url: str = Field(
+        pattern="^s3://",
+        description="Pass as input.image_url of an image-to-video job (only by the same caller). The object "
+        f"expires from the bucket after the stack's UploadExpirationDays (under {UPLOAD_KEY_PREFIX}/).",
+    )
+    expires_at: str = Field(description="When upload_url stops working (ISO 8601, UTC).")
 
 
 class ErrorDetail(BaseModel):
@@ -406,6 +455,23 @@ def doc_resolver() -> APIGatewayHttpResolver:
         sig: Annotated[str, Query(description="HMAC-SHA256 of job_id under the stack's signing secret, hex.")],
         body: Annotated[GatewayCallback, Body(embed=False)],
     ) -> Response[str]:
+        return _documentation_only()
+
+    @app.post(
+        "/uploads",
+        summary="Upload an input image",
+        description="A presigned S3 PUT for one JPEG, PNG or WebP image of at most "
+        f"{MAX_INPUT_IMAGE_BYTES} bytes, valid {UPLOAD_URL_EXPIRY_SECONDS} seconds. PUT the bytes to upload_url "
+        "with the headers given, then submit an image-to-video job with input.image_url = image_url. POST /jobs "
+        "checks the object (it must exist, be the caller's own upload, start with a JPEG, PNG or WebP signature "
+        "and be within the size) and answers 400 naming input.image_url otherwise; the gateway receives a "
+        f"presigned GET valid {INPUT_URL_EXPIRY_SECONDS} seconds, while the job keeps the s3:// URI."
+        + _other_methods("POST"),
+        response_description="Where and how to PUT the image",
+        responses={**_ok(201, "The upload", Upload), **_errors(400, 413, 500)},
+        tags=["uploads"],
+    )
+    def create_upload(body: Annotated[UploadBody, Body(embed=False)]) -> Response[str]:
         return _documentation_only()
 
     return app

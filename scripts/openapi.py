@@ -36,6 +36,7 @@ PLACEHOLDER_ENV = {
     "SUBMIT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/openapi-submit",
     "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:openapi",
     "POWERTOOLS_METRICS_DISABLED": "true",
+    "UPLOAD_BUCKET": "openapi-media",
 }
 
 
@@ -85,7 +86,7 @@ def build_document() -> dict[str, Any]:
     for operations in document["paths"].values():
         for operation in operations.values():
             operation["responses"].pop("422", None)
-            if operation.get("tags") == ["jobs"]:
+            if operation.get("tags") in (["jobs"], ["uploads"]):
                 operation["security"] = [{"sigv4": []}, {"jwt": []}]
     for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
         schemas.pop(unused, None)

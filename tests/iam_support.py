@@ -484,6 +484,12 @@ def load_moto_recording(path: Path, stack: PhysicalStack, operations: set[tuple[
             if invocation in invocations:
                 continue
             invocations.add(invocation)
+        if "X-Amz-Signature=" in urlsplit(entry["url"]).query:
+            # A presigned URL used by its holder (a caller's upload PUT, the gateway's GET of an
+            # input, a download): no function made it, so no call of the log can match it. S3
+            # authorizes it against the role that signed it: the run's READS_ / WRITES_USED_OUTSIDE_
+            # THE_CALL_LOG allowances name those grants, and the drive uses each such URL.
+            continue
         found = _CREDENTIAL.search(headers.get("authorization", "") + " " + unquote(entry["url"]))
         if found is None:
             continue  # not an SDK request (the emulator's own control API)

@@ -74,6 +74,7 @@ _SETTINGS_CACHES = (
     config.ending_settings,
     config.submitter_settings,
     config.first_check_after_seconds,
+    config.input_settings,
 )
 
 

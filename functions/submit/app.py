@@ -1,6 +1,6 @@
-"""SubmitFunction: POST /jobs, GET /jobs/{job_id}, GET /jobs, POST /jobs/{job_id}/cancel and
-POST /jobs/{job_id}/replay (HTTP API, payload 2.0); any other method on those paths
-(template.yaml's ANY routes) is a 405 with Allow (``http_errors``).
+"""SubmitFunction: POST /jobs, GET /jobs/{job_id}, GET /jobs, POST /jobs/{job_id}/cancel,
+POST /jobs/{job_id}/replay and POST /uploads (HTTP API, payload 2.0); any other method on those
+paths (template.yaml's ANY routes) is a 405 with Allow (``http_errors``).
 
 POST /jobs admits: it records the job ACCEPTED, queues it for SubmitterFunction and answers 202
 at once; it never calls the gateway, so its answer does not depend on the gateway's load.
@@ -21,6 +21,7 @@ import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 from pixverse_jobs import config
 from pixverse_jobs.cancel import Canceller
 from pixverse_jobs.deadline import Deadline, invocation_deadline
@@ -28,6 +29,7 @@ from pixverse_jobs.downloads import PRESIGN_CONFIG, DownloadLinker
 from pixverse_jobs.errors import JobStateConflict
 from pixverse_jobs.events import EventPublisher, final_event
 from pixverse_jobs.http_errors import json_body_limits, json_response, register_error_handlers
+from pixverse_jobs.inputs import InputImages, Uploads
 from pixverse_jobs.jobs import JobService, caller_of, parse_list_query, parse_submit_request
 from pixverse_jobs.observability import count_by, logger, metrics
 from pixverse_jobs.queue import CopyQueue, DeadlineQueue, SubmitQueue
@@ -51,9 +53,20 @@ _store_settings = config.store_settings()
 _webhook_settings = config.webhook_settings()
 _admission_settings = config.admission_settings()
 _ending_settings = config.ending_settings()
-_downloads = DownloadLinker(
-    config.api_settings().download_url_expiry_seconds, boto3.client("s3", config=PRESIGN_CONFIG)
+# Short timeouts: POST /jobs reads an s3:// image's head and first bytes within the API's 29 s.
+_s3 = boto3.client(
+    "s3",
+    config=PRESIGN_CONFIG.merge(
+        Config(connect_timeout=3, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
+    ),
 )
+_downloads = DownloadLinker(config.api_settings().download_url_expiry_seconds, _s3)
+
+# s3:// image inputs (checked at POST /jobs) and POST /uploads' presigned PUTs, on the same SigV4
+# client as the download links: S3 authorizes every presigned URL against this function's role.
+_input_settings = config.input_settings()
+_inputs = InputImages(_input_settings.input_buckets, _input_settings.upload_bucket, _s3)
+_uploads = Uploads(_input_settings.upload_bucket, _s3)
 
 _store = JobStore(_store_settings.table_name, boto3.client("dynamodb"))
 _sqs = boto3.client("sqs")
@@ -108,9 +121,12 @@ def submit_job() -> Response[str]:
     # json_body_limits has refused a body that is not JSON; the catalog refuses one that is not an object.
     body = app.current_event.json_body if app.current_event.body else None
     request = parse_submit_request(body, max_deadline_seconds=_admission_settings.max_age_seconds)
+    owner = _caller()
+    # An s3:// image_url: the object must be the caller's to use and an accepted image (400 naming it).
+    _inputs.check(request.input, owner=owner)
     job = service.submit(
         request,
-        owner=_caller(),
+        owner=owner,
         webhook_base_url=_webhook_base_url(),
         idempotency_key=app.current_event.headers.get("idempotency-key"),
         deadline=deadline,
@@ -167,6 +183,13 @@ def list_jobs() -> Response[str]:
     query = parse_list_query(app.current_event.query_string_parameters or {}, owner=owner)
     jobs, token = service.list_jobs(query, owner=owner)
     return json_response(200, {"jobs": [job_view(j) for j in jobs], "next_token": token})
+
+
+@app.post("/uploads")
+def create_upload() -> Response[str]:
+    """A presigned PUT for one input image, under the caller's upload prefix (``pixverse_jobs.inputs``)."""
+    body = app.current_event.json_body if app.current_event.body else None
+    return json_response(201, _uploads.create(body, owner=_caller()))
 
 
 # GET too: its routes read no body, and a body sent with one is a client's mistake to refuse (400 /

@@ -23,7 +23,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pixverse_jobs import config
 from pixverse_jobs.admission import OUTCOME_METRICS, Outcome, Submitter
+from pixverse_jobs.downloads import PRESIGN_CONFIG
 from pixverse_jobs.gateway import GatewayClient, RetryPolicy
+from pixverse_jobs.inputs import InputImages
 from pixverse_jobs.observability import logger, metrics
 from pixverse_jobs.queue import CopyQueue, SubmitMessage, SubmitQueue
 from pixverse_jobs.secrets import SecretReader
@@ -32,6 +34,7 @@ from pixverse_jobs.store import JobStore
 _gateway_settings = config.gateway_settings()
 _webhook_settings = config.webhook_settings()
 _settings = config.submitter_settings()
+_input_settings = config.input_settings()
 
 # One client per service per container; tests reach them here to count the calls they make.
 dynamodb = boto3.client("dynamodb")
@@ -51,6 +54,11 @@ submitter = Submitter(
     CopyQueue(config.queue_settings().copy_queue_url, sqs),
     _settings,
     webhook_base_url=_webhook_settings.base_url,
+    # Presigns s3:// image inputs for the gateway: no S3 call, but S3 authorizes the URL against
+    # this function's role (s3:GetObject on the input buckets and the uploads).
+    inputs=InputImages(
+        _input_settings.input_buckets, _input_settings.upload_bucket, boto3.client("s3", config=PRESIGN_CONFIG)
+    ),
 )
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

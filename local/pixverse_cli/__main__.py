@@ -3,6 +3,7 @@
     pixverse-jobs submit pixverse-c1-text-to-video --prompt "Paper boats on a rainy street" --wait
     pixverse-jobs get JOB_ID | list [--status S] | wait JOB_ID | download JOB_ID [-o DIR]
     pixverse-jobs cancel JOB_ID | replay JOB_ID... | replay --since 2026-12-07T00:00:00Z [--status S]
+    pixverse-jobs upload still.png | submit pixverse-v6-image-to-video --image still.png --prompt "..."
 
 The API is --api-url, else $PIXVERSE_JOBS_API_URL, else the ApiUrl output of --stack-name.
 Requests to a deployed stack are signed with your AWS credentials (SigV4), or carry
@@ -27,6 +28,7 @@ from typing import Any
 
 import httpx
 from pixverse_jobs.catalog import MODELS, get_model
+from pixverse_jobs.inputs import MAX_INPUT_IMAGE_BYTES, SNIFF_BYTES, sniff_image_type
 
 from pixverse_cli.client import (
     API_URL_ENV,
@@ -115,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("job_ids", nargs="*", metavar="JOB_ID")
     replay.add_argument("--since", metavar="ISO", help="every ended job of yours created at or after this time")
     replay.add_argument("--status", choices=sorted(TERMINAL), help="with --since: only jobs that ended so")
+
+    _add_upload_commands(commands, submit)
     return parser
 
 
@@ -139,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             "cancel": _cancel,
             "replay": _replay,
         }
+        handler.update(UPLOAD_COMMANDS)
         return handler[args.command](client, args)
     except CliError as exc:
         return _fail(exc)
@@ -174,6 +179,8 @@ def _submit(client: ApiClient, args: argparse.Namespace) -> int:
     if args.deadline is not None:
         body["deadline_seconds"] = args.deadline
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+    if args.image is not None:
+        body["input"]["image_url"] = upload_file(client, args.image)
     job = client.request("POST", "/jobs", body=body, headers=headers)
     if args.json and not args.wait:
         _print_json(job)
@@ -386,6 +393,45 @@ def _ended_since(client: ApiClient, since: str, status: str | None) -> list[str]
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
+
+
+# ----------------------------------------------------------------------------------- images from S3 and uploads
+def _add_upload_commands(commands: Any, submit: argparse.ArgumentParser) -> None:
+    """``upload FILE`` and ``submit --image FILE`` (POST /uploads, then the presigned PUT)."""
+    upload = commands.add_parser("upload", help="upload an input image; prints its s3:// image_url")
+    upload.add_argument("file", type=Path, help="a JPEG, PNG or WebP image (its type is read from its bytes)")
+    submit.add_argument("--image", type=Path, metavar="FILE", help="upload FILE and use it as image_url")
+
+
+def _upload(client: ApiClient, args: argparse.Namespace) -> int:
+    print(upload_file(client, args.file))
+    return EXIT_OK
+
+
+UPLOAD_COMMANDS = {"upload": _upload}
+
+
+def upload_file(client: ApiClient, path: Path) -> str:
+    """Upload ``path`` through POST /uploads and its presigned PUT; its ``s3://`` image_url."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", EXIT_USAGE) from exc
+    content_type = sniff_image_type(data[:SNIFF_BYTES])
+    if content_type is None:
+        raise CliError(f"{path} is not a JPEG, PNG or WebP image (read from its first bytes)", EXIT_USAGE)
+    if not 1 <= len(data) <= MAX_INPUT_IMAGE_BYTES:
+        raise CliError(f"{path} is {len(data)} bytes; at most {MAX_INPUT_IMAGE_BYTES} are accepted", EXIT_USAGE)
+    upload = client.request("POST", "/uploads", body={"content_type": content_type, "size": len(data)})
+    try:
+        # A plain PUT: the URL carries its own signature (a SigV4 header on top would be refused).
+        response = httpx.put(upload["upload_url"], content=data, headers=upload["headers"], timeout=120.0)
+    except httpx.TransportError as exc:
+        raise CliError(f"cannot reach the upload URL: {type(exc).__name__}", EXIT_NETWORK) from exc
+    if not response.is_success:
+        raise CliError(f"upload refused: HTTP {response.status_code} {response.text[:200]}", EXIT_API)
+    image_url: str = upload["image_url"]
+    return image_url
 
 
 if __name__ == "__main__":

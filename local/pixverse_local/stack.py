@@ -214,6 +214,10 @@ class LocalStack:
         self._env = dict(os.environ if env is None else env)
         self._api_port = api_port if api_port is not None else int(self._env.get("LOCAL_API_PORT") or DEFAULT_API_PORT)
         self._parameter_overrides = dict(parameter_overrides or {})
+        if self._env.get("INPUT_BUCKETS") and "InputBuckets" not in self._parameter_overrides:
+            # INPUT_BUCKETS is the template's InputBuckets parameter, so that the functions' env and
+            # their roles' s3:GetObject grants (tests/iam_support.py) name the same buckets.
+            self._parameter_overrides["InputBuckets"] = self._env["INPUT_BUCKETS"].replace(" ", "")
         self._poller_workers = poller_workers
 
         self.api_url = ""
@@ -293,6 +297,7 @@ class LocalStack:
             extra_secrets=extra_secrets,
             account_concurrency=self.concurrency.limit,
         )
+        self._create_input_buckets(str(template.parameters.get("InputBuckets") or ""))
         self.application = application = read_application(template, resolver)
 
         media_host = self._start_gateway(api_key, admission)
@@ -342,6 +347,19 @@ class LocalStack:
         if max_in_flight is not None:
             LOG.info("gateway simulator admits %d jobs at once (SIM_MAX_IN_FLIGHT)", max_in_flight)
         return media_host
+
+    def _create_input_buckets(self, buckets: str) -> None:
+        """The InputBuckets (INPUT_BUCKETS) in the emulator: on AWS they are buckets the user already
+        has, which the stack only reads; locally they start empty, for ``aws s3 cp`` or a test to fill."""
+        if not buckets or self._moto is None:
+            return  # another endpoint (AWS_ENDPOINT_URL) holds its own buckets
+        assert self._session is not None
+        s3 = self._session.client("s3", endpoint_url=self.aws_endpoint, region_name=self.region)
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        for bucket in buckets.split(","):
+            if bucket and bucket not in existing:
+                s3.create_bucket(Bucket=bucket)
+                LOG.info("input bucket %s created in the emulator (InputBuckets)", bucket)
 
     def _account_id(self) -> str:
         assert self._session is not None

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from pixverse_local.harness import EventInbox, LocalClient, StackProcess
 
+# The bucket s3:// image inputs may come from (the stack's InputBuckets, which it creates locally).
+INPUT_BUCKET = "pixverse-it-inputs"
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
@@ -16,7 +19,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     # AWS's delays at 1/1000 (LOCAL_TIME_SCALE): the copy queue's 5400 s visibility timeout lasts
     # 5.4 s, so a failed copy comes back in seconds and an in-flight one is not redelivered. The
     # reconciler keeps its 10 s (rate(5 minutes) would be 0.3 s at this scale).
-    env = {"LOCAL_TIME_SCALE": "0.001", "LOCAL_RECONCILE_EVERY_SECONDS": "10"}
+    env = {"LOCAL_TIME_SCALE": "0.001", "LOCAL_RECONCILE_EVERY_SECONDS": "10", "INPUT_BUCKETS": INPUT_BUCKET}
     process = StackProcess(log_path=log, env=env)
     process.start()
     yield process

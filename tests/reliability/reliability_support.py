@@ -33,7 +33,9 @@ RESULTS_ENV = "RELIABILITY_RESULTS"
 COMMAND_ENV = "RELIABILITY_COMMAND"
 FULL_RESULTS_PATH = ROOT / "reliability" / "results.json"
 
-IMAGE_URL = "https://images.example.com/reliability/still.png"
+# One of the doc's own example images: the simulator presumes its host serves an image (it fetches
+# only loopback hosts; any other fails the request, as an unreachable image does at the gateway).
+IMAGE_URL = "https://pub-582b7213209642b9b995c96c95a30381.r2.dev/f1.png"
 # Every model, with the smallest valid input besides the prompt (the simulator never fetches image_url).
 MODEL_INPUTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("pixverse-c1-text-to-video", {}),

@@ -49,6 +49,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             "DEADLINE_QUEUE_URL": queues["deadline"],
             "EVENTS_TOPIC_ARN": topic,
             "EVENT_SOURCE": "urn:pixverse-jobs:test",
+            "UPLOAD_BUCKET": "media",
             "MAX_JOB_AGE_SECONDS": "3600",
             "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
             "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",

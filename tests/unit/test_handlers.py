@@ -59,6 +59,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             "WEBHOOK_SECRET_ARN": signing_arn,
             "WEBHOOK_MODE": "terminal",
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "UPLOAD_BUCKET": "media",
         }
         for k, v in values.items():
             monkeypatch.setenv(k, v)

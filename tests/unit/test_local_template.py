@@ -228,6 +228,9 @@ def test_real_template_routes_follow_their_auth(overrides: dict[str, str], job_r
         "ANY /jobs": ("SubmitFunction", job_route_kind),
         "ANY /jobs/{job_id}": ("SubmitFunction", job_route_kind),
         "ANY /webhooks/pixazo/{job_id}": ("WebhookFunction", None),
+        # Images from S3 and uploads.
+        "POST /uploads": ("SubmitFunction", job_route_kind),
+        "ANY /uploads": ("SubmitFunction", job_route_kind),
     }
 
 

@@ -109,6 +109,7 @@ def test_documented_routes_are_the_submit_functions_routes() -> None:
         ("GET", "/jobs"),
         ("POST", "/jobs/<job_id>/cancel"),
         ("POST", "/jobs/<job_id>/replay"),
+        ("POST", "/uploads"),
     }
 
 

@@ -30,6 +30,7 @@ def submit_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[JobStore]:
         signing_arn = secrets.create_secret(Name="signing", SecretString="w" * 64)["ARN"]
         for name, value in {
             "JOBS_TABLE": table,
+            "UPLOAD_BUCKET": "media",
             "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
             "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",
             "WEBHOOK_SECRET_ARN": signing_arn,

@@ -77,6 +77,7 @@ def submit(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         signing = secrets.create_secret(Name="signing", SecretString="s" * 64)["ARN"]
         for k, v in {
             "JOBS_TABLE": table,
+            "UPLOAD_BUCKET": "media",
             "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
             "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",
             "WEBHOOK_SECRET_ARN": signing,

@@ -25,6 +25,10 @@ Found by the reliability suite (tests/reliability), which measured both.
    keeps a tenant with a large backlog from holding back the others; moto hands a standard queue's
    messages out oldest first whatever their group. The policy emulated, and how it relates to AWS's,
    is set out in that section.
+
+6. S3 presigned URLs (``presigned_url_checks``, presigned.py): moto serves them without checking
+   their signature, expiry or signed headers; S3 refuses a PUT whose Content-Type or size differs
+   from what was signed, and an expired URL.
 """
 
 from __future__ import annotations
@@ -472,6 +476,25 @@ def event_per_resolver() -> None:
     resolver.resolve = resolve  # type: ignore[method-assign]
 
 
+def presigned_url_checks() -> None:
+    """Refuse presigned S3 requests as S3 does (presigned.py), before moto serves them."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    from pixverse_local.aws.presigned import checking_presigned_urls, local_secrets
+
+    original = DomainDispatcherApplication.__call__
+    if getattr(original, "_presigned_checked", False):
+        return
+
+    def call(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        return checking_presigned_urls(lambda e, r: original(self, e, r), secrets)(environ, start_response)
+
+    secrets = local_secrets(os.environ)
+
+    call._presigned_checked = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.__call__ = call  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> None:
     """moto server (``python -m moto.server``'s arguments, plus ``--time-scale``) as AWS behaves.
 
@@ -489,6 +512,7 @@ def main(argv: list[str] | None = None) -> None:
     atomic_dynamodb_writes()
     aws_service_limits()
     sqs_fair_queues()
+    presigned_url_checks()
     scale_sqs_delays(scale)
     from moto.server import main as moto_main
 

@@ -60,6 +60,7 @@ def _record_view(record: Request, media_host: str) -> dict[str, Any]:
             "content_type": directives.content_type,
             "ranges": directives.ranges,
         },
+        "image": record.image.view() if record.image is not None else None,
         "callbacks": [dict(attempt) for attempt in record.callbacks],
         "media": media,
         "media_gets": record.media_gets,

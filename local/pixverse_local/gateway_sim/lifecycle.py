@@ -25,6 +25,7 @@ from pixverse_local.gateway_sim.admission import AdmissionBook
 from pixverse_local.gateway_sim.directives import Directives, Outcome, parse_directives
 from pixverse_local.gateway_sim.faults import FAULT_BODIES, FAULT_STATS, Fault, FaultBook, answer_fault
 from pixverse_local.gateway_sim.httpio import API_KEY_HEADER, BadRequest, JsonHandler
+from pixverse_local.gateway_sim.images import DOC_EXAMPLE_IMAGE_HOSTS, ImageFetch, fetch_image
 from pixverse_local.gateway_sim.params import MODEL_PARAMETERS, validate_parameters
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ class Request:
     outbox: deque[tuple[dict[str, Any], int]] = field(default_factory=deque)
     delivering: bool = False
     cancelled: bool = False
+    # What became of the body's image_url (images.py); a failed fetch ends the request FAILED.
+    image: ImageFetch | None = None
 
 
 def media_urls(record: Request, media_host: str) -> list[str]:
@@ -191,6 +194,7 @@ class Lifecycle:
         media_size: int,
         send: SendCallback,
         clock: Callable[[], float] = time.monotonic,
+        presumed_image_hosts: frozenset[str] = DOC_EXAMPLE_IMAGE_HOSTS,
     ) -> None:
         """Keep the timings; ``send`` takes the callbacks that fall due; ``clock`` (monotonic seconds)
         is what the timings are measured on, so a test can move time itself."""
@@ -202,6 +206,7 @@ class Lifecycle:
         self._default_media_size = media_size
         self._send = send
         self._tick = max(0.005, min(0.02, poll_interval_seconds / 4))
+        self._presumed_image_hosts = presumed_image_hosts
 
     def accept(
         self,
@@ -221,6 +226,8 @@ class Lifecycle:
             directives = parse_directives(body["prompt"])
         except ValueError as exc:
             raise BadRequest(f"prompt: {exc}") from exc
+        # Fetched now, before the request is admitted: bounded (images.py), and outside the lock.
+        image = fetch_image(body["image_url"], self._presumed_image_hosts) if "image_url" in body else None
         now_iso = utc_now()
         now = self._clock()
         record = Request(
@@ -236,6 +243,7 @@ class Lifecycle:
             next_sync_mono=now + self._poll_interval,
             updated_at=now_iso,
             cuts_remaining=directives.cut,
+            image=image,
         )
         state = self._state
         with state.lock:
@@ -353,6 +361,9 @@ def _finish(record: Request) -> None:
     outcome = record.directives.outcome
     record.status = outcome
     record.error = {"COMPLETED": None, "FAILED": FAILED_MESSAGE, "ERROR": ERROR_MESSAGE}[outcome]
+    if record.image is not None and record.image.error is not None and outcome != "ERROR":
+        # The input the doc requires was not there: the request's own failure (no URL in it).
+        record.status, record.error = "FAILED", record.image.error
     record.updated_at = record.completed_at = utc_now()
     logger.info("request finished", extra={"request_id": record.request_id, "status": outcome})
 

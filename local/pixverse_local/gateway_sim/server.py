@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from pixverse_local.gateway_sim.admission import AdmissionBook
 from pixverse_local.gateway_sim.control import control_delete, control_get, control_post
 from pixverse_local.gateway_sim.httpio import BadRequest, JsonHandler, key_matches
+from pixverse_local.gateway_sim.images import DOC_EXAMPLE_IMAGE_HOSTS
 from pixverse_local.gateway_sim.lifecycle import STATUS_PATH_RE, GatewayState, Lifecycle, get_status
 from pixverse_local.gateway_sim.media import MEDIA_PATH_RE, serve_media
 from pixverse_local.gateway_sim.submit import SUBMIT_PATH_RE, submit
@@ -49,12 +50,15 @@ class GatewaySimulator:
         max_in_flight: int | None = None,
         retry_after_seconds: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        presumed_image_hosts: frozenset[str] = DOC_EXAMPLE_IMAGE_HOSTS,
     ) -> None:
         """Configure the simulator; nothing listens until ``start()``.
 
         ``max_in_flight`` admits only that many requests at once (QUEUED or PROCESSING) and answers
         429 beyond it, with ``Retry-After: retry_after_seconds`` if given (see ``admission``); ``clock``
-        is the monotonic clock the request timings run on (tests move it by hand)."""
+        is the monotonic clock the request timings run on (tests move it by hand);
+        ``presumed_image_hosts``: the image_url hosts taken to serve an image without a fetch
+        (images.py: every other host but loopback fails the request)."""
         if not api_key:
             raise ValueError("api_key must not be empty")
         if min(queue_seconds, processing_seconds) < 0 or poll_interval_seconds <= 0:
@@ -82,6 +86,7 @@ class GatewaySimulator:
             media_size=media_size,
             send=self._callbacks.enqueue,
             clock=clock,
+            presumed_image_hosts=presumed_image_hosts,
         )
 
         self._lifecycle_lock = threading.Lock()

@@ -47,6 +47,7 @@ from pixverse_jobs.config import SubmitterSettings
 from pixverse_jobs.deadline import Deadline
 from pixverse_jobs.errors import GatewayError, GatewayRateLimited, GatewayRejected, ModelNotFound
 from pixverse_jobs.gateway import GatewayClient
+from pixverse_jobs.inputs import InputImages, redact_presigned
 from pixverse_jobs.jobs import WEBHOOK_BASE
 from pixverse_jobs.observability import count_by, logger, metrics
 from pixverse_jobs.queue import MAX_DELAY_SECONDS, CopyQueue, SubmitMessage, SubmitQueue
@@ -205,6 +206,7 @@ class Submitter:
         webhook_base_url: str = "",
         pace: AdaptivePace | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        inputs: InputImages | None = None,
     ) -> None:
         self._store = store
         self._gateway = gateway
@@ -216,6 +218,7 @@ class Submitter:
         self.pace = pace or AdaptivePace(settings.initial_rate, settings.max_rate)
         self._slots = GatewaySlots(store, settings.max_in_flight) if settings.max_in_flight else None
         self._sleep = sleep
+        self._inputs = inputs
 
     def handle(self, message: SubmitMessage, *, time_left: Callable[[], float] = lambda: float("inf")) -> Outcome:
         """Bring one submit message's job to the gateway, or back to the queue. Raises only when
@@ -255,18 +258,24 @@ class Submitter:
         job_id = str(job["job_id"])
         base = str(job.get(WEBHOOK_BASE) or self._webhook_base_url)
         deadline = Deadline.after(max(0.0, min(SUBMIT_CALL_SECONDS, time_left() - RESERVE_SECONDS)))
+        params = job.get("input") or {}
         try:
             callback = webhook_url(base, job_id, self._webhook_secret())
+            if self._inputs is not None:
+                # An s3:// image_url becomes a presigned GET, made now (it lives an hour from here)
+                # and held only in this call: the job record keeps the s3:// URI.
+                params = self._inputs.presigned_input(params)
             accepted = self._gateway.submit(
                 str(job["model"]),
-                job.get("input") or {},
+                params,
                 webhook_url=callback,
                 webhook_mode=str(job.get("webhook_mode") or "terminal"),
                 deadline=deadline,
             )
         except GatewayError as exc:
-            # The gateway's text, bounded: it is stored on the job and shown in its events.
-            error = {"code": exc.code, "message": exc.message[:MAX_ERROR_MESSAGE_CHARS]}
+            # The gateway's text, bounded and without the presigned URL it may quote: it is stored
+            # on the job and shown in its events.
+            error = {"code": exc.code, "message": redact_presigned(exc.message)[:MAX_ERROR_MESSAGE_CHARS]}
             if exc.accepted_possible:
                 self._outcome_unknown(job_id, error)
                 return Outcome.UNKNOWN

@@ -30,6 +30,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pixverse_jobs.clock import epoch_seconds, utc_now_iso
 from pixverse_jobs.errors import CallbackRejected
 from pixverse_jobs.events import EventPublisher, build_progress_event, truncate_text
+from pixverse_jobs.inputs import redact_presigned
 from pixverse_jobs.nesting import MAX_DEPTH, deeper_than
 from pixverse_jobs.observability import count_by, logger, metrics
 from pixverse_jobs.queue import CopyQueue
@@ -149,7 +150,8 @@ def parse_callback(body: bytes | str) -> Callback:
         request_id=request_id,
         status=status,
         model_id=model_id if isinstance(model_id, str) else None,
-        error=truncate_text(str(error), MAX_ERROR_CHARS) if error is not None else None,
+        # Without the presigned URL of an s3:// image input, should the gateway quote it.
+        error=truncate_text(redact_presigned(str(error)), MAX_ERROR_CHARS) if error is not None else None,
         media_urls=tuple(urls),
         media_type=media_type if isinstance(media_type, str) else None,
     )

@@ -51,6 +51,9 @@ class Param:
     maximum: int | None = None
     max_length: int = STRING_MAX_CHARS
     is_url: bool = False
+    # image_url may also name an object in S3 (s3://BUCKET/KEY): POST /jobs checks the object and
+    # the submitter sends the gateway a presigned https URL of it (pixverse_jobs.inputs).
+    s3_allowed: bool = False
     note: str = ""
 
     def check(self, value: Any) -> str | None:
@@ -71,8 +74,10 @@ class Param:
                 return f"must be at most {self.max_length} characters, got {len(value)}"
             if self.is_url:
                 parts = urlsplit(value)
+                if self.s3_allowed and value.startswith("s3://"):
+                    return None  # its bucket, key and object are checked by pixverse_jobs.inputs
                 if parts.scheme not in ("http", "https") or not parts.netloc:
-                    return "must be an http:// or https:// URL"
+                    return "must be an http:// or https:// URL" + (" or s3://BUCKET/KEY" if self.s3_allowed else "")
         if self.choices is not None and value not in self.choices:
             return f"must be one of {_render_choices(self.choices)}, got {value!r}"
         if self.minimum is not None and value < self.minimum:
@@ -115,7 +120,7 @@ class Param:
                 schema["minLength"] = 1
             if self.is_url:
                 schema["format"] = "uri"
-                schema["pattern"] = "^https?://"
+                schema["pattern"] = "^(https?|s3)://" if self.s3_allowed else "^https?://"
             elif self.required:
                 schema["pattern"] = NOT_BLANK_PATTERN
         return schema
@@ -221,7 +226,17 @@ def _negative(default: str | None = None) -> Param:
 
 
 def _image_url(description: str) -> Param:
-    return Param("image_url", "string", description, required=True, is_url=True, max_length=URL_MAX_CHARS)
+    return Param(
+        "image_url",
+        "string",
+        description
+        + " Or s3://BUCKET/KEY of a JPEG, PNG or WebP of at most 20,000,000 bytes in a bucket of the stack's"
+        " InputBuckets parameter, or an image_url from POST /uploads.",
+        required=True,
+        is_url=True,
+        s3_allowed=True,
+        max_length=URL_MAX_CHARS,
+    )
 
 
 def _duration_1_15() -> Param:

@@ -45,6 +45,8 @@ RECONCILE_CONCURRENCY = "RECONCILE_CONCURRENCY"
 CALLBACK_BUFFER_QUEUE_URL = "CALLBACK_BUFFER_QUEUE_URL"
 CALLBACK_RETRY_BASE_SECONDS = "CALLBACK_RETRY_BASE_SECONDS"
 CALLBACK_RETRY_MAX_SECONDS = "CALLBACK_RETRY_MAX_SECONDS"
+INPUT_BUCKETS = "INPUT_BUCKETS"
+UPLOAD_BUCKET = "UPLOAD_BUCKET"
 
 WEBHOOK_MODES = ("terminal", "sync")
 
@@ -322,6 +324,29 @@ class CallbackBufferSettings(NamedTuple):
             retry_base_seconds=retry_base,
             retry_max_seconds=retry_max,
         )
+
+
+class InputSettings(NamedTuple):
+    """Where ``s3://`` image inputs may come from (``pixverse_jobs.inputs``): the buckets of the
+    InputBuckets parameter, and the bucket whose ``uploads/`` prefix holds POST /uploads' objects."""
+
+    input_buckets: tuple[str, ...]
+    upload_bucket: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> InputSettings:
+        from pixverse_jobs.inputs import BUCKET_NAME  # no botocore import for the functions that never read it
+
+        buckets = tuple(b.strip() for b in env.get(INPUT_BUCKETS, "").split(",") if b.strip())
+        for bucket in buckets:
+            if not BUCKET_NAME.fullmatch(bucket):
+                raise ConfigurationError(f"{INPUT_BUCKETS} names {bucket!r}, which is not an S3 bucket name")
+        return cls(input_buckets=buckets, upload_bucket=_required(env, UPLOAD_BUCKET))
+
+
+@cache
+def input_settings() -> InputSettings:
+    return InputSettings.from_env(os.environ)
 
 
 @cache
