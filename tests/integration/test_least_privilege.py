@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -29,7 +30,14 @@ from pixverse_jobs.events import JOB_DELIVERED
 from pixverse_local.harness import ROOT, EventInbox, LocalClient, StackError, StackProcess
 
 TEMPLATE_PATH = ROOT / "template.yaml"
-FUNCTIONS = ("SubmitFunction", "SubmitterFunction", "WebhookFunction", "MediaCopyFunction", "ReconcileFunction")
+FUNCTIONS = (
+    "SubmitFunction",
+    "SubmitterFunction",
+    "WebhookFunction",
+    "MediaCopyFunction",
+    "ReconcileFunction",
+    "DeadlineFunction",
+)
 # GatewayMaxInFlight: the submitter's slot records (PutItem, BatchGetItem) exist only with a cap.
 PARAMETER_OVERRIDES = {"ProgressEvents": "true", "GatewayMaxInFlight": "2"}
 # The submit function's PutItem and SendMessage calls draw from this seeded sequence in the drive's
@@ -62,8 +70,11 @@ EXERCISED = {
         ("dynamodb", "Query"),
         # GET /jobs fills its page of by_owner_shard keys.
         ("dynamodb", "BatchGetItem"),
-        # POST /jobs queues the job for the submitter.
+        # POST /jobs queues the job for the submitter (and its deadline message); a cancel asks the
+        # copier for the cancelled event.
         ("sqs", "SendMessage"),
+        # POST /jobs/{job_id}/replay.
+        ("sns", "Publish"),
         # An s3:// image input checked at POST /jobs: HeadObject, then its first bytes.
         ("s3", "HeadObject"),
         ("s3", "GetObject"),
@@ -98,6 +109,8 @@ EXERCISED = {
         ("sns", "Publish"),
         # The backoff of a copy whose attempt failed.
         ("sqs", "ChangeMessageVisibility"),
+        # The copy of a job cancelled while it was made.
+        ("s3", "DeleteObject"),
     },
     "ReconcileFunction": {
         ("dynamodb", "Query"),
@@ -106,6 +119,13 @@ EXERCISED = {
         ("dynamodb", "UpdateItem"),
         ("sqs", "SendMessage"),
         ("secretsmanager", "GetSecretValue"),
+    },
+    "DeadlineFunction": {
+        ("dynamodb", "GetItem"),
+        # The cancel (deadline_exceeded).
+        ("dynamodb", "UpdateItem"),
+        # The cancelled event asked of the copier, and a deadline message sent again for the time left.
+        ("sqs", "SendMessage"),
     },
 }
 
@@ -238,6 +258,15 @@ def _drive(client: LocalClient) -> dict[str, Any]:
     from_upload = {"prompt": f"least privilege upload {uuid.uuid4().hex[:8]}", "image_url": upload["image_url"]}
     submitted["from_upload"] = _accepted(client.submit({"model": "pixverse-v6-image-to-video", "input": from_upload}))
     assert client.submit({"model": MODEL, "input": {}}).status_code == 400
+    # Deadlines: one 2 s away ends the job CANCELLED (deadline_exceeded) from the deadline function;
+    # one 21 s away is sent round the deadline queue (it is further than a message waits inside an
+    # invocation) until its caller cancels it (the submit function asks the copier for its event).
+    slow = "[sim:seconds=30]"
+    submitted["deadline"] = _accepted(client.submit({**_prompt("deadline", slow), "deadline_seconds": 2}))
+    submitted["cancelled"] = _accepted(client.submit({**_prompt("cancelled", slow), "deadline_seconds": 21}))
+    client.wait_sent(submitted["cancelled"], timeout=60)
+    time.sleep(1.0)
+    assert client.api.post(f"/jobs/{submitted['cancelled']}/cancel").status_code == 200
 
     jobs = {name: client.wait_for(job_id, timeout=60) for name, job_id in submitted.items()}
     expected = {
@@ -252,6 +281,8 @@ def _drive(client: LocalClient) -> dict[str, Any]:
         "not_now": "DELIVERED",
         "refused": "SUBMIT_FAILED",
         "from_upload": "DELIVERED",
+        "deadline": "CANCELLED",
+        "cancelled": "CANCELLED",
     }
     assert {name: job["status"] for name, job in jobs.items()} == expected, jobs
     assert jobs["not_now"]["last_submit_error"]["code"] == "insufficient_balance", jobs["not_now"]
@@ -264,6 +295,18 @@ def _drive(client: LocalClient) -> dict[str, Any]:
     # GET /jobs, plain and status-filtered (the by_owner_shard index, then BatchGetItem).
     assert client.api.get("/jobs", params={"limit": 3}).status_code == 200
     assert client.api.get("/jobs", params={"status": "DELIVERED", "limit": 3}).status_code == 200
+    # A replay of an ended job's event (the submit function publishes it).
+    assert client.api.post(f"/jobs/{submitted['small']}/replay").status_code == 200
+    # A job cancelled while its media is copied: the copier's GET answers 3 s late (nothing else
+    # fetches media now), the job is cancelled meanwhile, so the copier deletes what it wrote.
+    client.gateway.post(
+        "/_sim/faults", json={"media_get_status": 200, "delay_seconds": 3, "count": 1}
+    ).raise_for_status()
+    copying = _accepted(client.submit(_prompt("cancelled while copying")))
+    _wait_status(client, copying, "COPYING")
+    assert client.api.post(f"/jobs/{copying}/cancel").status_code == 200
+    ended = client.wait_for(copying, timeout=60)
+    assert ended["status"] == "CANCELLED" and ended["outputs"] == []
     # A callback with a wrong signature is refused before anything is written.
     bad = client.api.post(f"/webhooks/pixazo/{submitted['small']}", params={"sig": "00" * 32}, json={})
     assert bad.status_code == 401, bad.text
@@ -272,6 +315,13 @@ def _drive(client: LocalClient) -> dict[str, Any]:
         return client.wait_for(unqueued, timeout=UNQUEUED_WAIT_SECONDS)
     except StackError:
         return client.get_job(unqueued)
+
+
+def _wait_status(client: LocalClient, job_id: str, status: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get_job(job_id)["status"] != status:
+        assert time.monotonic() < deadline, f"job {job_id} never reached {status}"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

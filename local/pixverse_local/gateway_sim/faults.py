@@ -3,7 +3,7 @@
 A fault answers the next ``count`` requests of one kind with an error status, optionally after
 ``delay_seconds``: ``{"submit_status": CODE}`` for model submits, ``{"poll_status": CODE}`` for
 ``GET /v2/requests/status/{id}`` and ``{"media_get_status": CODE}`` for media GETs (any request's).
-Status 202 (submit) or 200 (poll) with ``delay_seconds`` answers normally but late, which is a timeout
+Status 202 (submit) or 200 (poll, media) with ``delay_seconds`` answers normally but late, which is a timeout
 for a caller that does not wait that long. A delayed 202 accepts the job at once (recorded, its lifecycle
 and callbacks start): only the HTTP answer waits, so the callbacks can arrive before it.
 ``retry_after`` adds ``Retry-After`` to a 429 or 503.
@@ -39,7 +39,7 @@ FAULT_STATUSES: Final = frozenset({202, *FAULT_BODIES})
 FAULT_TARGETS: Final[Mapping[str, frozenset[int]]] = {
     "submit_status": FAULT_STATUSES,
     "poll_status": frozenset({200, 400, 401, 403, 429, 500, 502, 503, 504}),
-    "media_get_status": frozenset({408, 429, 500, 502, 503, 504}),
+    "media_get_status": frozenset({200, 408, 429, 500, 502, 503, 504}),
 }
 # The counter in /_sim/stats that each kind of fault bumps when it answers.
 FAULT_STATS: Final[Mapping[str, str]] = {

@@ -92,6 +92,7 @@ class MediaPlan:
     content_type: str = MEDIA_TYPE
     ranges: bool = True
     fault: Fault | None = None  # an injected media fault answers instead of the bytes
+    delay_seconds: float = 0.0  # a delay-only media fault (status 200): the bytes, only late
 
 
 def plan_media(
@@ -110,6 +111,9 @@ def plan_media(
             if fault is not None:
                 entry["fault"] = fault.status
             record.media_requests.append(entry)
+        delay = 0.0
+        if fault is not None and fault.answers_normally:
+            delay, fault = fault.delay_seconds, None
         if fault is not None:
             return MediaPlan(fault=fault)
         if directives.redirect is not None:
@@ -125,6 +129,7 @@ def plan_media(
             if cut:
                 record.cuts_remaining -= 1
         return MediaPlan(
+            delay_seconds=delay,
             size=record.media_size,
             cut=cut,
             content_type=directives.content_type or MEDIA_TYPE,
@@ -161,6 +166,8 @@ def serve_media(handler: JsonHandler, state: GatewayState, request_id: str, n: i
     if plan.status is not None:
         handler.send_error_body(plan.status, "Media Error", f"media answered {plan.status} on request")
         return
+    if plan.delay_seconds:
+        state.stop.wait(plan.delay_seconds)
     size, cut = plan.size, plan.cut
     byte_range = _byte_range(handler, size) if plan.ranges else (0, size, False)
     if byte_range is None:
