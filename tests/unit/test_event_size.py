@@ -21,6 +21,7 @@ from pixverse_jobs.events import (
     message_bytes,
     truncate_text,
 )
+from pixverse_jobs.views import job_view
 from size_support import EMOJI, widest_input, widest_metadata, widest_model
 
 MARKER = re.compile(r"\.\.\.\[truncated (\d+) bytes\]$")
@@ -46,25 +47,28 @@ class StrictSns:
 
 
 def _failed_job(error: str, char: str = EMOJI) -> dict[str, Any]:
+    """The job as events carry it (``job_view`` of its record, so it has every public field)."""
     model = widest_model(char)
-    return {
-        "job_id": "job_" + "a" * 32,
-        "request_id": "pixverse-v6-image-to-video_1",
-        "model": model.id,
-        "status": "FAILED",
-        "input": widest_input(model, char),
-        "metadata": widest_metadata(char),
-        "webhook_mode": "terminal",
-        "submit_outcome": "accepted",
-        "submit_attempts": 1,
-        "last_submit_error": None,
-        "outputs": [],
-        "error": {"code": "generation_failed", "message": error},
-        "created_at": "2026-11-25T10:00:00Z",
-        "updated_at": "2026-11-25T10:05:00Z",
-        "completed_at": "2026-11-25T10:05:00Z",
-        "delivered_at": None,
-    }
+    return job_view(
+        {
+            "job_id": "job_" + "a" * 32,
+            "request_id": "pixverse-v6-image-to-video_1",
+            "model": model.id,
+            "status": "FAILED",
+            "input": widest_input(model, char),
+            "metadata": widest_metadata(char),
+            "webhook_mode": "terminal",
+            "submit_outcome": "accepted",
+            "submit_attempts": 1,
+            "last_submit_error": None,
+            "outputs": [],
+            "error": {"code": "generation_failed", "message": error},
+            "created_at": "2026-11-25T10:00:00Z",
+            "updated_at": "2026-11-25T10:05:00Z",
+            "completed_at": "2026-11-25T10:05:00Z",
+            "delivered_at": None,
+        }
+    )
 
 
 # 100 KB of UTF-8 each: 300 KB as the event's (ASCII-escaped) JSON carries it.
