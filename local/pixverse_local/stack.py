@@ -487,8 +487,14 @@ class LocalStack:
         target = policy.get("deadLetterTargetArn")
         return next((r for r in self.resources.values() if r.attributes.get("Arn") == target), None)
 
+    @property
+    def event_bus(self) -> str:
+        """The EventBridge bus the functions put events on (their EVENT_BUS_NAME: the stack's own
+        bus, or the one the EventBusName parameter names), "-" if none."""
+        return self.environment.get("EVENT_BUS_NAME") or "-"
+
     def ready_line(self) -> str:
-        """``ready: api=... aws=... gateway=... table=... bucket=... topic=... queue=... dlq=...``."""
+        """``ready: api=... aws=... gateway=... table=... bucket=... topic=... bus=... queue=... dlq=...``."""
 
         def ref(resource: PhysicalResource | None) -> str:
             return resource.ref if resource is not None else "-"
@@ -496,5 +502,5 @@ class LocalStack:
         return (
             f"ready: api={self.api_url} aws={self.aws_endpoint} gateway={self.gateway_url}"
             f" table={ref(self.first(TABLE))} bucket={ref(self.first(BUCKET))} topic={ref(self.first(TOPIC))}"
-            f" queue={ref(self.event_queue)} dlq={ref(self.dead_letter_queue)}"
+            f" bus={self.event_bus} queue={ref(self.event_queue)} dlq={ref(self.dead_letter_queue)}"
         )

@@ -47,6 +47,17 @@ GATEWAY_KEY_SECRET = (
     "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${GatewayApiKeySecretName}-??????"
 )
 BUCKET_OBJECTS = "${MediaBucket.Arn}/*"
+# The stack's own bus, or the one EventBusName names: never any other bus.
+EVENT_BUS_ARN = json.dumps(
+    {
+        "Fn::If": [
+            "CreateEventBus",
+            {"Fn::GetAtt": ["EventBus", "Arn"]},
+            {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"},
+        ]
+    },
+    sort_keys=True,
+)
 EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
     "SubmitFunction": {
         "dynamodb:PutItem": {TABLE},
@@ -61,6 +72,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "sqs:SendMessage": {"SubmitQueue.Arn"},
         # Presigned download URLs are authorized against the role that signs them.
         "s3:GetObject": {BUCKET_OBJECTS},
+        # POST /jobs/{job_id}/replay puts the final event on the bus again.
+        "events:PutEvents": {EVENT_BUS_ARN},
     },
     "SubmitterFunction": {
         "dynamodb:GetItem": {TABLE},
@@ -79,6 +92,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "secretsmanager:GetSecretValue": {SIGNING_SECRET},
         # pixverse.job.progress events, only when the ProgressEvents parameter is true.
         "sns:Publish if PublishProgress": {"Ref:EventsTopic"},
+        "events:PutEvents if PublishProgress": {EVENT_BUS_ARN},
     },
     "MediaCopyFunction": {
         "dynamodb:GetItem": {TABLE},
@@ -88,6 +102,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "s3:PutObjectTagging": {BUCKET_OBJECTS},
         "s3:AbortMultipartUpload": {BUCKET_OBJECTS},
         "sns:Publish": {"Ref:EventsTopic"},
+        "events:PutEvents": {EVENT_BUS_ARN},
         # The backoff of a transiently failed copy.
         "sqs:ChangeMessageVisibility": {"CopyQueue.Arn"},
     },
@@ -107,6 +122,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "sqs:SendMessage": {"CopyQueue.Arn"},
         "sqs:ChangeMessageVisibility": {"CallbackBufferQueue.Arn"},
         "sns:Publish if PublishProgress": {"Ref:EventsTopic"},
+        "events:PutEvents if PublishProgress": {EVENT_BUS_ARN},
     },
 }
 BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"

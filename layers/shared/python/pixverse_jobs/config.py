@@ -17,6 +17,8 @@ JOBS_TABLE = "JOBS_TABLE"
 MEDIA_BUCKET = "MEDIA_BUCKET"
 MEDIA_KEY_PREFIX = "MEDIA_KEY_PREFIX"
 EVENTS_TOPIC_ARN = "EVENTS_TOPIC_ARN"
+# The EventBridge bus every event also goes to (its name, or its ARN).
+EVENT_BUS_NAME = "EVENT_BUS_NAME"
 EVENT_SOURCE = "EVENT_SOURCE"
 COPY_QUEUE_URL = "COPY_QUEUE_URL"
 SUBMIT_QUEUE_URL = "SUBMIT_QUEUE_URL"
@@ -133,6 +135,8 @@ class DeliverySettings(NamedTuple):
     # after base * 2^(n-1), capped at max, with jitter (see ``pixverse_jobs.delivery.CopyBackoff``).
     copy_retry_base_seconds: int = 30
     copy_retry_max_seconds: int = 900
+    # The EventBridge bus the final events also go to (EVENT_BUS_NAME, required).
+    bus_name: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DeliverySettings:
@@ -158,6 +162,7 @@ class DeliverySettings(NamedTuple):
             max_receive_count=_whole_number(env, COPY_MAX_RECEIVE_COUNT, 5, 1, 1000),
             copy_retry_base_seconds=retry_base,
             copy_retry_max_seconds=retry_max,
+            bus_name=_required(env, EVENT_BUS_NAME),
         )
 
 
@@ -167,6 +172,7 @@ class ProgressSettings(NamedTuple):
     enabled: bool
     topic_arn: str
     event_source: str
+    bus_name: str = ""  # EVENT_BUS_NAME, required when enabled
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProgressSettings:
@@ -174,6 +180,26 @@ class ProgressSettings(NamedTuple):
         return cls(
             enabled=enabled,
             topic_arn=_required(env, EVENTS_TOPIC_ARN) if enabled else env.get(EVENTS_TOPIC_ARN, "").strip(),
+            event_source=_optional(env, EVENT_SOURCE, "urn:pixverse-jobs"),
+            bus_name=_required(env, EVENT_BUS_NAME) if enabled else env.get(EVENT_BUS_NAME, "").strip(),
+        )
+
+
+class EventSettings(NamedTuple):
+    """Where a function that publishes job events sends them: the SNS topic and the EventBridge
+    bus (every event goes to both), and the events' CloudEvents ``source``. For a publisher
+    outside delivery and progress (the replay route): ``EventPublisher(s.topic_arn, sns,
+    bus_name=s.bus_name)``."""
+
+    topic_arn: str
+    bus_name: str
+    event_source: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> EventSettings:
+        return cls(
+            topic_arn=_required(env, EVENTS_TOPIC_ARN),
+            bus_name=_required(env, EVENT_BUS_NAME),
             event_source=_optional(env, EVENT_SOURCE, "urn:pixverse-jobs"),
         )
 
@@ -329,6 +355,11 @@ def queue_settings() -> QueueSettings:
 @cache
 def progress_settings() -> ProgressSettings:
     return ProgressSettings.from_env(os.environ)
+
+
+@cache
+def event_settings() -> EventSettings:
+    return EventSettings.from_env(os.environ)
 
 
 @cache
