@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -23,7 +24,7 @@ from pixverse_local.aws.moto_server import (
     queue_policy_lets_eventbridge_send,
 )
 from pixverse_local.harness import queue_policy_for_rule
-from pixverse_local.stack import MotoServer
+from pixverse_local.stack import LocalStack, LocalStackError, MotoServer
 
 SOURCE = "urn:pixverse-jobs:local-test"
 PATTERN = {"detail-type": ["pixverse.job.delivered", "pixverse.job.failed"], "detail": {"data": {"status": ["FAILED"]}}}
@@ -196,3 +197,40 @@ def test_queue_policy_deny_wins_and_wildcard_actions_count() -> None:
     # a condition the emulator cannot evaluate does not let the Allow apply
     odd = {**allow, "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}
     assert not queue_policy_lets_eventbridge_send(json.dumps({"Statement": [odd]}), queue, rule, "123456789012")
+
+
+# ---------------------------------------------------------------- the stack's bus, or a named one
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _stack(server: str, bus: str) -> LocalStack:
+    # The shared moto server, no simulator (nothing is called): only provisioning and the ready line.
+    env = {"AWS_ENDPOINT_URL": server, "PIXAZO_BASE_URL": "http://127.0.0.1:9"}
+    return LocalStack(
+        ROOT / "template.yaml",
+        stack_name=f"bus-{uuid.uuid4().hex[:8]}",
+        env=env,
+        api_port=0,
+        parameter_overrides={"EventBusName": bus},
+    )
+
+
+def test_stack_creates_its_own_bus_unless_event_bus_name_names_one(server: str) -> None:
+    own, named = _stack(server, ""), _stack(server, "default")
+
+    with own:
+        own_ready = own.ready_line()
+    with named:
+        named_ready = named.ready_line()
+
+    assert f" bus={own.stack_name}-events " in own_ready
+    assert _client("events", server).describe_event_bus(Name=f"{own.stack_name}-events")["Name"]
+    assert " bus=default " in named_ready
+    with pytest.raises(ClientError):  # no bus of its own when one is named
+        _client("events", server).describe_event_bus(Name=f"{named.stack_name}-events")
+
+
+def test_stack_refuses_an_event_bus_name_that_names_no_bus(server: str) -> None:
+    with pytest.raises(LocalStackError, match="EventBusName"):
+        _stack(server, "no-such-bus").start()
