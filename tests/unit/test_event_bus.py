@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -281,3 +282,14 @@ def test_widest_event_fits_both_limits_with_emoji_text() -> None:
     assert message_bytes(fitted) <= SNS_MAX_MESSAGE_BYTES
     assert entry_bytes(fitted) <= EVENTBRIDGE_MAX_ENTRY_BYTES
     assert fitted == fit_event(event, max_entry_bytes=EVENTBRIDGE_MAX_ENTRY_BYTES)  # deterministic
+
+
+def test_eventbridge_example_wraps_the_delivered_example_as_a_rule_target_receives_it() -> None:
+    # events/eventbridge_delivered.json: what an SQS target of a rule on the bus receives
+    examples = Path(__file__).resolve().parents[2] / "events"
+    envelope = json.loads((examples / "eventbridge_delivered.json").read_text())
+    cloudevent = json.loads((examples / "event_delivered.json").read_text())
+
+    assert envelope["detail"] == cloudevent
+    assert (envelope["source"], envelope["detail-type"]) == (cloudevent["source"], cloudevent["type"])
+    assert envelope["id"] != cloudevent["id"]  # EventBridge's own id: consumers deduplicate on detail.id
