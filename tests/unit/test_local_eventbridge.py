@@ -8,6 +8,10 @@ disabled rule delivers nothing."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +28,7 @@ from pixverse_local.aws.moto_server import (
     queue_policy_lets_eventbridge_send,
 )
 from pixverse_local.harness import queue_policy_for_rule
-from pixverse_local.stack import LocalStack, LocalStackError, MotoServer
+from pixverse_local.stack import MotoServer
 
 SOURCE = "urn:pixverse-jobs:local-test"
 PATTERN = {"detail-type": ["pixverse.job.delivered", "pixverse.job.failed"], "detail": {"data": {"status": ["FAILED"]}}}
@@ -200,37 +204,48 @@ def test_queue_policy_deny_wins_and_wildcard_actions_count() -> None:
 
 
 # ---------------------------------------------------------------- the stack's bus, or a named one
+# ``python -m pixverse_local`` in its own process (an in-process start would drop the layer's
+# modules from sys.modules, as every local cold start does, under the other tests' feet), against
+# the shared moto server, with no simulator: provisioning and the ready line only.
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _stack(server: str, bus: str) -> LocalStack:
-    # The shared moto server, no simulator (nothing is called): only provisioning and the ready line.
-    env = {"AWS_ENDPOINT_URL": server, "PIXAZO_BASE_URL": "http://127.0.0.1:9"}
-    return LocalStack(
-        ROOT / "template.yaml",
-        stack_name=f"bus-{uuid.uuid4().hex[:8]}",
-        env=env,
-        api_port=0,
-        parameter_overrides={"EventBusName": bus},
-    )
+def _run_stack(server: str, stack_name: str, bus: str) -> tuple[str, str]:
+    """(the ready line, or "" if the stack did not start; its stderr)."""
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": server,
+        "PIXAZO_BASE_URL": "http://127.0.0.1:9",
+        "LOCAL_API_PORT": "0",
+        "PYTHONPATH": str(ROOT / "local"),
+    }
+    command = [sys.executable, "-m", "pixverse_local", "--template", str(ROOT / "template.yaml")]
+    command += ["--stack-name", stack_name, "--parameter-overrides", f"EventBusName={bus}"]
+    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as run:
+        assert run.stdout is not None and run.stderr is not None
+        ready = run.stdout.readline().strip()
+        if ready:
+            run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    return ready, stderr
 
 
 def test_stack_creates_its_own_bus_unless_event_bus_name_names_one(server: str) -> None:
-    own, named = _stack(server, ""), _stack(server, "default")
+    own, named = f"bus-{uuid.uuid4().hex[:8]}", f"bus-{uuid.uuid4().hex[:8]}"
 
-    with own:
-        own_ready = own.ready_line()
-    with named:
-        named_ready = named.ready_line()
+    own_ready, own_log = _run_stack(server, own, "")
+    named_ready, named_log = _run_stack(server, named, "default")
 
-    assert f" bus={own.stack_name}-events " in own_ready
-    assert _client("events", server).describe_event_bus(Name=f"{own.stack_name}-events")["Name"]
-    assert " bus=default " in named_ready
+    assert f" bus={own}-events " in own_ready, own_log[-2000:]
+    assert _client("events", server).describe_event_bus(Name=f"{own}-events")["Name"] == f"{own}-events"
+    assert " bus=default " in named_ready, named_log[-2000:]
     with pytest.raises(ClientError):  # no bus of its own when one is named
-        _client("events", server).describe_event_bus(Name=f"{named.stack_name}-events")
+        _client("events", server).describe_event_bus(Name=f"{named}-events")
 
 
 def test_stack_refuses_an_event_bus_name_that_names_no_bus(server: str) -> None:
-    with pytest.raises(LocalStackError, match="EventBusName"):
-        _stack(server, "no-such-bus").start()
+    ready, log = _run_stack(server, f"bus-{uuid.uuid4().hex[:8]}", "no-such-bus")
+
+    assert ready == ""
+    assert "EVENT_BUS_NAME 'no-such-bus' (the EventBusName parameter) names no event bus" in log
