@@ -68,7 +68,6 @@ _SETTINGS_CACHES = (
     config.delivery_settings,
     config.queue_settings,
     config.progress_settings,
-    config.event_settings,
     config.reconcile_settings,
     config.callback_buffer_settings,
     config.admission_settings,

@@ -185,25 +185,6 @@ class ProgressSettings(NamedTuple):
         )
 
 
-class EventSettings(NamedTuple):
-    """Where a function that publishes job events sends them: the SNS topic and the EventBridge
-    bus (every event goes to both), and the events' CloudEvents ``source``. For a publisher
-    outside delivery and progress (the replay route): ``EventPublisher(s.topic_arn, sns,
-    bus_name=s.bus_name)``."""
-
-    topic_arn: str
-    bus_name: str
-    event_source: str
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> EventSettings:
-        return cls(
-            topic_arn=_required(env, EVENTS_TOPIC_ARN),
-            bus_name=_required(env, EVENT_BUS_NAME),
-            event_source=_optional(env, EVENT_SOURCE, "urn:pixverse-jobs"),
-        )
-
-
 class ReconcileSettings(NamedTuple):
     """When the reconciler looks at a job, and how hard it may poll the gateway."""
 
@@ -355,11 +336,6 @@ def queue_settings() -> QueueSettings:
 @cache
 def progress_settings() -> ProgressSettings:
     return ProgressSettings.from_env(os.environ)
-
-
-@cache
-def event_settings() -> EventSettings:
-    return EventSettings.from_env(os.environ)
 
 
 @cache
