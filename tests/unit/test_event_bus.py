@@ -196,22 +196,59 @@ def sns_message(event: dict[str, Any]) -> str:
 
 
 def test_failed_entry_with_http_200_raises_naming_the_event_bus_and_code() -> None:
-    # Given EventBridge answering 200 with the entry refused (PutEvents reports failures per entry)
+    # Given EventBridge answering 200 with the entry refused (PutEvents reports failures per
+    # entry), for a reason no new attempt cures
     events = boto3.client("events", region_name="us-east-1")
     sns = RecordingSns()
     event = _event()
     with Stubber(events) as stub:
         stub.add_response(
             "put_events",
-            {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]},
+            {
+                "FailedEntryCount": 1,
+                "Entries": [{"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."}],
+            },
         )
 
         # When the event is published, Then it raises (the caller's retry publishes again) ...
-        with pytest.raises(EventNotPublished, match=rf"{event['id']}.*{BUS}.*InternalFailure try again"):
+        with pytest.raises(EventNotPublished, match=rf"{event['id']}.*{BUS}.*MalformedDetail Detail is malformed"):
             EventPublisher(TOPIC, sns, bus_name=BUS, events_client=events).publish(event)
+        stub.assert_no_pending_responses()
 
     # ... after SNS took it: SNS first, then the bus
     assert len(sns.published) == 1
+
+
+def test_entry_refused_for_a_passing_reason_is_sent_again_without_a_second_sns_copy() -> None:
+    events = boto3.client("events", region_name="us-east-1")
+    sns, waits = RecordingSns(), []
+    refused = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "ThrottlingException", "ErrorMessage": "slow down"}]}
+    with Stubber(events) as stub:
+        stub.add_response("put_events", refused)
+        stub.add_response("put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "e-1"}]})
+
+        EventPublisher(TOPIC, sns, bus_name=BUS, events_client=events, sleep=waits.append).publish(_event())
+        stub.assert_no_pending_responses()
+
+    assert len(sns.published) == 1
+    assert waits == [0.2]
+
+
+def test_entry_refused_every_time_for_a_passing_reason_raises_after_three_attempts() -> None:
+    events = boto3.client("events", region_name="us-east-1")
+    waits: list[float] = []
+    refused = {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]}
+    with Stubber(events) as stub:
+        for _ in range(3):
+            stub.add_response("put_events", refused)
+
+        with pytest.raises(EventNotPublished, match=r"\(3 attempts\): InternalFailure try again"):
+            EventPublisher(TOPIC, RecordingSns(), bus_name=BUS, events_client=events, sleep=waits.append).publish(
+                _event()
+            )
+        stub.assert_no_pending_responses()
+
+    assert waits == [0.2, 0.4]
 
 
 def test_putevents_error_raises_event_not_published() -> None:

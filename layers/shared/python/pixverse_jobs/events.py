@@ -15,9 +15,11 @@ document goes to both, and the event is always sent, never dropped.
 
 Order and failures. ``EventPublisher.publish`` publishes to SNS, then puts the event on the bus,
 and returns only when both took it. SNS first: it is the older contract, and its subscribers'
-latency stays as it was. If SNS fails nothing was sent. If the bus fails (the call raises, or
-PutEvents answers HTTP 200 with ``FailedEntryCount`` 1 and the entry's ``ErrorCode``), the event
-is on SNS but not on the bus, and ``EventNotPublished`` is raised: the caller does not record the
+latency stays as it was. If SNS fails nothing was sent. An entry the bus refuses for a passing
+reason (``ThrottlingException``, ``InternalFailure``) is sent again, up to ``BUS_ATTEMPTS`` in all,
+without a second SNS copy. If the bus still fails (the call raises, or PutEvents answers HTTP 200
+with ``FailedEntryCount`` 1 and the entry's ``ErrorCode``), the event is on SNS but not on the bus,
+and ``EventNotPublished`` is raised: the caller does not record the
 event as published, so its retry publishes again to both. SNS subscribers may then see the event
 twice, with the same id; both channels are at least once and consumers deduplicate on ``id``."""
 
@@ -26,8 +28,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -91,6 +94,12 @@ SNS_MAX_MESSAGE_BYTES = 262_144
 EVENTBRIDGE_MAX_ENTRY_BYTES = 262_143
 EVENTBRIDGE_TIME_BYTES = 14
 TRUNCATION_MARKER = "...[truncated {} bytes]"
+# Entry error codes a new attempt may cure ("Amazon EventBridge PutEvents": retry the failed
+# entries; InternalFailure and ThrottlingException are the transient ones). The publisher retries
+# only the entry, so that SNS subscribers do not get a duplicate for a passing bus error.
+RETRYABLE_ENTRY_ERRORS = frozenset({"InternalFailure", "ThrottlingException"})
+BUS_ATTEMPTS = 3
+BUS_RETRY_SECONDS = 0.2  # doubled after each attempt
 
 
 class EventTooLarge(ValueError):
@@ -152,6 +161,7 @@ class EventPublisher:
         bus_name: str = "",
         events_client: Any = None,
         max_entry_bytes: int = EVENTBRIDGE_MAX_ENTRY_BYTES,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._topic_arn = topic_arn
         self._client = client or boto3.client("sns")
@@ -159,6 +169,7 @@ class EventPublisher:
         self._bus_name = bus_name
         self._events = (events_client or boto3.client("events")) if bus_name else None
         self._max_entry_bytes = max_entry_bytes
+        self._sleep = sleep
 
     @property
     def bus_name(self) -> str:
@@ -190,8 +201,28 @@ class EventPublisher:
             self._put_on_bus(fitted)
 
     def _put_on_bus(self, event: dict[str, Any]) -> None:
-        """One PutEvents entry; a refused entry (HTTP 200, FailedEntryCount 1) raises like a
+        """One PutEvents entry; an entry refused for a passing reason is sent again (up to
+        BUS_ATTEMPTS in all), any other refusal (HTTP 200, FailedEntryCount 1) raises like a
         failed call, so that the caller's retry sends the event again."""
+        delay = BUS_RETRY_SECONDS
+        for attempt in range(1, BUS_ATTEMPTS + 1):
+            try:
+                self._put_entry(event)
+                return
+            except _EntryRefused as refused:
+                if refused.code not in RETRYABLE_ENTRY_ERRORS or attempt == BUS_ATTEMPTS:
+                    raise EventNotPublished(
+                        f"event {event['id']} is on SNS but EventBridge bus {self._bus_name} refused its entry "
+                        f"({attempt} attempts): {refused.code} {refused.message}".rstrip()
+                    ) from None
+                logger.warning(
+                    "EventBridge refused the entry; sending it again",
+                    extra={"event_id": event["id"], "code": refused.code, "attempt": attempt, "retry_in": delay},
+                )
+                self._sleep(delay)
+                delay *= 2
+
+    def _put_entry(self, event: dict[str, Any]) -> None:
         try:
             answer = self._events.put_events(Entries=[bus_entry(event, self._bus_name)])  # type: ignore[union-attr]
         except ClientError as exc:
@@ -205,11 +236,18 @@ class EventPublisher:
             ) from exc
         entries = answer.get("Entries") or [{}]
         if answer.get("FailedEntryCount") or entries[0].get("ErrorCode") or not entries[0].get("EventId"):
-            entry = entries[0]
-            raise EventNotPublished(
-                f"event {event['id']} is on SNS but EventBridge bus {self._bus_name} refused its entry: "
-                f"{entry.get('ErrorCode', 'no EventId')} {entry.get('ErrorMessage', '')}".rstrip()
+            raise _EntryRefused(
+                str(entries[0].get("ErrorCode") or "no EventId"), str(entries[0].get("ErrorMessage") or "")
             )
+
+
+class _EntryRefused(Exception):
+    """PutEvents answered, but with the entry's ErrorCode instead of its EventId."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.message = message
 
 
 def bus_entry(event: dict[str, Any], bus_name: str) -> dict[str, Any]:
