@@ -38,7 +38,7 @@ FUNCTIONS = {
     # logical id -> (directory under functions/, clients it creates, whether it calls out over HTTP)
     "SubmitFunction": ("submit", ("secretsmanager", "s3", "dynamodb"), True),
     "WebhookFunction": ("webhook", ("dynamodb", "sqs", "secretsmanager"), False),
-    "MediaCopyFunction": ("media_copy", ("s3", "dynamodb", "sns"), True),
+    "MediaCopyFunction": ("media_copy", ("s3", "dynamodb", "sns", "events"), True),
     "ReconcileFunction": ("reconcile", ("secretsmanager", "dynamodb", "sqs"), True),
 }
 LAMBDA_SITE = ROOT / ".venv" / "bench-lambda"

@@ -63,6 +63,7 @@ ENVIRONMENT = {
     "MEDIA_BUCKET": "bench-media",
     "MEDIA_KEY_PREFIX": "videos",
     "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-events",
+    "EVENT_BUS_NAME": "bench-events",
     "EVENT_SOURCE": "urn:pixverse-jobs:bench",
     "COPY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/bench-copy",
     "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",

@@ -61,6 +61,7 @@ MINIMUM_AWS = {
     "sqs": 2,  # SendMessage: the submit message (admission), the webhook's copy request
     "s3": 1,  # PutObject
     "sns": 1,  # Publish: the one final event
+    "events": 1,  # PutEvents: the same event on the EventBridge bus
 }
 MINIMUM_GATEWAY = {"submit": 1, "status_polls": 0, "media_gets": 1}
 MINIMUM_REASONS = [
@@ -77,6 +78,7 @@ MINIMUM_REASONS = [
     "CompleteMultipartUpload and PutObjectTagging for the sha256 tag)",
     "DynamoDB UpdateItem (DELIVERED + outputs)",
     "SNS Publish: the one event",
+    "EventBridge PutEvents: the same event on the bus (one entry), for rules with content filters",
     "DynamoDB UpdateItem (outbox flag event_published_at): a crash between publish and flag re-publishes the "
     "same event id instead of losing or doubling it",
     "gateway: one submit, no status poll when the callback arrives, one media GET per file",

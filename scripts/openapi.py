@@ -35,6 +35,7 @@ PLACEHOLDER_ENV = {
     "COPY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/openapi",
     "SUBMIT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/openapi-submit",
     "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:openapi",
+    "EVENT_BUS_NAME": "openapi",
     "POWERTOOLS_METRICS_DISABLED": "true",
     "UPLOAD_BUCKET": "openapi-media",
 }

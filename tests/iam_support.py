@@ -112,6 +112,8 @@ ACTIONS_BY_OPERATION: dict[tuple[str, str], tuple[Need, ...]] = {
     ("sns", "PublishBatch"): _needs("sns:Publish"),
     ("secretsmanager", "GetSecretValue"): _needs("secretsmanager:GetSecretValue"),
     ("secretsmanager", "DescribeSecret"): _needs("secretsmanager:DescribeSecret"),
+    # Authorized on the bus each entry names (EventBusName), "default" when it names none.
+    ("events", "PutEvents"): _needs("events:PutEvents"),
 }
 
 
@@ -351,6 +353,7 @@ def discover_physical(template_path: Path, parameters: Mapping[str, Any], endpoi
     ddb = session.client("dynamodb", endpoint_url=endpoint)
     sqs = session.client("sqs", endpoint_url=endpoint)
     sm = session.client("secretsmanager", endpoint_url=endpoint)
+    events = session.client("events", endpoint_url=endpoint)
     physical: dict[str, PhysicalResource] = {}
     for logical_id, resource in template.resources.items():
         kind = resource.get("Type")
@@ -373,6 +376,10 @@ def discover_physical(template_path: Path, parameters: Mapping[str, Any], endpoi
         elif kind == "AWS::SecretsManager::Secret":
             arn = sm.describe_secret(SecretId=name)["ARN"]
             physical[logical_id] = PhysicalResource(logical_id, kind, arn, {"Id": arn})
+        elif kind == "AWS::Events::EventBus":
+            bus = str(resolver.resolve((resource.get("Properties") or {}).get("Name") or name))
+            arn = events.describe_event_bus(Name=bus)["Arn"]
+            physical[logical_id] = PhysicalResource(logical_id, kind, bus, {"Arn": arn, "Name": bus})
     secrets = {s["Name"]: s["ARN"] for s in sm.list_secrets()["SecretList"]}
     return PhysicalStack(physical, secrets, resolver.region, resolver.account_id)
 
@@ -394,6 +401,11 @@ class PhysicalStack:
     def queue_arn(self, url: str) -> str:
         account, name = urlsplit(url).path.strip("/").split("/")[-2:]
         return f"arn:aws:sqs:{self.region}:{account}:{name}"
+
+    def event_bus_arn(self, bus: str) -> str:
+        if bus.startswith("arn:"):
+            return bus
+        return f"arn:aws:events:{self.region}:{self.account_id}:event-bus/{bus}"
 
     def secret_arn(self, secret_id: str) -> str:
         if secret_id.startswith("arn:"):
@@ -538,6 +550,9 @@ def _classify(
         return Request(service, operation, body.get("TopicArn") or body.get("TargetArn") or "<no topic>")
     if service == "secretsmanager":
         return Request(service, operation, stack.secret_arn(body["SecretId"]))
+    if service == "events":  # the functions put one entry per call
+        (bus,) = {entry.get("EventBusName") or "default" for entry in body["Entries"]}
+        return Request(service, operation, stack.event_bus_arn(bus))
     raise UnmappedOperation(f"{service} {operation}: the recording parser does not know this service's resources")
 
 

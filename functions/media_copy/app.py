@@ -41,7 +41,7 @@ _s3 = boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempt
 service = DeliveryService(
     JobStore(config.store_settings().table_name, boto3.client("dynamodb")),
     MediaCopier(_settings.allowed_media_hosts, s3_client=_s3, max_bytes=_settings.max_media_bytes),
-    EventPublisher(_settings.topic_arn, boto3.client("sns")),
+    EventPublisher(_settings.topic_arn, boto3.client("sns"), bus_name=_settings.bus_name),
     bucket=_settings.bucket,
     key_prefix=_settings.key_prefix,
     event_source=_settings.event_source,

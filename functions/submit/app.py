@@ -84,7 +84,10 @@ canceller = Canceller(_store, CopyQueue(_ending_settings.copy_queue_url, _sqs))
 def _events() -> EventPublisher:
     """Made on the first replay: the other routes never publish, so a cold start does not pay for
     the SNS client."""
-    return EventPublisher(_ending_settings.topic_arn, boto3.client("sns"))
+    settings = _ending_settings.publishing()
+    return EventPublisher(
+        settings.topic_arn, boto3.client("sns"), bus_name=settings.bus_name, events_client=boto3.client("events")
+    )
 
 
 app = APIGatewayHttpResolver()

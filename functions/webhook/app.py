@@ -53,7 +53,10 @@ receiver = CallbackReceiver(
     CallbackProcessor(
         JobStore(config.store_settings().table_name, dynamodb),
         CopyQueue(config.queue_settings().copy_queue_url, sqs),
-        ProgressEvents(EventPublisher(_progress_settings.topic_arn, sns), _progress_settings.event_source)
+        ProgressEvents(
+            EventPublisher(_progress_settings.topic_arn, sns, bus_name=_progress_settings.bus_name),
+            _progress_settings.event_source,
+        )
         if sns is not None
         else None,
     ),

@@ -1,7 +1,7 @@
 """``python -m pixverse_local``: run the local stack in the foreground until Ctrl-C or SIGTERM.
 
 stdout carries exactly one line, ``ready: api=... aws=... gateway=... table=... bucket=... topic=...
-queue=... dlq=...``, once everything answers. Everything else (this module's logs, the functions'
+bus=... queue=... dlq=...``, once everything answers. Everything else (this module's logs, the functions'
 logs and prints) goes to stderr.
 """
 

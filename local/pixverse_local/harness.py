@@ -1,6 +1,7 @@
 """Drive the local stack from outside, as a user would: start ``python -m pixverse_local``
-in its own process, read its ``ready:`` line, subscribe a queue to the events topic, talk
-to the API over HTTP. Used by ``make demo`` and the integration tests."""
+in its own process, read its ``ready:`` line, subscribe a queue to the events topic (or point
+an EventBridge rule at one), talk to the API over HTTP. Used by ``make demo`` and the
+integration tests."""
 
 from __future__ import annotations
 
@@ -149,6 +150,7 @@ class LocalClient:
         self.s3 = session.client("s3", endpoint_url=ready["aws"])
         self.sqs = session.client("sqs", endpoint_url=ready["aws"])
         self.sns = session.client("sns", endpoint_url=ready["aws"])
+        self.events = session.client("events", endpoint_url=ready["aws"])
         self.dynamodb = session.client("dynamodb", endpoint_url=ready["aws"])
 
     def submit(self, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> httpx.Response:
@@ -249,3 +251,74 @@ class EventInbox:
     def close(self) -> None:
         self._sns.unsubscribe(SubscriptionArn=self.subscription)
         self._sqs.delete_queue(QueueUrl=self.queue_url)
+
+
+class BusInbox:
+    """An SQS queue that an EventBridge rule on the stack's bus (the ready line's ``bus=``) sends
+    matching events to, with the queue policy a consumer needs on AWS (events.amazonaws.com may
+    send, for this rule only): how a user's consumer would listen on EventBridge.
+
+    ``pattern`` is the rule's event pattern; what arrives is EventBridge's envelope, the
+    CloudEvent in its ``detail``."""
+
+    def __init__(self, client: LocalClient, pattern: Mapping[str, Any]) -> None:
+        self._sqs = client.sqs
+        self._events = client.events
+        self.bus = client.ready["bus"]
+        self.rule = f"inbox-{uuid.uuid4().hex[:12]}"
+        self.rule_arn = self._events.put_rule(Name=self.rule, EventBusName=self.bus, EventPattern=json.dumps(pattern))[
+            "RuleArn"
+        ]
+        self.queue_url = self._sqs.create_queue(QueueName=self.rule)["QueueUrl"]
+        self.queue_arn = self._sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self._sqs.set_queue_attributes(
+            QueueUrl=self.queue_url,
+            Attributes={"Policy": json.dumps(queue_policy_for_rule(self.queue_arn, self.rule_arn))},
+        )
+        self._events.put_targets(
+            Rule=self.rule, EventBusName=self.bus, Targets=[{"Id": "inbox", "Arn": self.queue_arn}]
+        )
+        self.envelopes: list[dict[str, Any]] = []
+
+    def collect(self, wait: float = 1.0) -> list[dict[str, Any]]:
+        """Every envelope received so far, waiting up to ``wait`` seconds for stragglers."""
+        deadline = time.monotonic() + wait
+        while True:
+            msgs = self._sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+                "Messages", []
+            )
+            for m in msgs:
+                self.envelopes.append(json.loads(m["Body"]))
+                self._sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+            if not msgs:
+                if time.monotonic() >= deadline:
+                    return list(self.envelopes)
+                time.sleep(0.1)
+
+    def for_job(self, job_id: str, wait: float = 1.0) -> list[dict[str, Any]]:
+        return [e for e in self.collect(wait) if (e.get("detail") or {}).get("subject") == job_id]
+
+    def close(self) -> None:
+        self._events.remove_targets(Rule=self.rule, EventBusName=self.bus, Ids=["inbox"])
+        self._events.delete_rule(Name=self.rule, EventBusName=self.bus)
+        self._sqs.delete_queue(QueueUrl=self.queue_url)
+
+
+def queue_policy_for_rule(queue_arn: str, rule_arn: str) -> dict[str, Any]:
+    """The SQS queue policy an EventBridge rule's queue target needs: the service may send, only
+    on behalf of this rule (EventBridge user guide, "Using resource-based policies", Amazon SQS)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "EventBridgeRuleMaySend",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+            }
+        ],
+    }

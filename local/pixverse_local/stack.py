@@ -40,6 +40,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from pixverse_local.aws.apigateway import LocalHttpApi
 from pixverse_local.aws.client_hooks import FunctionClientHooks
@@ -307,6 +308,7 @@ class LocalStack:
         self.api_url = self._api.url
 
         self.environment = function_environment(application.functions, self._overrides(media_host))
+        self._check_event_bus()
         self._apply_environ(self.environment)
         # One event per container, as in Lambda (see moto_server.py), before any handler is imported.
         event_per_resolver()
@@ -385,6 +387,25 @@ class LocalStack:
         # EMF metrics would flood the local log; set POWERTOOLS_METRICS_DISABLED=false to see them.
         overrides["POWERTOOLS_METRICS_DISABLED"] = env.get("POWERTOOLS_METRICS_DISABLED") or "true"
         return overrides
+
+    def _check_event_bus(self) -> None:
+        """The bus the functions put events on must exist, or every publish fails: the stack's own
+        is provisioned; one the EventBusName parameter names must already be in the endpoint (moto
+        server starts with only ``default``)."""
+        name = self.environment.get("EVENT_BUS_NAME")
+        if not name:
+            return
+        assert self._session is not None
+        events = self._session.client("events", endpoint_url=self.aws_endpoint, region_name=self.region)
+        try:
+            events.describe_event_bus(Name=name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+            raise LocalStackError(
+                f"EVENT_BUS_NAME {name!r} (the EventBusName parameter) names no event bus in {self.aws_endpoint}: "
+                "leave EventBusName empty for the stack's own bus, or name one that exists there (default)"
+            ) from None
 
     def _apply_environ(self, values: Mapping[str, str]) -> None:
         for name, value in values.items():
@@ -505,8 +526,14 @@ class LocalStack:
         target = policy.get("deadLetterTargetArn")
         return next((r for r in self.resources.values() if r.attributes.get("Arn") == target), None)
 
+    @property
+    def event_bus(self) -> str:
+        """The EventBridge bus the functions put events on (their EVENT_BUS_NAME: the stack's own
+        bus, or the one the EventBusName parameter names), "-" if none."""
+        return self.environment.get("EVENT_BUS_NAME") or "-"
+
     def ready_line(self) -> str:
-        """``ready: api=... aws=... gateway=... table=... bucket=... topic=... queue=... dlq=...``."""
+        """``ready: api=... aws=... gateway=... table=... bucket=... topic=... bus=... queue=... dlq=...``."""
 
         def ref(resource: PhysicalResource | None) -> str:
             return resource.ref if resource is not None else "-"
@@ -514,5 +541,5 @@ class LocalStack:
         return (
             f"ready: api={self.api_url} aws={self.aws_endpoint} gateway={self.gateway_url}"
             f" table={ref(self.first(TABLE))} bucket={ref(self.first(BUCKET))} topic={ref(self.first(TOPIC))}"
-            f" queue={ref(self.event_queue)} dlq={ref(self.dead_letter_queue)}"
+            f" bus={self.event_bus} queue={ref(self.event_queue)} dlq={ref(self.dead_letter_queue)}"
         )

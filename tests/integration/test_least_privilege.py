@@ -73,8 +73,9 @@ EXERCISED = {
         # POST /jobs queues the job for the submitter (and its deadline message); a cancel asks the
         # copier for the cancelled event.
         ("sqs", "SendMessage"),
-        # POST /jobs/{job_id}/replay.
+        # POST /jobs/{job_id}/replay: to SNS and the bus.
         ("sns", "Publish"),
+        ("events", "PutEvents"),
         # An s3:// image input checked at POST /jobs: HeadObject, then its first bytes.
         ("s3", "HeadObject"),
         ("s3", "GetObject"),
@@ -95,6 +96,8 @@ EXERCISED = {
         ("dynamodb", "UpdateItem"),
         ("sqs", "SendMessage"),
         ("sns", "Publish"),
+        # The same progress events on the EventBridge bus.
+        ("events", "PutEvents"),
         ("secretsmanager", "GetSecretValue"),
     },
     "MediaCopyFunction": {
@@ -107,6 +110,7 @@ EXERCISED = {
         ("s3", "PutObjectTagging"),
         ("s3", "AbortMultipartUpload"),
         ("sns", "Publish"),
+        ("events", "PutEvents"),
         # The backoff of a copy whose attempt failed.
         ("sqs", "ChangeMessageVisibility"),
         # The copy of a job cancelled while it was made.
@@ -474,7 +478,7 @@ def test_checker_reports_the_call_a_removed_statement_was_needed_for(
     # Then exactly that call is reported
     assert findings == [
         f"WebhookFunction called sqs SendMessage ({'once' if sends == 1 else f'{sends} times'}), which needs "
-        "sqs:SendMessage: its role does not allow it (inline grants: dynamodb:UpdateItem, "
+        "sqs:SendMessage: its role does not allow it (inline grants: dynamodb:UpdateItem, events:PutEvents, "
         "secretsmanager:GetSecretValue, sns:Publish)"
     ]
 
@@ -544,10 +548,15 @@ def test_conditional_grant_follows_the_parameters_the_stack_ran_with(
 
     findings = _new_findings(lambda r: iam.calls_not_allowed(r, run.calls), roles, defaults)
 
-    assert defaults["WebhookFunction"].excluded == ["sns:Publish (condition PublishProgress is false)"]
-    assert len(findings) == 1, findings
-    assert findings[0].startswith("WebhookFunction called sns Publish ("), findings
-    assert "which needs sns:Publish: its role does not allow it" in findings[0], findings
+    assert defaults["WebhookFunction"].excluded == [
+        "sns:Publish (condition PublishProgress is false)",
+        "events:PutEvents (condition PublishProgress is false)",
+    ]
+    assert sorted(f.split(" (", 1)[0] for f in findings) == [
+        "WebhookFunction called events PutEvents",
+        "WebhookFunction called sns Publish",
+    ], findings
+    assert all("its role does not allow it" in f for f in findings), findings
 
 
 def test_checker_reports_the_tagging_calls_a_removed_put_object_tagging_grant_was_needed_for(
@@ -710,3 +719,24 @@ def test_buffer_path_calls_are_made_and_allowed(buffered_run: BufferedRun, sam_t
     assert iam.requests_not_attributable(roles, run.calls - run.faulted, run.requests) == []
     unused = [p for p in iam.unused_write_grants(roles, every) if p.startswith(BUFFER_FUNCTIONS)]
     assert unused == []
+
+
+def test_checker_reports_putevents_on_a_bus_the_role_does_not_grant(
+    run: RecordedRun, sam_template: dict[str, Any], roles: dict[str, iam.Role]
+) -> None:
+    # Given a copier allowed events:PutEvents on another bus than the one it puts events on
+    def other_bus(statements: list[dict[str, Any]]) -> None:
+        (put,) = [s for s in statements if s.get("Action") == "events:PutEvents"]
+        put["Resource"] = {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/other"}
+
+    altered = _roles(run, _altered(sam_template, "MediaCopyFunction", other_bus))
+
+    by_action = _new_findings(lambda r: iam.calls_not_allowed(r, run.calls), roles, altered)
+    by_resource = _new_findings(lambda r: iam.requests_not_attributable(r, run.reached, run.requests), roles, altered)
+
+    # Action level nothing changed; the resource-level check finds the copier's puts on the stack's bus
+    assert by_action == []
+    bus_arn = run.stack.resources["EventBus"].attributes["Arn"]
+    assert by_resource, "the wrong bus went unreported"
+    assert all(p.startswith("events PutEvents: ") and "MediaCopyFunction" in p for p in by_resource), by_resource
+    assert f"{bus_arn} x" in by_resource[0], by_resource

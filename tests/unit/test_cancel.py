@@ -34,13 +34,22 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         secrets = boto3.client("secretsmanager")
         table = create_jobs_table(ddb)
         queues = {
-            name: sqs.create_queue(QueueName=name)["QueueUrl"] for name in ("copy", "submit", "deadline", "inbox")
+            name: sqs.create_queue(QueueName=name)["QueueUrl"]
+            for name in ("copy", "submit", "deadline", "inbox", "bus-inbox")
         }
         topic = sns.create_topic(Name="events")["TopicArn"]
         inbox_arn = sqs.get_queue_attributes(QueueUrl=queues["inbox"], AttributeNames=["QueueArn"])["Attributes"][
             "QueueArn"
         ]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)
+        # The stack's bus, and a rule sending every event on it to a queue.
+        events = boto3.client("events")
+        events.create_event_bus(Name="events")
+        events.put_rule(Name="all", EventBusName="events", EventPattern=json.dumps({"source": [{"prefix": ""}]}))
+        bus_inbox_arn = sqs.get_queue_attributes(QueueUrl=queues["bus-inbox"], AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        events.put_targets(Rule="all", EventBusName="events", Targets=[{"Id": "q", "Arn": bus_inbox_arn}])
         signing_arn = secrets.create_secret(Name="signing", SecretString=SIGNING_SECRET)["ARN"]
         for name, value in {
             "JOBS_TABLE": table,
@@ -50,6 +59,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             "EVENTS_TOPIC_ARN": topic,
             "EVENT_SOURCE": "urn:pixverse-jobs:test",
             "UPLOAD_BUCKET": "media",
+            "EVENT_BUS_NAME": "events",
             "MAX_JOB_AGE_SECONDS": "3600",
             "PIXAZO_BASE_URL": "https://gateway.pixazo.ai",
             "PIXAZO_API_KEY_SECRET": "pixverse-jobs/pixazo-api-key",
@@ -79,6 +89,11 @@ def _messages(env: dict[str, Any], queue: str) -> list[dict[str, Any]]:
 
 def _events(env: dict[str, Any]) -> list[dict[str, Any]]:
     return [json.loads(json.loads(m["Body"])["Message"]) for m in _messages(env, "inbox")]
+
+
+def _bus_events(env: dict[str, Any]) -> list[dict[str, Any]]:
+    """The CloudEvents the bus's rule delivered (each in its envelope's ``detail``)."""
+    return [json.loads(m["Body"])["detail"] for m in _messages(env, "bus-inbox")]
 
 
 def _job(env: dict[str, Any], status: JobStatus, *, job_id: str = JOB_ID, **extra: Any) -> dict[str, Any]:
@@ -261,6 +276,7 @@ def test_replay_sends_the_final_event_again_with_the_same_id_and_document(copier
     CopyQueue(env["copy"], env["sqs"]).request_delivery(JOB_ID)
     _deliver_copy_messages(env)
     [first] = _events(env)
+    assert _bus_events(env) == [first]
 
     status, body = _call(load_function("SubmitFunction"), _route_event("replay"))
 
@@ -268,6 +284,7 @@ def test_replay_sends_the_final_event_again_with_the_same_id_and_document(copier
     assert body == {"job_id": JOB_ID, "event_id": first["id"], "event_type": JOB_FAILED, "status": "FAILED"}
     [again] = _events(env)
     assert again == first
+    assert _bus_events(env) == [first]
 
 
 def test_replay_of_a_job_not_ended_is_409_not_ended_and_publishes_nothing(env: dict[str, Any]) -> None:

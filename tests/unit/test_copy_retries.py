@@ -159,6 +159,7 @@ def test_retry_cap_below_its_base_is_refused_naming_the_settings() -> None:
     env = {
         "MEDIA_BUCKET": "media",
         "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:events",
+        "EVENT_BUS_NAME": "events",
         "ALLOWED_MEDIA_HOSTS": "*.r2.dev",
         "COPY_RETRY_BASE_SECONDS": "60",
         "COPY_RETRY_MAX_SECONDS": "30",
@@ -251,6 +252,7 @@ def test_failed_copy_message_comes_back_after_the_backoff_not_the_queue_timeout(
         "JOBS_TABLE": "jobs",
         "MEDIA_BUCKET": "media",
         "EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:events",
+        "EVENT_BUS_NAME": "events",
         "ALLOWED_MEDIA_HOSTS": "*.r2.dev",
         "POWERTOOLS_METRICS_DISABLED": "true",
     }.items():

@@ -46,6 +46,7 @@ def _import_function(directory: str, **extra_env: str) -> dict[str, Any]:
         "COPY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/copy",
         "WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:signing-AbCdEf",
         "UPLOAD_BUCKET": "media",
+        "EVENT_BUS_NAME": "events",
         **extra_env,
     }
     result = subprocess.run(

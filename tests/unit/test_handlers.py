@@ -315,6 +315,7 @@ def test_media_copy_handler_reports_failed_record(
 ) -> None:
     monkeypatch.setenv("MEDIA_BUCKET", "media")
     monkeypatch.setenv("EVENTS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:events")
+    monkeypatch.setenv("EVENT_BUS_NAME", "events")
     monkeypatch.setenv("ALLOWED_MEDIA_HOSTS", "*.r2.dev")
     module = load_function("MediaCopyFunction")
 
@@ -332,6 +333,7 @@ def test_media_copy_handler_drops_malformed_message(
 ) -> None:
     monkeypatch.setenv("MEDIA_BUCKET", "media")
     monkeypatch.setenv("EVENTS_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:events")
+    monkeypatch.setenv("EVENT_BUS_NAME", "events")
     monkeypatch.setenv("ALLOWED_MEDIA_HOSTS", "*.r2.dev")
     module = load_function("MediaCopyFunction")
     event = load_event("media_copy")

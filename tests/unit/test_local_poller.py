@@ -409,7 +409,7 @@ def test_local_stack_runs_template_api_and_queue_end_to_end(tmp_path: Path) -> N
     assert stored and item is not None
     assert item["source"] == stack.resources["Work"].attributes["Arn"]
     assert ready.startswith(f"ready: api={stack.api_url} aws={stack.aws_endpoint} gateway=http://127.0.0.1:9 ")
-    assert f"table=e2e-Table bucket=- topic=- queue={queue_url} dlq={stack.resources['Dlq'].ref}" in ready
+    assert f"table=e2e-Table bucket=- topic=- bus=- queue={queue_url} dlq={stack.resources['Dlq'].ref}" in ready
     assert os.environ.get("QUEUE_URL") == before  # environment restored on stop
 
 

@@ -435,6 +435,7 @@ def test_media_copy_handler_passes_receive_count_and_a_deadline(
         "JOBS_TABLE": aws["table"],
         "MEDIA_BUCKET": "media",
         "EVENTS_TOPIC_ARN": aws["topic"],
+        "EVENT_BUS_NAME": "events",
         "ALLOWED_MEDIA_HOSTS": "*.r2.dev",
         "COPY_MAX_RECEIVE_COUNT": "4",
         "POWERTOOLS_METRICS_DISABLED": "true",

@@ -51,6 +51,17 @@ BUCKET_OBJECTS = "${MediaBucket.Arn}/*"
 # Images from S3 and uploads: POST /uploads' objects, and each bucket of the InputBuckets parameter.
 UPLOAD_OBJECTS = "${MediaBucket.Arn}/uploads/*"
 INPUT_BUCKET_OBJECTS = "each of arn:${AWS::Partition}:s3:::${Buckets}/*"
+# The stack's own bus, or the one EventBusName names: never any other bus.
+EVENT_BUS_ARN = json.dumps(
+    {
+        "Fn::If": [
+            "CreateEventBus",
+            {"Fn::GetAtt": ["EventBus", "Arn"]},
+            {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"},
+        ]
+    },
+    sort_keys=True,
+)
 EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
     "SubmitFunction": {
         "dynamodb:PutItem": {TABLE},
@@ -73,6 +84,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "s3:GetObject if HasInputBuckets": {INPUT_BUCKET_OBJECTS},
         # POST /uploads' presigned PUTs, authorized against this role.
         "s3:PutObject": {UPLOAD_OBJECTS},
+        # POST /jobs/{job_id}/replay puts the final event on the bus again.
+        "events:PutEvents": {EVENT_BUS_ARN},
     },
     "SubmitterFunction": {
         "dynamodb:GetItem": {TABLE},
@@ -94,6 +107,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "secretsmanager:GetSecretValue": {SIGNING_SECRET},
         # pixverse.job.progress events, only when the ProgressEvents parameter is true.
         "sns:Publish if PublishProgress": {"Ref:EventsTopic"},
+        "events:PutEvents if PublishProgress": {EVENT_BUS_ARN},
     },
     "MediaCopyFunction": {
         "dynamodb:GetItem": {TABLE},
@@ -105,6 +119,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         # The copies of a job cancelled while they were made.
         "s3:DeleteObject": {BUCKET_OBJECTS},
         "sns:Publish": {"Ref:EventsTopic"},
+        "events:PutEvents": {EVENT_BUS_ARN},
         # The backoff of a transiently failed copy.
         "sqs:ChangeMessageVisibility": {"CopyQueue.Arn"},
     },
@@ -124,6 +139,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "sqs:SendMessage": {"CopyQueue.Arn"},
         "sqs:ChangeMessageVisibility": {"CallbackBufferQueue.Arn"},
         "sns:Publish if PublishProgress": {"Ref:EventsTopic"},
+        "events:PutEvents if PublishProgress": {EVENT_BUS_ARN},
     },
     # Ends a job past its deadline_seconds: the job, its deadline message again (a deadline past
     # SQS's 15-minute delay), the cancelled event asked of the copier.

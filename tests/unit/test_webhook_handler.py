@@ -72,7 +72,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         queue_url = sqs.create_queue(QueueName="copy")["QueueUrl"]
         secret_arn = secrets.create_secret(Name="signing", SecretString=SECRET)["ARN"]
         topic_arn = sns.create_topic(Name="events")["TopicArn"]
+        bus = boto3.client("events").create_event_bus(Name="events")["EventBusArn"].rsplit("/", 1)[1]
         for name, value in {
+            "EVENT_BUS_NAME": bus,
             "JOBS_TABLE": table,
             "COPY_QUEUE_URL": queue_url,
             "WEBHOOK_SECRET_ARN": secret_arn,

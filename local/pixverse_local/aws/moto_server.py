@@ -21,6 +21,10 @@ Found by the reliability suite (tests/reliability), which measured both.
    attributes together exceed the queue's MaximumMessageSize. Each is refused with the error AWS
    answers, cited where it is checked.
 
+6. EventBridge (``eventbridge_as_aws``): PutEvents entries of 256 KB or more refused; a rule's
+   target that cannot take an event never fails PutEvents; disabled rules deliver nothing; an
+   SQS target receives only what its queue policy lets events.amazonaws.com send for that rule.
+
 5. SQS fair queues (``sqs_fair_queues``): on AWS a standard queue whose producers set MessageGroupId
    keeps a tenant with a large backlog from holding back the others; moto hands a standard queue's
    messages out oldest first whatever their group. The policy emulated, and how it relates to AWS's,
@@ -37,7 +41,10 @@ import argparse
 import base64
 import binascii
 import copy
+import fnmatch
 import heapq
+import json
+import logging
 import os
 import string
 import sys
@@ -455,6 +462,146 @@ def sqs_fair_queues() -> None:
     SQSBackend._validate_message = validate_message  # type: ignore[method-assign]
 
 
+# ------------------------------------------------------------------------------------------ EventBridge
+# What moto 5.2's events backend lacks, measured against what AWS documents:
+# - Size. "The total entry size must be less than 256KB", an entry counted as "Calculating PutEvents
+#   event entry size" says: Time 14 bytes if given, Source, DetailType, Detail and each Resources
+#   entry their UTF-8 bytes (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html).
+#   Over it AWS refuses the request: ValidationException "Total size of the entries in the request is
+#   over the limit." moto takes any size.
+# - Delivery is asynchronous on AWS: a target that cannot take an event (a deleted queue, a queue
+#   policy that does not let EventBridge send) never fails PutEvents; EventBridge retries, then drops
+#   the event or moves it to the target's dead-letter queue (EventBridge user guide, "Event retry
+#   policy and using dead-letter queues"). moto delivers inside PutEvents, so a deleted target queue
+#   failed the whole call. Here a failed delivery is logged and dropped (no retries, no target DLQ).
+# - Permissions. An SQS target receives an event only if the queue's policy allows the service
+#   principal events.amazonaws.com sqs:SendMessage, usually on the condition aws:SourceArn = the rule
+#   (EventBridge user guide, "Using resource-based policies", Amazon SQS permissions:
+#   https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-sqs-permissions).
+#   moto delivers without a policy. Here the policy is evaluated: Allow and Deny statements whose
+#   Principal is "*" or the service, whose Action and Resource match (wildcards), and whose Condition
+#   uses ArnEquals, ArnLike, StringEquals or StringLike on aws:SourceArn / aws:SourceAccount; a
+#   condition of another operator or key is taken as not met (an Allow it guards does not apply).
+# - A DISABLED rule matches nothing on AWS; moto's delivers.
+# Pattern matching is moto's own: it matches what this project's rules use (detail-type, source,
+# nested detail fields, prefix / anything-but / numeric / exists), but not fields inside arrays of
+# objects (AWS matches detail.data.outputs.media_type against each output; moto matches nothing).
+EVENTBRIDGE_MAX_ENTRY_BYTES = 262_143  # "less than 256KB"
+EVENTBRIDGE_SIZE_MESSAGE = "Total size of the entries in the request is over the limit."
+EVENTBRIDGE_PRINCIPAL = "events.amazonaws.com"
+_EVENTS_LOG = logging.getLogger("pixverse_local.eventbridge")
+
+
+def putevents_entry_size(entry: Mapping[str, Any]) -> int:
+    """An entry's size as EventBridge counts it ("Calculating PutEvents event entry size")."""
+    size = 14 if entry.get("Time") is not None else 0
+    for name in ("Source", "DetailType", "Detail"):
+        if entry.get(name) is not None:
+            size += utf8_size(str(entry[name]))
+    return size + sum(utf8_size(str(r)) for r in entry.get("Resources") or [] if r is not None)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _principal_is_eventbridge(principal: Any) -> bool:
+    if principal == "*":
+        return True
+    if not isinstance(principal, Mapping):
+        return False
+    return EVENTBRIDGE_PRINCIPAL in _as_list(principal.get("Service", [])) or "*" in _as_list(principal.get("AWS", []))
+
+
+def _condition_holds(condition: Mapping[str, Any] | None, context: Mapping[str, str]) -> bool:
+    for operator, tests in (condition or {}).items():
+        if operator not in ("ArnEquals", "ArnLike", "StringEquals", "StringLike") or not isinstance(tests, Mapping):
+            return False
+        for key, expected in tests.items():
+            actual = context.get(str(key).lower())
+            if actual is None:
+                return False
+            like = operator.endswith("Like")
+            if not any(fnmatch.fnmatchcase(actual, str(e)) if like else actual == str(e) for e in _as_list(expected)):
+                return False
+    return True
+
+
+def queue_policy_lets_eventbridge_send(policy: Any, queue_arn: str, rule_arn: str, account_id: str) -> bool:
+    """Whether an SQS queue policy lets EventBridge's rule ``rule_arn`` send to the queue (a
+    matching Deny wins; no matching Allow: not allowed)."""
+    if not policy:
+        return False
+    document = json.loads(policy) if isinstance(policy, str) else policy
+    context = {"aws:sourcearn": rule_arn, "aws:sourceaccount": account_id}
+    allowed = False
+    for statement in _as_list(document.get("Statement", [])):
+        if not _principal_is_eventbridge(statement.get("Principal")):
+            continue
+        actions = [str(a).lower() for a in _as_list(statement.get("Action", []))]
+        if not any(fnmatch.fnmatchcase("sqs:sendmessage", a) for a in actions):
+            continue
+        if not any(fnmatch.fnmatchcase(queue_arn, str(r)) for r in _as_list(statement.get("Resource", "*"))):
+            continue
+        if not _condition_holds(statement.get("Condition"), context):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        allowed = allowed or statement.get("Effect") == "Allow"
+    return allowed
+
+
+def eventbridge_as_aws() -> None:
+    """Hold moto's EventBridge to AWS's entry size, asynchronous targets and SQS target permissions."""
+    from moto.events.exceptions import ValidationException
+    from moto.events.models import EventsBackend, Rule
+
+    if getattr(EventsBackend, "_pixverse_limited", False):
+        return
+    EventsBackend._pixverse_limited = True  # type: ignore[attr-defined]
+    original_put_events = EventsBackend.put_events
+    original_send = Rule.send_to_targets
+    original_to_sqs = Rule._send_to_sqs_queue
+    original_to_logs = Rule._send_to_cw_log_group
+
+    def put_events(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if sum(putevents_entry_size(entry) for entry in events) > EVENTBRIDGE_MAX_ENTRY_BYTES:
+            raise ValidationException(EVENTBRIDGE_SIZE_MESSAGE)
+        return original_put_events(self, events)
+
+    def send_to_targets(self: Any, *args: Any, **kwargs: Any) -> None:
+        if str(self.state).upper() == "DISABLED":
+            return
+        original_send(self, *args, **kwargs)
+
+    def to_sqs(self: Any, resource_id: str, event: dict[str, Any], group_id: str | None = None) -> None:
+        from moto.sqs.models import sqs_backends
+
+        try:
+            queue = sqs_backends[self.account_id][self.region_name].get_queue(resource_id)
+            if not queue_policy_lets_eventbridge_send(queue.policy, queue.queue_arn, self.arn, self.account_id):
+                _EVENTS_LOG.warning(
+                    "rule %s: queue %s's policy does not let events.amazonaws.com send for this rule; event dropped",
+                    self.arn,
+                    resource_id,
+                )
+                return
+            original_to_sqs(self, resource_id, event, group_id)
+        except Exception:
+            _EVENTS_LOG.warning("rule %s: target queue %s did not take the event; dropped", self.arn, resource_id)
+
+    def to_logs(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            original_to_logs(self, *args, **kwargs)
+        except Exception:
+            _EVENTS_LOG.warning("rule %s: target log group did not take the event; dropped", self.arn)
+
+    EventsBackend.put_events = put_events  # type: ignore[method-assign]
+    Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+    Rule._send_to_sqs_queue = to_sqs  # type: ignore[method-assign]
+    Rule._send_to_cw_log_group = to_logs  # type: ignore[method-assign]
+
+
 def event_per_resolver() -> None:
     """Keep each API resolver's current event on the instance, not on the shared class."""
     from aws_lambda_powertools.event_handler import api_gateway
@@ -511,6 +658,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(str(exc))
     atomic_dynamodb_writes()
     aws_service_limits()
+    eventbridge_as_aws()
     sqs_fair_queues()
     presigned_url_checks()
     scale_sqs_delays(scale)

@@ -1,6 +1,6 @@
 """Create the template's stateful resources in an AWS endpoint (moto server locally).
 
-Every table, bucket, topic, queue and secret is created from its own ``Properties`` in template.yaml,
+Every table, bucket, topic, event bus, queue and secret is created from its own ``Properties`` in template.yaml,
 in dependency order (a queue's dead-letter queue before the queue), and registered with the
 :class:`~pixverse_local.aws.template.Resolver` so later references resolve to real physical ids.
 
@@ -63,6 +63,7 @@ TOPIC = "AWS::SNS::Topic"
 QUEUE = "AWS::SQS::Queue"
 SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type, not a password
 LOG_GROUP = "AWS::Logs::LogGroup"
+EVENT_BUS = "AWS::Events::EventBus"
 
 # Queue properties that are SQS attributes of the same name.
 _QUEUE_ATTRIBUTES = (
@@ -140,6 +141,7 @@ class Provisioner:
             QUEUE: self._queue,
             SECRET: self._secret,
             LOG_GROUP: self._log_group,
+            EVENT_BUS: self._event_bus,
         }
         for name, value in (extra_secrets or {}).items():
             arn = self._put_secret(name, value, description="local stack", overwrite=True)
@@ -381,6 +383,25 @@ class Provisioner:
         arn = str(self.client("sns").create_topic(**kwargs)["TopicArn"])
         self._ignored(logical_id, p, {"TopicName", "Tags", *_TOPIC_ATTRIBUTES})
         return PhysicalResource(logical_id, TOPIC, arn, {"TopicArn": arn, "TopicName": name})
+
+    # -------------------------------------------------------------------------------- EventBridge
+    def _event_bus(self, logical_id: str, p: dict[str, Any]) -> PhysicalResource:
+        """A custom bus (``Ref`` is its name, as CloudFormation gives it; ``Arn`` and ``Name``)."""
+        events = self.client("events")
+        name = str(p.get("Name") or self.resolver.physical_name(logical_id))
+        kwargs: dict[str, Any] = {"Name": name}
+        if "Description" in p:
+            kwargs["Description"] = str(p["Description"])
+        if "Tags" in p:
+            kwargs["Tags"] = p["Tags"]
+        try:
+            arn = str(events.create_event_bus(**kwargs)["EventBusArn"])
+        except ClientError as exc:
+            if _code(exc) != "ResourceAlreadyExistsException":
+                raise
+            arn = str(events.describe_event_bus(Name=name)["Arn"])
+        self._ignored(logical_id, p, {"Name", "Description", "Tags"})
+        return PhysicalResource(logical_id, EVENT_BUS, name, {"Arn": arn, "Name": name})
 
     # -------------------------------------------------------------------------------- SQS
     def _queue(self, logical_id: str, p: dict[str, Any]) -> PhysicalResource:

@@ -17,6 +17,8 @@ JOBS_TABLE = "JOBS_TABLE"
 MEDIA_BUCKET = "MEDIA_BUCKET"
 MEDIA_KEY_PREFIX = "MEDIA_KEY_PREFIX"
 EVENTS_TOPIC_ARN = "EVENTS_TOPIC_ARN"
+# The EventBridge bus every event also goes to (its name, or its ARN).
+EVENT_BUS_NAME = "EVENT_BUS_NAME"
 EVENT_SOURCE = "EVENT_SOURCE"
 COPY_QUEUE_URL = "COPY_QUEUE_URL"
 SUBMIT_QUEUE_URL = "SUBMIT_QUEUE_URL"
@@ -136,6 +138,8 @@ class DeliverySettings(NamedTuple):
     # after base * 2^(n-1), capped at max, with jitter (see ``pixverse_jobs.delivery.CopyBackoff``).
     copy_retry_base_seconds: int = 30
     copy_retry_max_seconds: int = 900
+    # The EventBridge bus the final events also go to (EVENT_BUS_NAME, required).
+    bus_name: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> DeliverySettings:
@@ -161,6 +165,7 @@ class DeliverySettings(NamedTuple):
             max_receive_count=_whole_number(env, COPY_MAX_RECEIVE_COUNT, 5, 1, 1000),
             copy_retry_base_seconds=retry_base,
             copy_retry_max_seconds=retry_max,
+            bus_name=_required(env, EVENT_BUS_NAME),
         )
 
 
@@ -170,6 +175,7 @@ class ProgressSettings(NamedTuple):
     enabled: bool
     topic_arn: str
     event_source: str
+    bus_name: str = ""  # EVENT_BUS_NAME, required when enabled
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ProgressSettings:
@@ -178,6 +184,7 @@ class ProgressSettings(NamedTuple):
             enabled=enabled,
             topic_arn=_required(env, EVENTS_TOPIC_ARN) if enabled else env.get(EVENTS_TOPIC_ARN, "").strip(),
             event_source=_optional(env, EVENT_SOURCE, "urn:pixverse-jobs"),
+            bus_name=_required(env, EVENT_BUS_NAME) if enabled else env.get(EVENT_BUS_NAME, "").strip(),
         )
 
 
@@ -243,12 +250,14 @@ class AdmissionSettings(NamedTuple):
 class EndingSettings(NamedTuple):
     """What ends a job outside the gateway's outcomes (cancel, a deadline) and what re-publishes
     an ended job's event (replay): the copy queue, whose copier publishes the one final event of
-    a job it ends, and the topic and source of the events a replay sends again."""
+    a job it ends, and the topic, bus and source of the events a replay sends again (SubmitFunction
+    only: the deadline function publishes nothing, so these are not required here)."""
 
     copy_queue_url: str
     topic_arn: str
     event_source: str
     deadline_queue_url: str
+    bus_name: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EndingSettings:
@@ -257,7 +266,15 @@ class EndingSettings(NamedTuple):
             topic_arn=env.get(EVENTS_TOPIC_ARN, "").strip(),
             event_source=_optional(env, EVENT_SOURCE, "urn:pixverse-jobs"),
             deadline_queue_url=env.get(DEADLINE_QUEUE_URL, "").strip(),
+            bus_name=env.get(EVENT_BUS_NAME, "").strip(),
         )
+
+    def publishing(self) -> EndingSettings:
+        """These settings, checked for a replay: it needs the topic and the bus."""
+        for name, value in ((EVENTS_TOPIC_ARN, self.topic_arn), (EVENT_BUS_NAME, self.bus_name)):
+            if not value:
+                raise ConfigurationError(f"environment variable {name} is required but not set")
+        return self
 
 
 class SubmitterSettings(NamedTuple):

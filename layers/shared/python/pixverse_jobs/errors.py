@@ -200,3 +200,10 @@ class MediaDownloadInterrupted(TransientDeliveryError):
     def __init__(self, message: str, *, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+# ----------------------------------------------------------------- events (EventBridge)
+class EventNotPublished(PixverseJobsError):
+    """The EventBridge bus did not take an event (the call failed, or PutEvents answered 200 with
+    the entry's ErrorCode). The event may already be on SNS; the caller's retry publishes it
+    again to both, with the same id. Names the event and the bus, never the document."""
