@@ -95,7 +95,7 @@ class SubmitJobBody(BaseModel):
         description="Optional: a job not ended this many seconds after it was accepted ends CANCELLED "
         "(error code deadline_exceeded) with its pixverse.job.cancelled event, within seconds of the deadline. "
         f"1 to the stack's MaxJobAgeSeconds ({DEFAULT_MAX_DEADLINE_SECONDS} by default, which the schema shows). "
-        "The gateway has no cancel: a job it accepted may still be billed.",
+        "A JSON integer: 600, not 600.0. The gateway has no cancel: a job it accepted may still be billed.",
     )
 
 

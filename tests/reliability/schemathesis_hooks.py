@@ -27,10 +27,13 @@ def _whole_floats_as_integers(value: Any) -> Any:
 
 @schemathesis.hook
 def map_body(context: Any, body: Any) -> Any:
-    """A POST /jobs body's ``input``, and a POST /uploads body's ``size``, with whole-number floats
-    written as integers."""
+    """A POST /jobs body's ``input`` and ``deadline_seconds``, and a POST /uploads body's ``size``,
+    with whole-number floats written as integers."""
     if isinstance(body, dict) and isinstance(body.get("input"), dict):
-        return {**body, "input": _whole_floats_as_integers(body["input"])}
+        body = {**body, "input": _whole_floats_as_integers(body["input"])}
+        if isinstance(body.get("deadline_seconds"), float):
+            body["deadline_seconds"] = _whole_floats_as_integers(body["deadline_seconds"])
+        return body
     if isinstance(body, dict) and isinstance(body.get("size"), float):
         return {**body, "size": _whole_floats_as_integers(body["size"])}
     return body
