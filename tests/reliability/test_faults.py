@@ -39,8 +39,16 @@ import pytest
 from botocore.exceptions import ClientError
 from pixverse_jobs.admission import SUBMIT_CALL_SECONDS
 from pixverse_jobs.events import JOB_DELIVERED
-from pixverse_jobs.reconcile import ACCEPTED_RESEND_SECONDS, ENQUEUE_PENDING, RETRY_GRACE_SECONDS, RUN_LEASE
-from pixverse_jobs.store import CHECK_AT, COPY_LEASE, COPY_RETRY_AT, LEASE_HOLDER, LEASE_UNTIL, RUN_LEASE_PREFIX
+from pixverse_jobs.reconcile import ACCEPTED_RESEND_SECONDS, RETRY_GRACE_SECONDS, RUN_LEASE
+from pixverse_jobs.store import (
+    CHECK_AT,
+    COPY_LEASE,
+    COPY_RETRY_AT,
+    ENQUEUE_PENDING,
+    LEASE_HOLDER,
+    LEASE_UNTIL,
+    RUN_LEASE_PREFIX,
+)
 from pixverse_local.harness import TERMINAL, LocalClient, StackProcess
 from reliability_support import (
     DeliveryCheck,

@@ -38,7 +38,16 @@ from pixverse_jobs.observability import logger, metrics
 from pixverse_jobs.proxy import lambda_payload_bytes
 from pixverse_jobs.queue import DeadlineQueue, SubmitQueue
 from pixverse_jobs.states import JobStatus
-from pixverse_jobs.store import CHECK_AT, OWNER_SHARDS, IndexEntry, IndexPage, Job, JobStore, first_check_at
+from pixverse_jobs.store import (
+    CHECK_AT,
+    ENQUEUE_PENDING,
+    OWNER_SHARDS,
+    IndexEntry,
+    IndexPage,
+    Job,
+    JobStore,
+    first_check_at,
+)
 from pixverse_jobs.views import job_view
 
 MAX_METADATA_BYTES = 2048
@@ -179,11 +188,6 @@ def _unstorable(value: Any, path: str) -> list[FieldError]:
 def new_job_id() -> str:
     """Opaque, URL-safe, unguessable."""
     return f"job_{uuid.uuid4().hex}"
-
-
-# A job whose message could not be sent at POST carries this (epoch seconds): the reconciler
-# queues it at its next run. The job is recorded, so the caller is answered 202 all the same.
-ENQUEUE_PENDING = "enqueue_pending"
 
 
 class JobService:

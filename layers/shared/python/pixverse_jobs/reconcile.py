@@ -80,7 +80,7 @@ from pixverse_jobs.states import (
     TERMINAL,
     JobStatus,
 )
-from pixverse_jobs.store import CHECK_AT, COPY_LEASE, COPY_RETRY_AT, Job, JobStore
+from pixverse_jobs.store import CHECK_AT, COPY_LEASE, COPY_RETRY_AT, ENQUEUE_PENDING, Job, JobStore
 
 # The lease that keeps one run at a time, and how long it outlives the run's own deadline: Lambda
 # stops a run at its timeout, so a run that dies holding it frees it soon after.
@@ -98,7 +98,6 @@ RETRY_GRACE_SECONDS = 60
 # An ACCEPTED job untouched this long may have lost its submit message (the submitter re-sends it
 # at each try, so a job that waits its turn in a backlog is the only other kind): queue it again.
 ACCEPTED_RESEND_SECONDS = 3600
-ENQUEUE_PENDING = "enqueue_pending"  # jobs.ENQUEUE_PENDING (jobs imports what the reconciler must not)
 # A job still running at the gateway is polled again after a quarter of its age, never sooner than
 # RECONCILE_AFTER_SECONDS and, past that, never later than an hour: with the defaults a job whose
 # callbacks are lost for good is polled about 30 times in its 24 hours, where a poll every

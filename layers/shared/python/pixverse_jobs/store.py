@@ -79,6 +79,9 @@ def _transaction_condition_failed(exc: ClientError) -> bool:
 
 # The per-caller cap of unfinished jobs (MAX_JOBS_PER_CALLER): counters in the jobs table.
 QUOTA_KEY = "quota_key"
+# A job whose submit message could not be sent at POST carries this (epoch seconds): the reconciler
+# queues it at its next run. The job is recorded, so the caller is answered 202 all the same.
+ENQUEUE_PENDING = "enqueue_pending"
 QUOTA_SHARDS = 16
 
 
