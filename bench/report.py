@@ -626,6 +626,30 @@ def _reconcile_backlog(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _deadline(section: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    lines = ["## 7. Deadlines: how late a job with deadline_seconds ends", ""]
+    lines += _header("deadline", section)
+    lines += ["Method: " + r["method"] + ".", ""]
+    late = r["late_seconds"]
+    lines += _table(
+        ["jobs", "CANCELLED deadline_exceeded", "early", "late min (s)", "median", "p95", "max", "rounding median (s)"],
+        [
+            [
+                r["jobs"],
+                r["cancelled_deadline_exceeded"],
+                r["early"],
+                late["min"],
+                late["median"],
+                late["p95"],
+                late["max"],
+                r["rounding_seconds_median"],
+            ]
+        ],
+    )
+    return lines
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The whole report."""
     benchmarks = results["benchmarks"]
@@ -651,6 +675,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "capacity": _capacity,
         "burst": _burst,
         "reconcile_backlog": _reconcile_backlog,
+        "deadline": _deadline,
     }
     for name, section in benchmarks.items():
         lines += renderers[name](section)

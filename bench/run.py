@@ -8,6 +8,7 @@
     .venv/bin/python bench/run.py --only capacity --capacity-jobs 50
     .venv/bin/python bench/run.py --only burst --burst-jobs 200 --burst-seconds 10
     .venv/bin/python bench/run.py --only reconcile_backlog --reconcile-jobs 5000
+    .venv/bin/python bench/run.py --only deadline --deadline-jobs 30
 
 Benchmarks: ``copy`` (media copy against three obvious alternatives, each run in a fresh process),
 ``cold`` (cold start of each function against the boto3 floor), ``built`` (each handler imported
@@ -17,7 +18,8 @@ index and partition key, and the ceiling in jobs/s the hottest key allows), ``we
 (callbacks per second, and where the time goes), ``reconcile_backlog`` (the reconciler over 5,000
 unfinished jobs: gateway status polls per second, time to clear) and ``burst`` (2,000 jobs in 60 s
 against a gateway that admits 8 at once: the answers, the gateway's load, delivery, and a quiet
-caller's wait). A partial run replaces only its own sections of an existing results.json (the burst
+caller's wait) and ``deadline`` (how late a job with ``deadline_seconds`` ends CANCELLED, at AWS's
+SQS timings). A partial run replaces only its own sections of an existing results.json (the burst
 section keeps its ``before`` run next to a new ``after`` one).
 """
 
@@ -39,12 +41,12 @@ from benchlib import BENCH_DIR, machine_info
 from report import render_markdown
 
 # The report's order.
-BENCHMARKS = ("copy", "cold", "built", "cost", "webhook", "capacity", "reconcile_backlog", "burst")
+BENCHMARKS = ("copy", "cold", "built", "cost", "webhook", "capacity", "reconcile_backlog", "burst", "deadline")
 # The order they run in: the millisecond measurements first, on a settled machine; the copy
 # section last, since it leaves the machine busy for a while (GiBs freed by moto server and the
 # peers, page cache): a cold section run right after it measured 1.21x for a function that
 # measures 1.12-1.15x on its own (bench/cold_start.py --repeats 9 --functions MediaCopyFunction).
-RUN_ORDER = ("cold", "built", "webhook", "cost", "capacity", "reconcile_backlog", "burst", "copy")
+RUN_ORDER = ("cold", "built", "webhook", "cost", "capacity", "reconcile_backlog", "burst", "deadline", "copy")
 DEFAULT_REPEATS = {"copy": 5, "cold": 7, "webhook": 3}
 
 
@@ -94,6 +96,10 @@ def _run(name: str, args: argparse.Namespace) -> dict[str, Any]:
         from reconcile_backlog import run_reconcile_backlog
 
         return run_reconcile_backlog(args.reconcile_jobs, latency_ms=args.reconcile_latency_ms, log=_log)
+    if name == "deadline":
+        from deadline_lateness import run_deadline
+
+        return run_deadline(args.deadline_jobs, log=_log)
     if name == "webhook":
         from webhook_throughput import run_webhook
 
@@ -132,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=200,
         help="the simulator's answer time per status poll in the reconciler backlog (default 200)",
     )
+    parser.add_argument("--deadline-jobs", type=int, default=30, help="jobs with a deadline (default 30)")
     parser.add_argument("--copy-variants", default="ours,memory,tempfile,fileobj", help="copy variants to run")
     parser.add_argument(
         "--cold-functions",
