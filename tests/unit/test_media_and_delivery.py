@@ -556,3 +556,26 @@ def test_a_job_cancelled_during_its_copy_keeps_no_object_and_publishes_the_cance
     assert store.get("j1")["status"] == "CANCELLED"  # type: ignore[index]
     assert aws["s3"].list_objects_v2(Bucket="media").get("KeyCount") == 0
     assert [e["type"] for e in _events(aws)] == [JOB_CANCELLED]
+
+
+def test_a_job_cancelled_between_two_copy_attempts_keeps_none_of_the_first_attempts_objects(
+    aws: dict[str, Any],
+) -> None:
+    # The first media copies, the second fails for now: the first object is kept for the retry.
+    origin = FlakyOrigin({"/a/0.mp4": _payload(1000), "/a/1.mp4": _payload(2000)})
+    origin.broken["/a/1.mp4"] = 503
+    service, store = _service_with(aws, origin)
+    _completed_job(store, "j1", ["https://a.r2.dev/a/0.mp4", "https://a.r2.dev/a/1.mp4"])
+    with pytest.raises(TransientDeliveryError):
+        service.deliver("j1", attempt=1, message_id="m-1")
+    assert aws["s3"].list_objects_v2(Bucket="media").get("KeyCount") == 1
+    queue = aws["sqs"].create_queue(QueueName="copy")["QueueUrl"]
+    job = store.get("j1")
+    assert job is not None and Canceller(store, CopyQueue(queue, aws["sqs"])).cancel(job).cancelled
+
+    outcome = service.deliver("j1", attempt=2, message_id="m-1")  # the retry's message
+
+    assert outcome.status is JobStatus.CANCELLED and outcome.published
+    assert aws["s3"].list_objects_v2(Bucket="media").get("KeyCount") == 0
+    assert "copied_outputs" not in store.get("j1")  # type: ignore[operator]
+    assert [e["type"] for e in _events(aws)] == [JOB_CANCELLED]

@@ -184,6 +184,11 @@ class DeliveryService:
             if status is JobStatus.DELIVERED:
                 copy_seconds = time.monotonic() - started
                 copied_bytes = sum(int(o.get("size") or 0) for o in job.get("outputs") or [])
+        if status is JobStatus.CANCELLED and job.get(COPIED_ATTRIBUTE):
+            # Cancelled between two attempts of a copy: the objects its earlier attempts wrote go too.
+            self._remove_copies(job_id, list(job[COPIED_ATTRIBUTE]))
+            with contextlib.suppress(Exception):
+                self._store.annotate(job_id, remove=[COPIED_ATTRIBUTE])
         if status in TERMINAL:
             return DeliveryOutcome(
                 status=status,
