@@ -52,14 +52,13 @@ from pixverse_jobs.jobs import WEBHOOK_BASE
 from pixverse_jobs.observability import count_by, logger, metrics
 from pixverse_jobs.queue import MAX_DELAY_SECONDS, CopyQueue, SubmitMessage, SubmitQueue
 from pixverse_jobs.signing import webhook_url
-from pixverse_jobs.states import SUBMIT_ERROR, JobStatus
+from pixverse_jobs.states import SUBMIT_ERROR, JobStatus, not_submitted_error
 from pixverse_jobs.store import Job, JobStore
 
 # The claim token of the submit in progress, and what the gateway said "not now" with last.
 SUBMIT_CLAIM = "submit_claim"
 SUBMIT_ATTEMPTS = "submit_attempts"
 LAST_SUBMIT_ERROR = "last_submit_error"
-NOT_SUBMITTED_CODE = "not_submitted"
 MAX_ERROR_MESSAGE_CHARS = 500
 METRIC_NOT_NOW = "GatewayNotNow"
 METRIC_NOT_NOW_BY_REASON = "GatewayNotNowByReason"
@@ -396,15 +395,10 @@ class Submitter:
         """ACCEPTED past MAX_JOB_AGE_SECONDS: the gateway never had room for it. Nothing was
         accepted (an ACCEPTED job has no request_id), so it ends SUBMIT_FAILED with its event."""
         job_id = str(job["job_id"])
-        last = job.get(LAST_SUBMIT_ERROR) or {}
-        hours = self._settings.max_age_seconds / 3600
-        reason = f"the gateway did not take the job within {hours:g} hours"
-        if last:
-            reason += f" (its last answer: {last.get('code')}: {last.get('message')})"
         transition = self._store.advance(
             job_id,
             JobStatus.SUBMIT_FAILED,
-            attributes={"error": {"code": NOT_SUBMITTED_CODE, "message": reason}},
+            attributes={"error": not_submitted_error(job.get(LAST_SUBMIT_ERROR), self._settings.max_age_seconds)},
             from_statuses=[JobStatus.ACCEPTED],
         )
         if not transition.applied:

@@ -79,6 +79,7 @@ from pixverse_jobs.states import (
     SUBMIT_ERROR,
     TERMINAL,
     JobStatus,
+    not_submitted_error,
 )
 from pixverse_jobs.store import CHECK_AT, COPY_LEASE, COPY_RETRY_AT, ENQUEUE_PENDING, Job, JobStore
 
@@ -378,16 +379,12 @@ class Reconciler:
         for ACCEPTED_RESEND_SECONDS: a job waiting its turn in a backlog needs nothing)."""
         job_id = str(job["job_id"])
         if moment.age > self._settings.max_age_seconds:
-            hours = self._settings.max_age_seconds / 3600
-            last = job.get("last_submit_error") or {}
-            reason = f"the gateway did not take the job within {hours:g} hours"
-            if last:
-                reason += f" (its last answer: {last.get('code')}: {last.get('message')})"
+            error = not_submitted_error(job.get("last_submit_error"), self._settings.max_age_seconds)
             next_look = self._next_look(moment, self._settings.after_seconds)
             transition = self._store.advance(
                 job_id,
                 JobStatus.SUBMIT_FAILED,
-                attributes={"error": {"code": "not_submitted", "message": reason}, CHECK_AT: next_look},
+                attributes={"error": error, CHECK_AT: next_look},
                 from_statuses=[JobStatus.ACCEPTED],
             )
             if not transition.applied:

@@ -16,7 +16,9 @@ changes nothing; the gateway has no cancel, so a job it accepted may still be bi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 
 class JobStatus(StrEnum):
@@ -111,6 +113,19 @@ class SubmitOutcome(StrEnum):
     UNKNOWN = "unknown"  # sent, but no answer came in time: the callback may still bring it
     REFUSED = "refused"  # the gateway refused it, or it was never sent: SUBMIT_FAILED
     NOT_SENT = "not_sent"  # cancelled before it was sent: nothing was billed
+
+
+# The error of a job that waited ACCEPTED past MAX_JOB_AGE_SECONDS: the gateway never took it, so
+# it was never billed. Written by the submitter (the job's message came back) or the reconciler.
+NOT_SUBMITTED_CODE = "not_submitted"
+
+
+def not_submitted_error(last_submit_error: Any, max_age_seconds: int) -> dict[str, str]:
+    """The ``error`` of a job that was never submitted, naming the gateway's last "not now"."""
+    reason = f"the gateway did not take the job within {max_age_seconds / 3600:g} hours"
+    if isinstance(last_submit_error, Mapping) and last_submit_error:
+        reason += f" (its last answer: {last_submit_error.get('code')}: {last_submit_error.get('message')})"
+    return {"code": NOT_SUBMITTED_CODE, "message": reason}
 
 
 # The error codes of a CANCELLED job: cancelled by its caller, or its deadline_seconds passed.
