@@ -52,3 +52,21 @@ def test_late_processing_after_completed_is_refused() -> None:
 
 def test_submit_failed_only_before_the_gateway_took_the_job() -> None:
     assert sources_of(JobStatus.SUBMIT_FAILED) == {JobStatus.ACCEPTED, JobStatus.SUBMITTING}
+
+
+def test_not_submitted_error_names_the_maximum_age_and_the_gateways_last_answer() -> None:
+    from pixverse_jobs.states import not_submitted_error
+
+    last = {"code": "insufficient_balance", "message": "Your wallet does not have enough balance."}
+    assert not_submitted_error(last, 5400) == {
+        "code": "not_submitted",
+        "message": "the gateway did not take the job within 1.5 hours "
+        "(its last answer: insufficient_balance: Your wallet does not have enough balance.)",
+    }
+    assert not_submitted_error(None, 86400)["message"] == "the gateway did not take the job within 24 hours"
+
+
+def test_every_status_not_ended_may_be_cancelled_and_nothing_leaves_cancelled() -> None:
+    for status in JobStatus:
+        assert can_move(status, JobStatus.CANCELLED) is (status not in TERMINAL)
+        assert can_move(JobStatus.CANCELLED, status) is False
