@@ -39,12 +39,10 @@ CANCEL_ATTEMPTS = 5
 # How soon after a cancel the reconciler looks at the job, in case the copier was never asked to
 # publish its event (the copy queue's send failed): one reconciler run away at most.
 ANNOUNCE_CHECK_SECONDS = 60
-# A deadline message may come a little early (SQS delays are whole seconds): one that comes
-# within this of the deadline counts as on time rather than being sent again for a second.
-DEADLINE_TOLERANCE_SECONDS = 0.5
 # A message that comes at most this early waits for the deadline inside the invocation (if its time
-# allows) rather than going round the queue again: SQS never delivers a delayed message early, but
-# the last hop of a long deadline, or a clock a little behind, can leave seconds.
+# allows) rather than going round the queue again. SQS delays are whole seconds and the deadline
+# message's is rounded down, so its last hop arrives up to a second early and waits the rest here:
+# the cancel is neither early nor a second late.
 INLINE_WAIT_SECONDS = 20.0
 
 
@@ -143,11 +141,11 @@ class DeadlineWatch:
         present = self._clock()
         deadline_at = float(job[DEADLINE_AT])
         ahead = deadline_at - present
-        if DEADLINE_TOLERANCE_SECONDS < ahead <= min(wait_budget, INLINE_WAIT_SECONDS):
+        if 0 < ahead <= min(wait_budget, INLINE_WAIT_SECONDS):
             self._sleep(ahead)
             present = self._clock()
             job = self._store.get(job_id) or job
-        if deadline_at - present > DEADLINE_TOLERANCE_SECONDS:
+        if deadline_at - present > 0:
             delay = self._queue.watch(job_id, deadline_at, now=present)
             logger.info("deadline not reached; watching again", extra={"job_id": job_id, "delay": delay})
             return DeadlineOutcome.NOT_YET

@@ -292,14 +292,15 @@ class JobService:
             "updated_at": now,
         }
         if request.deadline_seconds is not None:
-            # Whole seconds (the reconciler's check_at is too), rounded up: never before the deadline.
-            deadline_at = math.ceil(now_epoch + request.deadline_seconds)
+            # To the millisecond, as created_at: the deadline is exactly deadline_seconds after it.
+            deadline_at = round(now_epoch + request.deadline_seconds, 3)
             record["deadline_seconds"] = request.deadline_seconds
             record[DEADLINE_AT] = deadline_at
             # The reconciler looks no later than just past the deadline: if the deadline message is
             # lost, the job still ends then (at the reconciler's next run rather than within seconds).
             record[CHECK_AT] = min(
-                first_check_at(now, self._store.first_check_after_seconds), deadline_at + DEADLINE_GRACE_SECONDS
+                first_check_at(now, self._store.first_check_after_seconds),
+                math.ceil(deadline_at) + DEADLINE_GRACE_SECONDS,
             )
         try:
             if not self._max_jobs_per_caller:

@@ -94,8 +94,10 @@ class DeadlineQueue:
 
     def watch(self, job_id: str, deadline_at: float, *, now: float) -> int:
         """Send ``job_id``'s deadline message, due at ``deadline_at`` (epoch seconds, ``now``
-        being the present); returns its delay in seconds. Rounded up: never early."""
-        delay = max(0, min(MAX_DELAY_SECONDS, math.ceil(deadline_at - now)))
+        being the present); returns its delay in seconds. Rounded down to SQS's whole seconds: the
+        message comes up to a second early and the deadline function waits the rest, where
+        rounding up would make every cancel up to a second late."""
+        delay = max(0, min(MAX_DELAY_SECONDS, math.floor(deadline_at - now)))
         self._client.send_message(
             QueueUrl=self._url,
             MessageBody=json.dumps({"job_id": job_id}, separators=(",", ":")),

@@ -303,7 +303,8 @@ class Reconciler:
             epoch=int(now.timestamp()),
             age=(now - created).total_seconds(),
             deadline=int(created.timestamp()) + self._settings.max_age_seconds,
-            cancel_at=None if cancel_at is None else int(cancel_at),
+            # Whole seconds, rounded up: the reconciler never ends a job before its deadline.
+            cancel_at=None if cancel_at is None else math.ceil(float(cancel_at)),
         )
         status = JobStatus(job["status"])
         if moment.cancel_at is not None and moment.epoch >= moment.cancel_at and status not in TERMINAL:
