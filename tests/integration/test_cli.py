@@ -430,7 +430,7 @@ def test_events_tail_prints_a_jobs_events_and_leaves_no_queue_after_ctrl_c(api: 
     assert not [e for e in endpoints if "pixverse-jobs-tail-" in e]
 
 
-def test_events_tail_json_prints_the_cloudevent_and_removes_its_queue_on_timeout(
+def test_events_tail_gives_up_at_its_timeout_exits_5_and_removes_its_queue(
     api: LocalClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ready = api.ready
