@@ -42,7 +42,7 @@ EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 URL_HINT = "use the api= URL of the local stack's ready: line, or the ApiUrl output of the deployed stack"
 
 
-def check_api_url(url: str, source: str) -> str:
+def check_api_url(url: str, source: str, hint: str = URL_HINT) -> str:
     """``url`` without its trailing slash, once it is an http(s) URL with a host; ``source`` names
     where it came from (``--api-url``, the environment variable, a stack output) in the error.
 
@@ -53,8 +53,8 @@ def check_api_url(url: str, source: str) -> str:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         if "://" not in text:
             scheme = "http" if is_loopback_host(text.split(":")[0].split("/")[0]) else "https"
-            raise CliError(f"{source} {text!r} has no scheme: did you mean {scheme}://{text}? ({URL_HINT})", EXIT_USAGE)
-        raise CliError(f"{source} {text!r} is not an http:// or https:// URL ({URL_HINT})", EXIT_USAGE)
+            raise CliError(f"{source} {text!r} has no scheme: did you mean {scheme}://{text}? ({hint})", EXIT_USAGE)
+        raise CliError(f"{source} {text!r} is not an http:// or https:// URL ({hint})", EXIT_USAGE)
     try:
         parts.port  # noqa: B018 - parsing the port is the check
     except ValueError as exc:
@@ -63,9 +63,10 @@ def check_api_url(url: str, source: str) -> str:
 
 
 @contextmanager
-def aws_errors(what: str) -> Iterator[None]:
+def aws_errors(what: str, endpoint: str | None = None) -> Iterator[None]:
     """botocore's failures (no credentials, no region, a refused call, no endpoint) as one-line
-    CLI errors that say what was being done."""
+    CLI errors that say what was being done. ``endpoint``: a custom AWS endpoint, named when what
+    answers there is not AWS (AWS's APIs answer no call with a bare 404)."""
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -90,6 +91,12 @@ def aws_errors(what: str) -> Iterator[None]:
     except ClientError as exc:
         error = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
+        if endpoint and status == 404 and error.get("Code") in ("404", None, ""):
+            raise CliError(
+                f"{what}: {endpoint} is not an AWS endpoint (404 {error.get('Message', '')}); "
+                "for the local stack use the aws= URL of its ready: line",
+                EXIT_NOT_API,
+            ) from exc
         code = EXIT_SERVER if status >= 500 else EXIT_API
         raise CliError(f"{what}: {error.get('Code', '?')}: {error.get('Message', '')}", code) from exc
     except BotoCoreError as exc:

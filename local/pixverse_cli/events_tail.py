@@ -77,7 +77,7 @@ def events_tail(args: argparse.Namespace) -> int:
         raise CliError(f"topic {topic_arn!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)", EXIT_USAGE)
     endpoint = args.aws_endpoint or os.environ.get(AWS_ENDPOINT_ENV)
     if endpoint:
-        endpoint = check_api_url(endpoint, "--aws-endpoint")
+        endpoint = check_api_url(endpoint, "--aws-endpoint", hint="use the aws= URL of the local stack's ready: line")
     sqs, sns = _clients(endpoint, args.region or arn[3])
     deadline = time.monotonic() + args.timeout if args.timeout is not None else None
     seen = 0
@@ -155,7 +155,7 @@ class EventTail:
         self._remove()
 
     def _create(self) -> None:
-        with aws_errors(f"creating queue {self.queue_name}"):
+        with aws_errors(f"creating queue {self.queue_name}", self._sqs.meta.endpoint_url):
             # An hour's retention: a queue left by a killed tail holds nothing for long.
             self.queue_url = self._sqs.create_queue(
                 QueueName=self.queue_name, Attributes={"MessageRetentionPeriod": "3600"}

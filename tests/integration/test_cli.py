@@ -444,3 +444,14 @@ def test_events_tail_gives_up_at_its_timeout_exits_5_and_removes_its_queue(
 
 def _tail_queues(api: LocalClient) -> list[str]:
     return list(api.sqs.list_queues(QueueNamePrefix="pixverse-jobs-tail-").get("QueueUrls", []))
+
+
+def test_events_tail_at_a_url_that_is_not_aws_exits_7_and_leaves_no_queue(
+    api: LocalClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["events", "tail", "--aws-endpoint", api.ready["api"], "--topic-arn", api.ready["topic"], "--timeout", "1"]
+
+    assert main(args) == EXIT_NOT_API
+
+    assert f"{api.ready['api']} is not an AWS endpoint" in capsys.readouterr().err
+    assert _tail_queues(api) == []
