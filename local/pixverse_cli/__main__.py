@@ -511,6 +511,8 @@ def _fetch(url: str, target: Path, size: int, sha256: str) -> None:
 
 def _receive(url: str, partial: Path, have: int, size: int) -> None:
     headers = {"Range": f"bytes={have}-"} if have else {}
+    if have:
+        print(f"resuming {partial.name} from byte {have} of {size}", file=sys.stderr)
     with httpx.stream("GET", url, headers=headers, timeout=60.0) as response:
         if response.status_code == 416 and have:
             partial.unlink()  # what is kept is not a prefix S3 recognises: start again
@@ -524,6 +526,8 @@ def _receive(url: str, partial: Path, have: int, size: int) -> None:
                 )
             mode = "ab"
         elif response.status_code == 200:
+            if have:
+                print("the server sent the whole file (no range): starting again from zero", file=sys.stderr)
             have, mode = 0, "wb"  # the range was ignored: the whole file comes
         else:
             hint = " (the link may have expired: run download again)" if response.status_code == 403 else ""
