@@ -21,6 +21,7 @@ from pixverse_cli.client import (
     ApiClient,
     CliError,
     check_api_url,
+    stack_output,
 )
 from pixverse_cli.events_tail import EventTail, event_line
 
@@ -197,3 +198,25 @@ def test_tail_queue_may_receive_from_the_topic_only_and_is_removed_when_the_tail
     assert subscription["Endpoint"].endswith(tail.queue_name)
     assert sqs.list_queues(QueueNamePrefix="pixverse-jobs-tail-").get("QueueUrls", []) == []
     assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
+
+
+@mock_aws
+def test_a_deployed_stacks_topic_comes_from_its_outputs_and_a_missing_stack_is_one_line() -> None:
+    template = {
+        "Resources": {"EventsTopic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"EventsTopicArn": {"Value": {"Ref": "EventsTopic"}}},
+    }
+    boto3.client("cloudformation", region_name="eu-west-1").create_stack(
+        StackName="pixverse-jobs", TemplateBody=json.dumps(template)
+    )
+
+    topic = stack_output("pixverse-jobs", "eu-west-1", "EventsTopicArn")
+
+    assert topic.startswith("arn:aws:sns:eu-west-1:")
+    with pytest.raises(CliError) as caught:
+        stack_output("not-there", "eu-west-1", "EventsTopicArn")
+    assert caught.value.exit_code == EXIT_API
+    assert caught.value.message.startswith("reading stack not-there's outputs: ValidationError:")
+    with pytest.raises(CliError) as caught:
+        stack_output("pixverse-jobs", "eu-west-1", "ApiUrl")
+    assert "stack pixverse-jobs has no ApiUrl output (is it a pixverse-jobs stack?)" in caught.value.message
