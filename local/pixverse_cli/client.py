@@ -4,7 +4,8 @@ or a JWT bearer token) or the local stack (loopback, no signing)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,72 @@ EXIT_API = 3  # another 4xx: not found, conflict, auth
 EXIT_SERVER = 4  # 5xx: gateway or service trouble
 EXIT_TIMEOUT = 5  # --wait / wait gave up
 EXIT_NETWORK = 6  # the API could not be reached
+EXIT_NOT_API = 7  # something answered, but not as the pixverse-jobs API does (a wrong URL)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
+
+# Said whenever the URL looks wrong: the local stack's ready: line prints several URLs.
+URL_HINT = "use the api= URL of the local stack's ready: line, or the ApiUrl output of the deployed stack"
+
+
+def check_api_url(url: str, source: str, hint: str = URL_HINT) -> str:
+    """``url`` without its trailing slash, once it is an http(s) URL with a host; ``source`` names
+    where it came from (``--api-url``, the environment variable, a stack output) in the error.
+
+    A URL without a scheme would otherwise be taken by httpx as a path with no host, and signed
+    by botocore, which fails with a traceback far from the mistake."""
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        if "://" not in text:
+            scheme = "http" if is_loopback_host(text.split(":")[0].split("/")[0]) else "https"
+            raise CliError(f"{source} {text!r} has no scheme: did you mean {scheme}://{text}? ({hint})", EXIT_USAGE)
+        raise CliError(f"{source} {text!r} is not an http:// or https:// URL ({hint})", EXIT_USAGE)
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise CliError(f"{source} {text!r} has a bad port: {exc}", EXIT_USAGE) from exc
+    return text.rstrip("/")
+
+
+@contextmanager
+def aws_errors(what: str, endpoint: str | None = None) -> Iterator[None]:
+    """botocore's failures (no credentials, no region, a refused call, no endpoint) as one-line
+    CLI errors that say what was being done. ``endpoint``: a custom AWS endpoint, named when what
+    answers there is not AWS (AWS's APIs answer no call with a bare 404)."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+    )
+
+    try:
+        yield
+    except (NoCredentialsError, PartialCredentialsError) as exc:
+        raise CliError(
+            f"{what}: no AWS credentials found (configure them: aws configure, AWS_PROFILE or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+            EXIT_API,
+        ) from exc
+    except NoRegionError as exc:
+        raise CliError(f"{what}: no AWS region: pass --region or set AWS_REGION", EXIT_USAGE) from exc
+    except EndpointConnectionError as exc:
+        raise CliError(f"{what}: cannot reach {exc.kwargs.get('endpoint_url', 'AWS')}", EXIT_NETWORK) from exc
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
+        if endpoint and status == 404 and error.get("Code") in ("404", None, ""):
+            raise CliError(
+                f"{what}: {endpoint} is not an AWS endpoint (404 {error.get('Message', '')}); "
+                "for the local stack use the aws= URL of its ready: line",
+                EXIT_NOT_API,
+            ) from exc
+        code = EXIT_SERVER if status >= 500 else EXIT_API
+        raise CliError(f"{what}: {error.get('Code', '?')}: {error.get('Message', '')}", code) from exc
+    except BotoCoreError as exc:
+        raise CliError(f"{what}: {exc}", EXIT_API) from exc
 
 
 def is_loopback(url: str) -> bool:
@@ -42,13 +109,19 @@ def is_loopback(url: str) -> bool:
 
 def api_url_from_stack(stack_name: str, region: str | None) -> str:
     """The ApiUrl output of a deployed stack."""
+    return stack_output(stack_name, region, "ApiUrl")
+
+
+def stack_output(stack_name: str, region: str | None, key: str) -> str:
+    """One output of a deployed CloudFormation stack."""
     import boto3
 
-    outputs = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)["Stacks"][0]
-    for output in outputs.get("Outputs", []):
-        if output["OutputKey"] == "ApiUrl":
+    with aws_errors(f"reading stack {stack_name}'s outputs"):
+        stacks = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack_name)["Stacks"]
+    for output in stacks[0].get("Outputs", []) if stacks else []:
+        if output["OutputKey"] == key:
             return str(output["OutputValue"])
-    raise CliError(f"stack {stack_name} has no ApiUrl output", EXIT_USAGE)
+    raise CliError(f"stack {stack_name} has no {key} output (is it a pixverse-jobs stack?)", EXIT_USAGE)
 
 
 class SigV4Auth(httpx.Auth):
@@ -57,11 +130,16 @@ class SigV4Auth(httpx.Auth):
     def __init__(self, region: str | None) -> None:
         import boto3
 
-        session = boto3.session.Session(region_name=region)
-        credentials = session.get_credentials()
-        if credentials is None:
-            raise CliError("no AWS credentials found to sign the request (SigV4); configure them or use --token", 3)
-        self._credentials = credentials.get_frozen_credentials()
+        with aws_errors("signing requests (SigV4)"):
+            session = boto3.session.Session(region_name=region)
+            credentials = session.get_credentials()
+            if credentials is None:
+                raise CliError(
+                    "no AWS credentials found to sign requests to a deployed stack (SigV4): configure them "
+                    "(aws configure, AWS_PROFILE) or pass --token for a stack in AuthMode jwt",
+                    EXIT_API,
+                )
+            self._credentials = credentials.get_frozen_credentials()
         self._region = session.region_name or "us-east-1"
 
     def auth_flow(self, request: httpx.Request) -> Any:
@@ -84,6 +162,7 @@ class ApiClient:
 
     @classmethod
     def connect(cls, base_url: str, *, token: str | None, region: str | None, timeout: float = 30.0) -> ApiClient:
+        """A client for ``base_url``, which the caller has checked with ``check_api_url``."""
         auth: httpx.Auth | None = None
         headers: dict[str, str] = {}
         if token:
@@ -94,8 +173,17 @@ class ApiClient:
         return cls(base_url.rstrip("/"), http)
 
     def request(
-        self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None, headers: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Any = None,
+        expect: tuple[str, ...] = (),
     ) -> Any:
+        """The JSON object the API answered; ``expect`` names keys its answer must have, so that
+        another service answering at a wrong URL is said to be one, not met with a KeyError."""
         try:
             response = self.http.request(
                 method,
@@ -106,24 +194,48 @@ class ApiClient:
             )
         except httpx.TransportError as exc:
             raise CliError(f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}", EXIT_NETWORK) from exc
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
         if response.is_success:
-            return response.json()
-        raise _api_error(response)
+            if isinstance(answer, dict) and all(key in answer for key in expect):
+                return answer
+            raise _not_api(self.base_url, method, path, response)
+        raise _api_error(self.base_url, method, path, response, answer)
 
     def close(self) -> None:
         self.http.close()
 
 
-def _api_error(response: httpx.Response) -> CliError:
-    try:
-        error = response.json().get("error") or {}
-    except ValueError:
-        error = {}
-    code = error.get("code") or f"http_{response.status_code}"
-    message = error.get("message") or (response.text[:200] or response.reason_phrase)
+def _not_api(base_url: str, method: str, path: str, response: httpx.Response) -> CliError:
+    """The error for an answer that is not this API's: which URL, what came back, what to use."""
+    kind = (response.headers.get("Content-Type") or "no content type").split(";")[0]
+    sample = " ".join(response.text[:80].split())
+    return CliError(
+        f"{base_url} is not the pixverse-jobs API: {method} {path} answered {response.status_code} "
+        f"({kind}: {sample!r}); {URL_HINT}",
+        EXIT_NOT_API,
+    )
+
+
+def _api_error(base_url: str, method: str, path: str, response: httpx.Response, answer: Any) -> CliError:
+    status = response.status_code
+    if isinstance(answer, dict) and isinstance(answer.get("error"), dict):
+        error: dict[str, Any] = answer["error"]
+    elif isinstance(answer, dict) and set(answer) == {"message"} and isinstance(answer["message"], str):
+        # API Gateway's own answers ("Missing Authentication Token", "Forbidden") carry only a message.
+        error = {"message": f"API Gateway: {answer['message']}"}
+    elif status >= 500 and answer is None:
+        # A proxy's or load balancer's error page in front of the API: trouble, not a wrong URL.
+        kind = (response.headers.get("Content-Type") or "no content type").split(";")[0]
+        return CliError(f"{base_url} answered {status} ({kind}, not JSON): server trouble, try again", EXIT_SERVER)
+    else:
+        return _not_api(base_url, method, path, response)
+    code = error.get("code") or f"http_{status}"
+    message = str(error.get("message") or response.reason_phrase)
     retry_after = response.headers.get("Retry-After")
     if retry_after:
         message += f" (retry after {retry_after} s)"
-    status = response.status_code
     exit_code = EXIT_USAGE if status in (400, 413) else EXIT_SERVER if status >= 500 else EXIT_API
     return CliError(f"{status} {code}: {message}", exit_code, list(error.get("details") or []))
