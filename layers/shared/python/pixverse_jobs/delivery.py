@@ -251,7 +251,7 @@ class DeliveryService:
             outputs = self._copy_media(job, deadline)
         except PermanentDeliveryError as exc:
             logger.warning("media copy failed permanently", extra={"job_id": job_id, "reason": str(exc)})
-            return self._fail(job_id, str(exc)), True
+            return self._fail(job_id, str(exc), code=exc.code), True
         except TransientDeliveryError as exc:
             if attempt >= self._max_attempts:
                 logger.error(
@@ -355,12 +355,12 @@ class DeliveryService:
                 )
         return outputs
 
-    def _fail(self, job_id: str, message: str) -> Job:
+    def _fail(self, job_id: str, message: str, *, code: str = DELIVERY_FAILED_CODE) -> Job:
         return self._store.advance(
             job_id,
             JobStatus.DELIVERY_FAILED,
             attributes={
-                "error": {"code": DELIVERY_FAILED_CODE, "message": message},
+                "error": {"code": code, "message": message},
                 PUBLISH_LEASE: epoch_seconds() + PUBLISH_LEASE_SECONDS,
             },
             remove=_COPY_STATE,
