@@ -290,20 +290,22 @@ def _paint(target: list[bytes], rows: list[bytes], top: int, left: int) -> None:
         target[top + offset] = base[:left] + piece + base[left + len(piece) :]
 
 
-def render_clip(spec: ClipSpec) -> bytes:
-    """Encode ``spec`` as an H.264 MP4 (faststart: ``moov`` before ``mdat``), in memory."""
+def render_clip(spec: ClipSpec, *, faststart: bool = True) -> bytes:
+    """Encode ``spec`` as an H.264 MP4: ``moov`` before ``mdat`` ("faststart", what the simulator
+    serves) or, with ``faststart=False``, after it (as a plain recorder writes it; tests use it)."""
     import av  # a development dependency: imported only when a clip is made
 
     canvas = _Canvas(spec)
     # faststart rewrites the file in a second pass, which needs a real file, not a BytesIO.
     with tempfile.TemporaryDirectory(prefix="pixverse-clip-") as folder:
         path = Path(folder) / "clip.mp4"
-        _encode(av, canvas, spec, path)
+        _encode(av, canvas, spec, path, faststart=faststart)
         return path.read_bytes()
 
 
-def _encode(av: Any, canvas: _Canvas, spec: ClipSpec, path: Path) -> None:
-    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+def _encode(av: Any, canvas: _Canvas, spec: ClipSpec, path: Path, *, faststart: bool) -> None:
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), mode="w", format="mp4", options=options) as container:
         stream = container.add_stream("libx264", rate=FRAME_RATE)
         stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": "30", "tune": "stillimage"}
