@@ -4,7 +4,7 @@ A completed request's media is a short H.264 clip (``libx264`` through PyAV, who
 FFmpeg: nothing to install from the system) whose width, height and duration follow the request's
 ``resolution``, ``aspect_ratio`` and ``duration``, so a copy can be played and its facts checked.
 Frames are drawn in pure Python straight into the YUV 4:2:0 planes (no numpy, no font file): SMPTE-like
-colour bars over the top two thirds, then the prompt's words and a ``t=1.3s`` timer in a built-in
+colour bars over the top two thirds, then the prompt's words and an ``00:01.3`` timer in a built-in
 5x7 bitmap font. Clips are encoded at ``FRAME_RATE`` frames a second with a high CRF, so a 5 s 1080p clip
 is a few hundred KiB and takes well under a second or two to make.
 
@@ -39,7 +39,7 @@ __all__ = [
     "frame_size",
 ]
 
-CLIP_VERSION: Final = 1
+CLIP_VERSION: Final = 2
 FRAME_RATE: Final = 10
 CLIP_CODEC: Final = "avc1"  # the sample entry libx264 writes in an MP4
 CACHE_DIR_ENV: Final = "SIM_CLIP_CACHE_DIR"
@@ -278,8 +278,14 @@ class _Canvas:
 
     def frame_planes(self, seconds: float) -> tuple[bytes, bytes, bytes]:
         rows = list(self.luma)
-        _paint(rows, _text_rows(f"T={seconds:.1f}S", self.scale, _BLACK[0]), self.timer_top, self.margin)
+        _paint(rows, _text_rows(_timer(seconds), self.scale, _BLACK[0]), self.timer_top, self.margin)
         return b"".join(rows), self.u, self.v
+
+
+def _timer(seconds: float) -> str:
+    """``00:02.5``: minutes, seconds and tenths (a trailing unit letter would read as a digit)."""
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{rest:04.1f}"
 
 
 def _paint(target: list[bytes], rows: list[bytes], top: int, left: int) -> None:
