@@ -124,7 +124,7 @@ def test_copied_video_carries_its_facts(aws: dict[str, Any]) -> None:
     }
 
 
-def _job(store: JobStore, job_id: str) -> None:
+def _job(store: JobStore, job_id: str, urls: list[str] | None = None) -> None:
     store.create(
         {
             "job_id": job_id,
@@ -133,7 +133,7 @@ def _job(store: JobStore, job_id: str) -> None:
             "input": {"prompt": "x"},
             "status": str(JobStatus.COMPLETED),
             "request_id": "pixverse_1",
-            "media_urls": [URL],
+            "media_urls": urls or [URL],
             "media_type": "video/mp4",
             "error": None,
             "created_at": "2026-11-25T12:00:00.000Z",
@@ -142,11 +142,13 @@ def _job(store: JobStore, job_id: str) -> None:
     )
 
 
-def _service(aws: dict[str, Any], body: bytes) -> tuple[DeliveryService, JobStore]:
+def _service(
+    aws: dict[str, Any], body: bytes, handler: Callable[[httpx.Request], httpx.Response] | None = None
+) -> tuple[DeliveryService, JobStore]:
     store = JobStore(aws["table"], aws["ddb"])
     service = DeliveryService(
         store,
-        _copier(aws, _origin(body)),
+        _copier(aws, handler or _origin(body)),
         EventPublisher(aws["topic"], aws["sns"]),
         bucket="media",
         key_prefix="videos",
@@ -187,3 +189,21 @@ def test_delivered_job_outputs_and_event_carry_the_video_facts(aws: dict[str, An
     events = _events(aws)
     assert [e["type"] for e in events] == [JOB_DELIVERED]
     assert {k: events[0]["data"]["outputs"][0][k] for k in facts} == facts
+
+
+def test_a_refused_second_media_item_takes_the_first_one_s_object_with_it(aws: dict[str, Any]) -> None:
+    video = b"".join(MediaItem("two", 0, None, ClipSpec(width=640, height=360, duration=1, text="one")).chunks())
+    bodies = {"/v1/x/output.mp4": video, "/v1/x/second.mp4": HTML_PAGE}
+
+    def origin(request: httpx.Request) -> httpx.Response:
+        return _origin(bodies[request.url.path])(request)
+
+    service, store = _service(aws, b"", origin)
+    _job(store, "j3", [URL, "https://pub.r2.dev/v1/x/second.mp4"])
+
+    service.deliver("j3")
+
+    job = store.get("j3")
+    assert job is not None and job["status"] == "DELIVERY_FAILED"
+    assert job["error"]["code"] == "media_not_video"
+    assert _left_in_bucket(aws) == ([], [])

@@ -303,16 +303,21 @@ class DeliveryService:
             self._remove_copies(job_id, outputs)
         return delivered.job, delivered.applied
 
-    def _remove_copies(self, job_id: str, outputs: list[dict[str, Any]]) -> None:
-        """The job was cancelled while its media was copied: the objects belong to no delivered
-        job, so they go (best effort: the bucket's lifecycle rule ends any left behind)."""
+    def _remove_copies(
+        self, job_id: str, outputs: list[dict[str, Any]], *, reason: str = "job cancelled during its copy"
+    ) -> None:
+        """The job was cancelled while its media was copied, or one of its media was refused: the
+        objects belong to no delivered job, so they go (best effort: the bucket's lifecycle rule
+        ends any left behind)."""
         for output in outputs:
             try:
                 self._copier.remove(bucket=self._bucket, key=str(output["key"]))
             except Exception:
                 extra = {"job_id": job_id, "key": output.get("key")}
                 logger.warning("copy of a cancelled job not removed", extra=extra)
-        logger.info("job cancelled during its copy; copies removed", extra={"job_id": job_id, "objects": len(outputs)})
+        logger.info(
+            "copies of an undelivered job removed", extra={"job_id": job_id, "objects": len(outputs), "reason": reason}
+        )
 
     def _copy_media(self, job: Job, deadline: float | None) -> list[dict[str, Any]]:
         """Copy every media URL not copied by an earlier attempt; the outputs, in URL order."""
@@ -332,14 +337,21 @@ class DeliveryService:
             if key in done:
                 outputs.append(done[key])
                 continue
-            copied = self._copier.copy(
-                url,
-                bucket=self._bucket,
-                key=key,
-                media_type=job.get("media_type"),
-                metadata=metadata,
-                deadline=deadline,
-            )
+            try:
+                copied = self._copier.copy(
+                    url,
+                    bucket=self._bucket,
+                    key=key,
+                    media_type=job.get("media_type"),
+                    metadata=metadata,
+                    deadline=deadline,
+                )
+            except PermanentDeliveryError:
+                # The job ends DELIVERY_FAILED: objects already copied for its other media would
+                # belong to no delivered job and no event would name them.
+                if outputs:
+                    self._remove_copies(job_id, outputs, reason="a later media item was refused")
+                raise
             outputs.append(copied.as_output())
             logger.info(
                 "media copied",
