@@ -16,7 +16,9 @@ refuses the DELIVERED write; its copier removes the objects it wrote and publish
 event instead.
 
 Where a job that cannot be copied ends: a permanent error (refused URL or address, 404/410,
-wrong type, too large) ends it DELIVERY_FAILED at once. A transient one is first retried
+wrong type, too large, not a video container) ends it DELIVERY_FAILED at once, its ``error.code``
+the error's own (``media_not_video`` when the bytes are not an MP4 with a video track, else
+``delivery_failed``), and any object already copied for its other media is removed. A transient one is first retried
 inside the invocation (``MediaCopier``), then by the queue: the message returns (partial batch
 failure) and is received again, up to the queue's maxReceiveCount, after which SQS moves it to
 the dead-letter queue. The copier itself turns the *last* attempt's transient failure into
