@@ -650,6 +650,35 @@ def _deadline(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _clips(section: dict[str, Any]) -> list[str]:
+    r = section["result"]
+    lines = ["## 8. Real MP4 media: clip generation and the copier's box walker", ""]
+    lines += _header("clips", section)
+    lines += ["Method: " + r["method"] + ".", ""]
+    lines += _table(
+        ["resolution", "frame", "seconds", "frames/s", "bytes", "make (s, median)", "all runs (s)"],
+        [
+            [
+                c["resolution"],
+                f"{c['width']}x{c['height']}",
+                c["seconds"],
+                c["frame_rate"],
+                c["bytes"],
+                c["make_seconds_median"],
+                ", ".join(str(t) for t in c["make_seconds_all"]),
+            ]
+            for c in r["clips"]
+        ],
+    )
+    w = r["walker"]
+    lines += [""]
+    lines += _table(
+        ["bytes walked (MiB)", "box walker (MiB/s)", "SHA-256 (MiB/s)", "walker time / SHA-256 time"],
+        [[w["mib"], w["walker_mib_per_s"], w["sha256_mib_per_s"], w["walker_share_of_sha256"]]],
+    )
+    return lines
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The whole report."""
     benchmarks = results["benchmarks"]
@@ -676,6 +705,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "burst": _burst,
         "reconcile_backlog": _reconcile_backlog,
         "deadline": _deadline,
+        "clips": _clips,
     }
     for name, section in benchmarks.items():
         lines += renderers[name](section)

@@ -9,6 +9,7 @@
     .venv/bin/python bench/run.py --only burst --burst-jobs 200 --burst-seconds 10
     .venv/bin/python bench/run.py --only reconcile_backlog --reconcile-jobs 5000
     .venv/bin/python bench/run.py --only deadline --deadline-jobs 30
+    .venv/bin/python bench/run.py --only clips --repeats 5
 
 Benchmarks: ``copy`` (media copy against three obvious alternatives, each run in a fresh process),
 ``cold`` (cold start of each function against the boto3 floor), ``built`` (each handler imported
@@ -19,7 +20,8 @@ index and partition key, and the ceiling in jobs/s the hottest key allows), ``we
 unfinished jobs: gateway status polls per second, time to clear) and ``burst`` (2,000 jobs in 60 s
 against a gateway that admits 8 at once: the answers, the gateway's load, delivery, and a quiet
 caller's wait) and ``deadline`` (how late a job with ``deadline_seconds`` ends CANCELLED, at AWS's
-SQS timings). A partial run replaces only its own sections of an existing results.json (the burst
+SQS timings) and ``clips`` (the simulator's MP4 clip generation per resolution, and the copier's box
+walker next to its SHA-256). A partial run replaces only its own sections of an existing results.json (the burst
 section keeps its ``before`` run next to a new ``after`` one).
 """
 
@@ -41,12 +43,23 @@ from benchlib import BENCH_DIR, machine_info
 from report import render_markdown
 
 # The report's order.
-BENCHMARKS = ("copy", "cold", "built", "cost", "webhook", "capacity", "reconcile_backlog", "burst", "deadline")
+BENCHMARKS = (
+    "copy",
+    "cold",
+    "built",
+    "cost",
+    "webhook",
+    "capacity",
+    "reconcile_backlog",
+    "burst",
+    "deadline",
+    "clips",
+)
 # The order they run in: the millisecond measurements first, on a settled machine; the copy
 # section last, since it leaves the machine busy for a while (GiBs freed by moto server and the
 # peers, page cache): a cold section run right after it measured 1.21x for a function that
 # measures 1.12-1.15x on its own (bench/cold_start.py --repeats 9 --functions MediaCopyFunction).
-RUN_ORDER = ("cold", "built", "webhook", "cost", "capacity", "reconcile_backlog", "burst", "deadline", "copy")
+RUN_ORDER = ("cold", "built", "webhook", "cost", "capacity", "reconcile_backlog", "burst", "deadline", "clips", "copy")
 DEFAULT_REPEATS = {"copy": 5, "cold": 7, "webhook": 3}
 
 
@@ -100,6 +113,10 @@ def _run(name: str, args: argparse.Namespace) -> dict[str, Any]:
         from deadline_lateness import run_deadline
 
         return run_deadline(args.deadline_jobs, log=_log)
+    if name == "clips":
+        from clip_media import run_clips
+
+        return run_clips(repeats, log=_log)
     if name == "webhook":
         from webhook_throughput import run_webhook
 

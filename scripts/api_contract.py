@@ -106,11 +106,23 @@ class JobOutput(BaseModel):
     size: int
     media_type: str
     sha256: str
+    duration_seconds: float | None = Field(
+        default=None,
+        description="The video's length in seconds, as its MP4 container (mvhd) states it; read while copying.",
+    )
+    width: int | None = Field(default=None, description="The video track's width in pixels (tkhd).")
+    height: int | None = Field(default=None, description="The video track's height in pixels (tkhd).")
+    codec: str | None = Field(
+        default=None, description="The video track's sample entry (stsd) fourcc: avc1, hvc1, hev1, av01, vp09..."
+    )
     download_url: str | None = Field(default=None, description="Presigned GET URL (GET /jobs/{job_id} only).")
 
 
 class JobError(BaseModel):
-    code: str
+    code: str = Field(
+        description="Why the job ended as it did, e.g. delivery_failed, or media_not_video when the media the "
+        "gateway served is not a video container (an HTML page, say), whatever Content-Type it was declared with."
+    )
     message: str
 
 

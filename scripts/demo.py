@@ -1,7 +1,9 @@
 """make demo: start the local stack, run one text-to-video and one image-to-video job through
-the whole pipeline, print each job's final record, its S3 object and its SNS event, stop
-everything. Exits 0 only if both jobs are DELIVERED, each object's sha256 equals what the
-gateway simulator served, and each job produced exactly one event."""
+the whole pipeline, print each job's final record, its S3 object and its SNS event, save each
+video where it can be played (the local stack's S3 is gone once the demo stops) and print its facts
+(duration, width x height, codec, as the copier read them from the MP4), stop everything. Exits 0
+only if both jobs are DELIVERED, each object's sha256 equals what the gateway simulator served,
+each output carries its video facts, and each job produced exactly one event."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from pixverse_local.harness import EventInbox, LocalClient, StackProcess
 
@@ -37,6 +40,14 @@ JOBS = [
         "metadata": {"demo": "image-to-video"},
     },
 ]
+
+
+VIDEOS_DIR = Path(tempfile.gettempdir()) / "pixverse-demo-videos"
+
+
+def video_line(output: dict[str, Any]) -> str:
+    """``5 s, 1280x720, avc1``: the facts the copier read from the MP4 container."""
+    return f"{output['duration_seconds']:g} s, {output['width']}x{output['height']}, {output['codec']}"
 
 
 def main() -> int:
@@ -75,6 +86,14 @@ def main() -> int:
                 )
                 if not match:
                     failures.append(f"{job_id}: object {output['key']} differs from the served media")
+                if any(output.get(name) is None for name in ("duration_seconds", "width", "height", "codec")):
+                    failures.append(f"{job_id}: output {index} carries no video facts")
+                    continue
+                saved = VIDEOS_DIR / job_id / Path(output["key"]).name
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                body = client.s3.get_object(Bucket=output["bucket"], Key=output["key"])["Body"].read()
+                saved.write_bytes(body)
+                print(f"video: {video_line(output)}  saved to {saved} (play it with any video player)")
             events = inbox.for_job(job_id, wait=2.0)
             for event in events:
                 print(f"SNS event: {json.dumps(event, indent=2)}")
@@ -86,6 +105,10 @@ def main() -> int:
         print("\nDEMO FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
     print(f"\ndemo OK: {len(submitted)} jobs DELIVERED, objects match the served media, one event per job")
+    print(
+        f"the videos are in {VIDEOS_DIR}/<job_id>/ (on a deployed stack: GET /jobs/<job_id> gives each output's "
+        "download_url, or `aws s3 cp <s3_uri> .`)"
+    )
     return 0
 
 

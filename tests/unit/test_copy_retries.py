@@ -32,6 +32,7 @@ from pixverse_jobs.queue import CopyQueue, job_id_from_message
 from pixverse_jobs.reconcile import Action, Reconciler
 from pixverse_jobs.states import JobStatus
 from pixverse_jobs.store import JobStore
+from pixverse_local.gateway_sim.media import media_bytes
 
 URL = "https://pub-1.r2.dev/v1/job/output.mp4"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -47,7 +48,8 @@ class FailingOrigin:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
         if self.healthy:
-            return httpx.Response(200, headers={"Content-Type": "video/mp4", "Content-Length": "4"}, content=b"mp4!")
+            body = media_bytes("unit-retries", 0, 4096)  # an MP4: the copier refuses anything else
+            return httpx.Response(200, headers={"Content-Type": "video/mp4", "Content-Length": "4096"}, content=body)
         return httpx.Response(503)
 
 

@@ -24,14 +24,16 @@ from pixverse_jobs.media import MediaCopier
 from pixverse_jobs.queue import CopyQueue
 from pixverse_jobs.states import JobStatus
 from pixverse_jobs.store import JobStore
+from pixverse_local.gateway_sim.media import media_bytes
 
 MiB = 1024 * 1024
 PART = 5 * MiB
 
 
 def _payload(size: int) -> bytes:
-    block = hashlib.sha256(b"seed").digest() * 2048  # 64 KiB
-    return (block * (size // len(block) + 1))[:size]
+    """An MP4 of ``size`` bytes (the copier refuses anything else): the simulator's container
+    facts followed by an mdat of filler."""
+    return media_bytes("unit-delivery", 0, size)
 
 
 def _media_server(body: bytes, *, cut_first: int = 0, status: int = 200) -> Callable[[httpx.Request], httpx.Response]:

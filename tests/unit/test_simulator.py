@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from pixverse_local.gateway_sim import GatewaySimulator, media_sha256
+from pixverse_local.gateway_sim.clips import clip_spec_for
 from pixverse_local.gateway_sim.media import iter_media_chunks, media_bytes
 
 API_KEY = "sim-test-key-0123456789"
@@ -406,7 +407,8 @@ def test_terminal_mode_one_completed_callback_with_doc_shape(
     media = client.get(callback["output"]["media_url"][0])
     assert media.headers["content-type"] == "video/mp4"
     assert len(media.content) == MEDIA_SIZE
-    assert hashlib.sha256(media.content).hexdigest() == media_sha256(request_id, 0, MEDIA_SIZE)
+    clip = clip_spec_for(V6_T2V_EXAMPLE)
+    assert hashlib.sha256(media.content).hexdigest() == media_sha256(request_id, 0, MEDIA_SIZE, clip=clip)
 
 
 def test_status_endpoint_matches_callback_payload(client: httpx.Client, receiver: CallbackReceiver) -> None:
@@ -572,7 +574,8 @@ def test_cut_directive_first_download_short_second_complete(client: httpx.Client
         client.get(url)
     second = client.get(url)
 
-    assert hashlib.sha256(second.content).hexdigest() == media_sha256(request_id, 0, MEDIA_SIZE)
+    clip = clip_spec_for({**V56_T2V_MINIMUM, "prompt": "sunset"})
+    assert hashlib.sha256(second.content).hexdigest() == media_sha256(request_id, 0, MEDIA_SIZE, clip=clip)
 
 
 def test_size_and_media_directives_shape_outputs(client: httpx.Client) -> None:
@@ -599,7 +602,7 @@ def test_media_range_request_returns_partial_content(client: httpx.Client) -> No
 
     assert response.status_code == 206
     assert response.headers["content-range"] == f"bytes 100000-{MEDIA_SIZE - 1}/{MEDIA_SIZE}"
-    assert response.content == media_bytes(request_id, 0, MEDIA_SIZE)[100000:]
+    assert response.content == media_bytes(request_id, 0, MEDIA_SIZE, clip=clip_spec_for(V56_T2V_MINIMUM))[100000:]
 
 
 def test_media_chunks_for_ranges_join_to_whole() -> None:

@@ -35,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queue-seconds", type=float, default=0.2)
     parser.add_argument("--processing-seconds", type=float, default=0.6)
     parser.add_argument("--poll-interval-seconds", type=float, default=0.2)
-    parser.add_argument("--media-size", type=int, default=1024 * 1024)
+    parser.add_argument(
+        "--media-size", type=int, default=None, help="media of exactly this many bytes (default: the clip's own size)"
+    )
     parser.add_argument(
         "--max-in-flight",
         type=int,

@@ -22,7 +22,7 @@ from pixverse_local.gateway_sim.admission import parse_admission_update
 from pixverse_local.gateway_sim.faults import parse_fault
 from pixverse_local.gateway_sim.httpio import BadRequest, JsonHandler, parse_json_object
 from pixverse_local.gateway_sim.lifecycle import GatewayState, Request, media_urls
-from pixverse_local.gateway_sim.media import media_sha256
+from pixverse_local.gateway_sim.media import media_item
 
 if TYPE_CHECKING:
     from pixverse_local.gateway_sim.server import GatewaySimulator
@@ -36,7 +36,7 @@ def _record_view(record: Request, media_host: str) -> dict[str, Any]:
     """A JSON-ready copy of ``record``; call with the lock held. Media hashes are filled in later."""
     media: list[dict[str, Any]] = []
     if record.status == "COMPLETED":
-        media = [{"url": url, "size": record.media_size, "sha256": None} for url in media_urls(record, media_host)]
+        media = [{"url": url, "size": None, "sha256": None} for url in media_urls(record, media_host)]
     directives = record.directives
     return {
         "request_id": record.request_id,
@@ -51,6 +51,7 @@ def _record_view(record: Request, media_host: str) -> dict[str, Any]:
             "dup": directives.duplicates,
             "no_callback": directives.no_callback,
             "size": record.media_size,
+            "media_body": directives.media_body,
             "media": directives.media_count,
             "cut": directives.cut,
             "media_url": directives.media_url,
@@ -75,15 +76,18 @@ def records(state: GatewayState, request_id: str | None = None) -> list[dict[str
     """Every request's record (or the one ``request_id`` names, if known), with media sha256s."""
     with state.lock:
         if request_id is None:
-            views = [_record_view(record, state.media_host) for record in state.requests.values()]
+            chosen = list(state.requests.values())
         else:
             record = state.requests.get(request_id)
-            views = [] if record is None else [_record_view(record, state.media_host)]
-    # Hashing happens outside the lock: a multi-GiB item takes a moment (the result is cached).
-    for view in views:
-        for n, item in enumerate(view["media"]):
-            item["sha256"] = media_sha256(view["request_id"], n, item["size"])
-    return views
+            chosen = [] if record is None else [record]
+        views = [(_record_view(record, state.media_host), record) for record in chosen]
+    # Sizes and hashes outside the lock: a clip may be made, a multi-GiB item takes a moment to hash
+    # (both are cached).
+    for view, record in views:
+        for n, entry in enumerate(view["media"]):
+            item = media_item(record, n)
+            entry["size"], entry["sha256"] = item.length, item.sha256()
+    return [view for view, _ in views]
 
 
 def _add_fault(state: GatewayState, spec: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Outcome: ``[sim:fail]`` (FAILED), ``[sim:error]`` (ERROR). Callbacks: ``[sim:dup
 N times at once), ``[sim:no-callback]``. Media: ``[sim:size=BYTES]``, ``[sim:media=N]``, ``[sim:cut=N]``
 (the first N downloads drop half-way), ``[sim:no-ranges]``, ``[sim:media-url=URL]`` (listed instead of the
 simulator's media), ``[sim:redirect=URL]``, ``[sim:hops=N]``, ``[sim:media-status=CODE]``,
-``[sim:content-type=TYPE]``. Timing: ``[sim:seconds=N]`` (the generation takes N seconds from submit to its
+``[sim:content-type=TYPE]``, ``[sim:media-body=html]`` (an HTML error page instead of the video).
+Timing: ``[sim:seconds=N]`` (the generation takes N seconds from submit to its
 outcome, instead of the simulator's queue + processing times). A bad directive is a 400 naming it.
 """
 
@@ -29,6 +30,7 @@ _DIRECTIVE_LIMITS: Final[Mapping[str, tuple[int, int]]] = {
     "media-status": (400, 599),
     "seconds": (0, 3600),
 }
+_MEDIA_BODIES: Final = ("video", "html")
 _URL_DIRECTIVES: Final = ("media-url", "redirect")
 _CONTENT_TYPE_RE: Final = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
 
@@ -52,6 +54,7 @@ class Directives:
     content_type: str | None = None
     ranges: bool = True
     seconds: int | None = None
+    media_body: str = "video"
 
 
 def parse_directives(prompt: str) -> Directives:
@@ -80,6 +83,10 @@ def parse_directives(prompt: str) -> Directives:
             if raw is None or not _CONTENT_TYPE_RE.match(raw.lower()):
                 raise ValueError(f"directive {match.group(0)} needs a media type such as text/html")
             texts[name] = raw.lower()
+        elif name == "media-body":
+            if raw not in _MEDIA_BODIES:
+                raise ValueError(f"directive {match.group(0)} needs one of {', '.join(_MEDIA_BODIES)}")
+            texts[name] = raw
         elif name in _DIRECTIVE_LIMITS:
             low, high = _DIRECTIVE_LIMITS[name]
             if raw is None or not raw.isdigit() or not low <= int(raw) <= high:
@@ -101,4 +108,5 @@ def parse_directives(prompt: str) -> Directives:
         content_type=texts.get("content-type"),
         ranges=ranges,
         seconds=numbers.get("seconds"),
+        media_body=texts.get("media-body", "video"),
     )

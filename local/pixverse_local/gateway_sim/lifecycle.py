@@ -100,7 +100,7 @@ class Request:
     webhook_url: str | None
     webhook_mode: str
     directives: Directives
-    media_size: int
+    media_size: int | None  # None: the clip's own size
     submitted_at: str
     submitted_mono: float
     next_sync_mono: float
@@ -191,7 +191,7 @@ class Lifecycle:
         queue_seconds: float,
         processing_seconds: float,
         poll_interval_seconds: float,
-        media_size: int,
+        media_size: int | None,
         send: SendCallback,
         clock: Callable[[], float] = time.monotonic,
         presumed_image_hosts: frozenset[str] = DOC_EXAMPLE_IMAGE_HOSTS,

@@ -45,7 +45,7 @@ class GatewaySimulator:
         queue_seconds: float = 0.2,
         processing_seconds: float = 0.6,
         poll_interval_seconds: float = 0.2,
-        media_size: int = 1024 * 1024,
+        media_size: int | None = None,
         callback_timeout_seconds: float = 5.0,
         max_in_flight: int | None = None,
         retry_after_seconds: int | None = None,
@@ -63,7 +63,7 @@ class GatewaySimulator:
             raise ValueError("api_key must not be empty")
         if min(queue_seconds, processing_seconds) < 0 or poll_interval_seconds <= 0:
             raise ValueError("timings must be >= 0 and poll_interval_seconds > 0")
-        if media_size < 0 or callback_timeout_seconds <= 0:
+        if (media_size is not None and media_size < 0) or callback_timeout_seconds <= 0:
             raise ValueError("media_size must be >= 0 and callback_timeout_seconds > 0")
         self._bind_host = host
         self._port = port

@@ -16,7 +16,9 @@ refuses the DELIVERED write; its copier removes the objects it wrote and publish
 event instead.
 
 Where a job that cannot be copied ends: a permanent error (refused URL or address, 404/410,
-wrong type, too large) ends it DELIVERY_FAILED at once. A transient one is first retried
+wrong type, too large, not a video container) ends it DELIVERY_FAILED at once, its ``error.code``
+the error's own (``media_not_video`` when the bytes are not an MP4 with a video track, else
+``delivery_failed``), and any object already copied for its other media is removed. A transient one is first retried
 inside the invocation (``MediaCopier``), then by the queue: the message returns (partial batch
 failure) and is received again, up to the queue's maxReceiveCount, after which SQS moves it to
 the dead-letter queue. The copier itself turns the *last* attempt's transient failure into
@@ -251,7 +253,7 @@ class DeliveryService:
             outputs = self._copy_media(job, deadline)
         except PermanentDeliveryError as exc:
             logger.warning("media copy failed permanently", extra={"job_id": job_id, "reason": str(exc)})
-            return self._fail(job_id, str(exc)), True
+            return self._fail(job_id, str(exc), code=exc.code), True
         except TransientDeliveryError as exc:
             if attempt >= self._max_attempts:
                 logger.error(
@@ -303,16 +305,21 @@ class DeliveryService:
             self._remove_copies(job_id, outputs)
         return delivered.job, delivered.applied
 
-    def _remove_copies(self, job_id: str, outputs: list[dict[str, Any]]) -> None:
-        """The job was cancelled while its media was copied: the objects belong to no delivered
-        job, so they go (best effort: the bucket's lifecycle rule ends any left behind)."""
+    def _remove_copies(
+        self, job_id: str, outputs: list[dict[str, Any]], *, reason: str = "job cancelled during its copy"
+    ) -> None:
+        """The job was cancelled while its media was copied, or one of its media was refused: the
+        objects belong to no delivered job, so they go (best effort: the bucket's lifecycle rule
+        ends any left behind)."""
         for output in outputs:
             try:
                 self._copier.remove(bucket=self._bucket, key=str(output["key"]))
             except Exception:
                 extra = {"job_id": job_id, "key": output.get("key")}
                 logger.warning("copy of a cancelled job not removed", extra=extra)
-        logger.info("job cancelled during its copy; copies removed", extra={"job_id": job_id, "objects": len(outputs)})
+        logger.info(
+            "copies of an undelivered job removed", extra={"job_id": job_id, "objects": len(outputs), "reason": reason}
+        )
 
     def _copy_media(self, job: Job, deadline: float | None) -> list[dict[str, Any]]:
         """Copy every media URL not copied by an earlier attempt; the outputs, in URL order."""
@@ -332,14 +339,21 @@ class DeliveryService:
             if key in done:
                 outputs.append(done[key])
                 continue
-            copied = self._copier.copy(
-                url,
-                bucket=self._bucket,
-                key=key,
-                media_type=job.get("media_type"),
-                metadata=metadata,
-                deadline=deadline,
-            )
+            try:
+                copied = self._copier.copy(
+                    url,
+                    bucket=self._bucket,
+                    key=key,
+                    media_type=job.get("media_type"),
+                    metadata=metadata,
+                    deadline=deadline,
+                )
+            except PermanentDeliveryError:
+                # The job ends DELIVERY_FAILED: objects already copied for its other media would
+                # belong to no delivered job and no event would name them.
+                if outputs:
+                    self._remove_copies(job_id, outputs, reason="a later media item was refused")
+                raise
             outputs.append(copied.as_output())
             logger.info(
                 "media copied",
@@ -355,12 +369,12 @@ class DeliveryService:
                 )
         return outputs
 
-    def _fail(self, job_id: str, message: str) -> Job:
+    def _fail(self, job_id: str, message: str, *, code: str = DELIVERY_FAILED_CODE) -> Job:
         return self._store.advance(
             job_id,
             JobStatus.DELIVERY_FAILED,
             attributes={
-                "error": {"code": DELIVERY_FAILED_CODE, "message": message},
+                "error": {"code": code, "message": message},
                 PUBLISH_LEASE: epoch_seconds() + PUBLISH_LEASE_SECONDS,
             },
             remove=_COPY_STATE,

@@ -171,9 +171,10 @@ class GatewayOutcomeUnknown(GatewayError):
 
 # ----------------------------------------------------------------- delivery
 class DeliveryError(PixverseJobsError):
-    """Copying media failed."""
+    """Copying media failed. ``code`` is the job's ``error.code`` when this failure ends it."""
 
     permanent = False
+    code = "delivery_failed"
 
 
 class PermanentDeliveryError(DeliveryError):
@@ -190,6 +191,14 @@ class MediaAddressRefused(PermanentDeliveryError):
     """A media URL (or a redirect) leads to a host or address the copier must never reach:
     not in ALLOWED_MEDIA_HOSTS, plain http off loopback, or a non-public address. Raised
     before any request is sent there."""
+
+
+class MediaNotVideo(PermanentDeliveryError):
+    """The media is not a video container (its first box is not ``ftyp``, it has no ``moov`` with a
+    video track, or it is cut short): an HTML error page served as ``video/mp4``, say. Ends the job
+    DELIVERY_FAILED with ``error.code`` ``media_not_video``, whatever Content-Type was declared."""
+
+    code = "media_not_video"
 
 
 class MediaDownloadInterrupted(TransientDeliveryError):

@@ -50,6 +50,14 @@ octet-stream outputs. Anything else (an HTML error page, JSON, an image where a 
 promised) is refused. The stored Content-Type is the origin's ``<family>/*`` type, else the
 callback's specific type, else ``application/octet-stream``.
 
+Container: the declared type is not trusted alone (the V5.6 models declare octet-stream; an HTML
+error page can come as ``video/mp4``). Every chunk also goes through an ISO-BMFF box walker
+(``pixverse_jobs.mp4``, bounded memory, no extra request): a file whose first box is not ``ftyp`` is
+refused as soon as its first 8 bytes arrive, one with no ``moov`` video track by its end is refused
+before the object is made to appear; both raise MediaNotVideo (a PermanentDeliveryError, the job's
+error code ``media_not_video``), the multipart upload is aborted and no object is left. The facts it
+reads (duration, width, height, codec) go into the job's outputs.
+
 URLs are never logged or put in errors with their path or query (CDN URLs are often signed);
 only the host is.
 """
@@ -81,6 +89,7 @@ from pixverse_jobs.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from pixverse_jobs.mp4 import Mp4Walker, VideoFacts
 from pixverse_jobs.netguard import MediaUrlPolicy, Resolver, guarded_client, host_allowed
 from pixverse_jobs.observability import logger
 
@@ -115,9 +124,12 @@ class CopiedObject:
     size: int
     sha256: str
     content_type: str
+    video: VideoFacts | None = None
 
     def as_output(self) -> dict[str, Any]:
-        return {
+        """The job's ``outputs`` entry: where the object is, its hash, and the video's facts
+        (``duration_seconds``, ``width``, ``height``, ``codec``) as its container states them."""
+        output: dict[str, Any] = {
             "bucket": self.bucket,
             "key": self.key,
             "s3_uri": f"s3://{self.bucket}/{self.key}",
@@ -125,6 +137,9 @@ class CopiedObject:
             "media_type": self.content_type,
             "sha256": self.sha256,
         }
+        if self.video is not None:
+            output.update(self.video.as_output())
+        return output
 
 
 @dataclass(frozen=True)
@@ -207,9 +222,11 @@ class _Download:
     resumable: bool = False
     validator: str | None = None
     content_type: str = "application/octet-stream"
+    container: Mp4Walker = field(default_factory=Mp4Walker)
 
     def restart(self, *, total: int | None, resumable: bool, validator: str | None, content_type: str) -> None:
         self.digest = hashlib.sha256()
+        self.container = Mp4Walker()
         self.received = 0
         self.total = total
         self.resumable = resumable
@@ -520,6 +537,7 @@ class MediaCopier:
         )
         try:
             self._download(source, media_type, download, sink, deadline)
+            video = download.container.finish()  # MediaNotVideo: nothing is made to appear
             _check_deadline(deadline)
             sink.complete(download.digest.digest())
         except BaseException:
@@ -534,6 +552,7 @@ class MediaCopier:
             size=download.received,
             sha256=download.digest.hexdigest(),
             content_type=download.content_type,
+            video=video,
         )
 
     # -- download with retries
@@ -661,6 +680,7 @@ class MediaCopier:
                 if download.received > self._max_bytes:
                     raise PermanentDeliveryError(f"media is larger than MAX_MEDIA_BYTES ({self._max_bytes})")
                 download.digest.update(chunk)
+                download.container.feed(chunk)  # MediaNotVideo at once if the first box is not ftyp
                 sink.write(chunk)
                 _check_deadline(deadline)
         except httpx.TransportError as exc:
