@@ -13,10 +13,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,6 +43,21 @@ PLACEHOLDER_ENV = {
 }
 
 
+@contextlib.contextmanager
+def _placeholder_env() -> Iterator[None]:
+    """PLACEHOLDER_ENV for the unset names while a module is imported, then the environment as it
+    was: left in place, a gateway URL here once pointed a local stack started later in the same
+    test process at the real gateway."""
+    added = [name for name in PLACEHOLDER_ENV if name not in os.environ]
+    for name in added:
+        os.environ[name] = PLACEHOLDER_ENV[name]
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def _load(function_dir: str) -> ModuleType:
     code = ROOT / "functions" / function_dir
     sys.path.insert(0, str(code))
@@ -48,7 +65,8 @@ def _load(function_dir: str) -> ModuleType:
         spec = importlib.util.spec_from_file_location(f"_openapi_{function_dir}", code / "app.py")
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        with _placeholder_env():
+            spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(code))
     return module
@@ -62,13 +80,12 @@ def _contract() -> ModuleType:
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         sys.modules["api_contract"] = module  # pydantic resolves the models' annotations through it
-        spec.loader.exec_module(module)
+        with _placeholder_env():
+            spec.loader.exec_module(module)
     return module
 
 
 def build_document() -> dict[str, Any]:
-    for name, value in PLACEHOLDER_ENV.items():
-        os.environ.setdefault(name, value)
     sys.path.insert(0, str(ROOT / "layers" / "shared" / "python"))
     from pixverse_jobs.catalog import MODELS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -247,3 +248,16 @@ def test_callback_schema_takes_the_callbacks_the_webhook_takes(committed: dict[s
     ):
         parse_callback(json.dumps(callback))
         jsonschema.validate(callback, _callback_schema(committed))
+
+
+def test_generating_the_document_leaves_the_environment_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Left behind, the placeholder PIXAZO_BASE_URL pointed a local stack started later in the same
+    # test process at the real gateway.
+    monkeypatch.delenv("PIXAZO_BASE_URL", raising=False)
+    before = dict(os.environ)
+    generator = _generator()
+
+    generator.build_document()
+    generator._load("submit")
+
+    assert dict(os.environ) == before
