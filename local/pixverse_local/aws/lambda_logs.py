@@ -16,7 +16,8 @@ the product code runs unchanged, as it would on AWS.
 
 * Threads an invocation starts (the reconciler's and the copier's pools) share their environment's
   keys, as threads share a process's memory on AWS; nothing else of the context is carried over
-  (Powertools' ``thread_safe_append_keys`` stay per thread, as on Lambda's Python 3.13 runtime).
+  (Powertools' ``thread_safe_append_keys`` stay per thread, as on Lambda's Python 3.13 runtime:
+  https://docs.powertools.aws.dev/lambda/python/latest/core/logger/#thread-safe-keys).
 * ``cold_start`` is true on each environment's first invocation (Powertools counts one per process).
 * Lines logged outside any invocation (the stack's own threads) use the formatter's own keys.
 """
@@ -60,11 +61,6 @@ class EnvironmentLogs:
             _ACTIVE.reset(token)
 
 
-def active_environment() -> EnvironmentLogs | None:
-    """The execution environment whose invocation runs in this thread, if any."""
-    return _ACTIVE.get()
-
-
 def _fresh_keys(formatter: LambdaPowertoolsFormatter) -> dict[str, Any]:
     # What a new process starts with: the formatter's keys before anything is appended (the same
     # as LambdaPowertoolsFormatter.__init__ and clear_state build).
@@ -85,11 +81,14 @@ def _get_log_format(formatter: LambdaPowertoolsFormatter) -> dict[str, Any]:
 
 def _set_log_format(formatter: LambdaPowertoolsFormatter, value: dict[str, Any]) -> None:
     environment = _ACTIVE.get()
-    if environment is None or "log_format" not in formatter.__dict__:
-        # Outside an invocation, or the formatter's __init__: its own keys (the fresh state).
+    if environment is None:
         formatter.__dict__["log_format"] = value
-    if environment is not None:
-        environment.log_formats[formatter] = value
+        return
+    if "log_format" not in formatter.__dict__:
+        # The formatter's __init__ (its first Logger imported in an invocation's environment):
+        # keep the fresh keys as its own too, for lines logged outside any invocation.
+        formatter.__dict__["log_format"] = dict(value)
+    environment.log_formats[formatter] = value
 
 
 def _is_cold_start(original: Callable[[], bool]) -> Callable[[], bool]:
@@ -105,6 +104,8 @@ def _is_cold_start(original: Callable[[], bool]) -> Callable[[], bool]:
 
 
 def _thread_start(original: Callable[[threading.Thread], None]) -> Callable[[threading.Thread], None]:
+    # A new thread starts with an empty context on Python 3.13 (3.14 can inherit it): the threads
+    # an invocation starts are given its environment, and only that, at their start.
     def start(thread: threading.Thread) -> None:
         environment = _ACTIVE.get()
         if environment is not None:
@@ -126,6 +127,8 @@ def install() -> None:
     ``log_format`` becomes a property of the formatter class: every read and write of the keys
     (``append_keys``, ``remove_keys``, ``clear_state``, formatting a line) goes through it."""
     global _installed  # noqa: PLW0603 - once per process
+    if _installed:
+        return
     with _install_lock:
         if _installed:
             return

@@ -32,6 +32,10 @@ which fails the invocation where Lambda fails it:
   https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html and
   https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
 
+* **Logs.** Each container is an execution environment with its own Powertools logger keys and
+  cold start (:mod:`pixverse_local.aws.lambda_logs`): a line names the function and invocation that
+  logged it, as in CloudWatch, though every function shares one process here.
+
 Settings (environment of the local stack):
 
 * ``LOCAL_ACCOUNT_CONCURRENCY``: the account's Lambda "Concurrent executions" quota, default 1000
