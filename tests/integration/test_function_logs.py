@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -140,16 +141,21 @@ def test_reconciler_lines_name_the_reconciler_and_each_function_logs_its_own_col
     wrong = [(r["message"], _function(r)) for r in lines if _function(r) != RECONCILED[r["message"]]]
     assert wrong == [], wrong
     for job_id in job_ids:
-        logged = sorted(r["message"] for r in lines if r["job_id"] == job_id)
-        assert logged == sorted(RECONCILED), (job_id, logged)
+        logged = Counter(r["message"] for r in lines if r["job_id"] == job_id)
+        # A poll may find the job still PROCESSING first (a loaded machine): one more move, applied.
+        polls = logged["job moved by the gateway's status"]
+        assert logged == {
+            **dict.fromkeys(RECONCILED, 1),
+            "job moved by the gateway's status": polls,
+            "callback applied": polls,
+        }, (job_id, logged)
     every_line = _lines(stack.log_path)
     runs = [r for r in every_line if r.get("message") == "reconciler run"]
     assert runs, "no reconciler run logged"
     assert {_function(r) for r in runs} == {"ReconcileFunction"}, [_function(r) for r in runs]
-    # And the first line each function logged came from a cold start (one per execution
-    # environment, as on AWS, not one per process)
-    first: dict[str, dict[str, Any]] = {}
-    for record in every_line:
-        first.setdefault(_function(record), record)
-    assert {"SubmitterFunction", "ReconcileFunction", "MediaCopyFunction"} <= set(first), set(first)
-    assert {name: record["cold_start"] for name, record in first.items()} == dict.fromkeys(first, True)
+    # And each function logged its own cold start (one per execution environment, as on AWS, not
+    # one per process); the reconciler's first run, which always logs, was one
+    cold = {_function(r) for r in every_line if r["cold_start"]}
+    assert {"SubmitterFunction", "ReconcileFunction", "MediaCopyFunction"} <= cold, cold
+    assert runs[0]["cold_start"] is True, runs[0]
+    assert any(not r["cold_start"] for r in runs[1:]), "every reconciler run logged a cold start"
