@@ -149,13 +149,9 @@ def test_twenty_concurrent_completed_callbacks_make_one_transition_enqueue_objec
     final = client.wait_for(job["job_id"])
     assert final["status"] == "DELIVERED"
     expected = {"callback applied": 1, "copy requested": 1, "callback changed nothing": 19}
-    logged = _logged_counts(stack, job["job_id"], expected)
-    # Never more lines than callbacks of each kind (two "applied" lines would be two transitions).
-    # Fewer can happen locally: every function shares one process and one Powertools logger here, so
-    # another function's clear_state (the submitter's, since admission) can drop a line's job_id
-    # (issue 16, the local logs); the answers above and the object and event below count exactly.
-    assert all(logged[message] <= count for message, count in expected.items()), logged
-    assert logged["callback changed nothing"] >= 15, logged
+    # Every line names its job: each execution environment keeps its own logger keys locally, as
+    # on AWS, so no other function's clear_state can drop a job_id (tests/integration/test_function_logs.py).
+    assert _logged_counts(stack, job["job_id"], expected) == expected
     assert client.simulated_request(job["request_id"])["media_gets"] == 1
     assert len(_objects(client, job["job_id"])) == 1
     events = inbox.for_job(job["job_id"], wait=2.0)

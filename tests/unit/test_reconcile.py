@@ -3,14 +3,16 @@ and that it shares the callbacks' state machine so a late callback and a poll ca
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import httpx
@@ -762,3 +764,32 @@ def test_a_job_past_its_deadline_whose_message_was_lost_ends_cancelled_without_a
     # The job still running is looked at again just past its own deadline, not a poll interval away.
     ahead = world.store.get("job_ahead")
     assert ahead is not None and int(ahead["check_at"]) == deadline + 100 + 30
+
+
+def test_lines_logged_for_a_job_in_the_worker_threads_name_that_job(world: World) -> None:
+    # Given jobs whose callbacks were lost, polled by several workers at once, while the handler's
+    # thread has a job_id appended (as a container's earlier invocation may leave one)
+    for n in range(8):
+        _job(world, f"job_{n}", age_seconds=1200 + n, status="QUEUED", request_id=f"req_{n}")
+        world.gateway.answers[f"req_{n}"] = (200, _status_body(f"req_{n}", "COMPLETED"))
+    world.gateway.delay = 0.02
+    buffer = io.StringIO()
+    handler = cast(logging.StreamHandler, observability.logger.registered_handler)  # type: ignore[type-arg]
+    previous = handler.setStream(buffer)
+    observability.logger.append_keys(job_id="job_of_the_handler")
+    try:
+        # When a run applies their statuses (the state machine logs "callback applied")
+        world.reconciler.run()
+    finally:
+        observability.logger.remove_keys(["job_id"])
+        if previous is not None:
+            handler.setStream(previous)
+
+    # Then each job's lines carry its own job_id (the request_id the poll's answer names)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    applied = [line for line in lines if line["message"] == "callback applied"]
+    assert len(applied) == 8
+    moved = {line["job_id"] for line in lines if line["message"] == "job moved by the gateway's status"}
+    assert {line["job_id"] for line in applied} == moved == {f"job_{n}" for n in range(8)}
+    # And the handler's own keys are untouched by the workers
+    assert all(line["job_id"] == "job_of_the_handler" for line in lines if line["message"] == "reconciler run")

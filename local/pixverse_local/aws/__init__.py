@@ -8,6 +8,8 @@
 * ``apigateway`` / ``authorizers``: API Gateway HTTP API - routes, payload 2.0 events, the caller's
   identity, integration timeouts and API Gateway's own answers.
 * ``lambda_runtime``: Lambda - containers, the function's Timeout, the 6 MB response, concurrency.
+* ``lambda_logs``: CloudWatch Logs as each function writes them - logger keys and cold start per
+  execution environment.
 * ``sqs_event_source`` / ``schedules``: the SQS event source mapping and EventBridge schedules.
 * ``client_hooks``: test hooks on the functions' AWS clients (a call log, injected faults).
 

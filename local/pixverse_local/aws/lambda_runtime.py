@@ -32,6 +32,10 @@ which fails the invocation where Lambda fails it:
   https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html and
   https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html
 
+* **Logs.** Each container is an execution environment with its own Powertools logger keys and
+  cold start (:mod:`pixverse_local.aws.lambda_logs`): a line names the function and invocation that
+  logged it, as in CloudWatch, though every function shares one process here.
+
 Settings (environment of the local stack):
 
 * ``LOCAL_ACCOUNT_CONCURRENCY``: the account's Lambda "Concurrent executions" quota, default 1000
@@ -65,6 +69,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from pixverse_local.aws.client_hooks import acting_as
+from pixverse_local.aws.lambda_logs import EnvironmentLogs
 from pixverse_local.aws.template import FunctionSpec
 from pixverse_local.errors import LocalStackError
 
@@ -313,12 +318,22 @@ class _Outcome:
     stopped: bool = False
 
 
+@dataclass(eq=False)
+class Container:
+    """One execution environment of a function: its import of the handler module, and its logger
+    state (:class:`~pixverse_local.aws.lambda_logs.EnvironmentLogs`), both kept across warm starts."""
+
+    handler: Handler
+    logs: EnvironmentLogs
+
+
 class Invocation:
     """One invocation in flight: :meth:`wait` for it with a bound, :meth:`result` for its outcome."""
 
-    def __init__(self, function: LocalFunction, handler: Handler, event: Any, context: LambdaContext) -> None:
+    def __init__(self, function: LocalFunction, container: Container, event: Any, context: LambdaContext) -> None:
         self._function = function
-        self._handler = handler
+        self._container = container
+        self._handler = container.handler
         self._event = event
         self.context = context
         self._lock = threading.Lock()
@@ -366,7 +381,7 @@ class Invocation:
 
     def _call(self) -> _Outcome:
         try:
-            with acting_as(self._function.spec.logical_id):
+            with self._container.logs.active(), acting_as(self._function.spec.logical_id):
                 value = self._handler(self._event, self.context)
             return _Outcome(value=marshal_response(value))
         except TaskTimedOut:
@@ -386,7 +401,7 @@ class Invocation:
                 self._stop_delivered = True
             return
         _WATCHDOG.cancel(self._deadline)
-        self._function._release(self._handler, keep=True)
+        self._function._release(self._container, keep=True)
         self._done.set()
 
     def _expire(self) -> None:
@@ -402,7 +417,7 @@ class Invocation:
                 _raise_in_thread(self._thread.ident, TaskTimedOut)
         LOG.warning("%s: %s", self._function.spec.logical_id, self._error)
         # The environment is reset and its concurrency freed at the deadline, as on AWS.
-        self._function._release(self._handler, keep=False)
+        self._function._release(self._container, keep=False)
         self._done.set()
 
 
@@ -416,14 +431,15 @@ class LocalFunction:
 
     Like Lambda, it runs each invocation in a "container" that serves one invocation at a
     time: a separate import of the handler module, with its own module-level state
-    (Powertools resolver and batch processor, clients). Concurrent invocations get separate
+    (Powertools resolver and batch processor, clients) and its own logger keys
+    (:mod:`pixverse_local.aws.lambda_logs`). Concurrent invocations get separate
     containers, up to ``max_containers``; idle ones are reused (warm starts); a container whose
     invocation timed out is dropped."""
 
     def __init__(
         self,
         spec: FunctionSpec,
-        handler: Handler,
+        container: Container,
         *,
         region: str,
         account_id: str,
@@ -432,8 +448,8 @@ class LocalFunction:
     ):
         self.spec = spec
         self.arn = f"arn:aws:lambda:{region}:{account_id}:function:{spec.name}"
-        self._idle: queue.LifoQueue[Handler] = queue.LifoQueue()
-        self._idle.put(handler)
+        self._idle: queue.LifoQueue[Container] = queue.LifoQueue()
+        self._idle.put(container)
         self._containers = 1
         self._max = max(1, max_containers)
         self._lock = threading.Lock()
@@ -454,12 +470,20 @@ class LocalFunction:
         """Load the first container (a cold start that surfaces import errors at once)."""
         return cls(
             spec,
-            cls._load_handler(spec),
+            cls._load_container(spec),
             region=region,
             account_id=account_id,
             max_containers=max_containers,
             concurrency=concurrency,
         )
+
+    @classmethod
+    def _load_container(cls, spec: FunctionSpec) -> Container:
+        """A new execution environment: the handler imported with the environment's logger state
+        active, so what the module logs or appends at import belongs to it, as its init phase would."""
+        logs = EnvironmentLogs()
+        with logs.active():
+            return Container(cls._load_handler(spec), logs)
 
     @staticmethod
     def _load_handler(spec: FunctionSpec) -> Handler:
@@ -504,7 +528,7 @@ class LocalFunction:
         """How many containers (separate imports) this function has now."""
         return self._containers
 
-    def _acquire(self) -> Handler:
+    def _acquire(self) -> Container:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
@@ -515,18 +539,18 @@ class LocalFunction:
                 self._containers += 1
         if grow:
             try:
-                return self._load_handler(self.spec)
+                return self._load_container(self.spec)
             except BaseException:
                 with self._lock:
                     self._containers -= 1
                 raise
         return self._idle.get()
 
-    def _release(self, handler: Handler, *, keep: bool) -> None:
+    def _release(self, container: Container, *, keep: bool) -> None:
         """An invocation ended: free its concurrency; keep its container warm, or drop it."""
         self.concurrency.release(self.spec.logical_id)
         if keep:
-            self._idle.put(handler)
+            self._idle.put(container)
         else:
             with self._lock:
                 self._containers -= 1
@@ -535,7 +559,7 @@ class LocalFunction:
         """Begin an invocation (throttled at once when no concurrency is left); see :class:`Invocation`."""
         self.concurrency.acquire(self.spec.logical_id)
         try:
-            handler = self._acquire()
+            container = self._acquire()
         except BaseException:
             self.concurrency.release(self.spec.logical_id)
             raise
@@ -546,7 +570,7 @@ class LocalFunction:
             aws_request_id=str(uuid.uuid4()),
             timeout_seconds=self.spec.timeout,
         )
-        invocation = Invocation(self, handler, event, context)
+        invocation = Invocation(self, container, event, context)
         invocation._start()
         return invocation
 

@@ -286,12 +286,18 @@ class Reconciler:
         report.rate_limited = self._rate_limited.is_set()
 
     def _reconcile_safely(self, job: Job, now: datetime) -> Action:
+        # Every line about the job names it, the state machine's too ("callback applied"). The
+        # worker threads share one logger: append_keys would set one job_id for all of them (and
+        # the handler), where thread-safe keys belong to this thread alone.
+        logger.thread_safe_append_keys(job_id=job.get("job_id"))
         try:
             return self.reconcile(job, now)
         except Exception:
             # One job's trouble must not stop the others; it stays due and is looked at again.
-            logger.exception("reconciling a job failed", extra={"job_id": job.get("job_id")})
+            logger.exception("reconciling a job failed")
             return Action.POLL_FAILED
+        finally:
+            logger.thread_safe_remove_keys(["job_id"])
 
     def reconcile(self, job: Job, now: datetime) -> Action:
         """Bring one unfinished job forward, and set when it next needs a look; returns what was
