@@ -33,6 +33,8 @@ from pixverse_cli.client import (
 from pixverse_local.harness import LocalClient
 from traps import Trap
 
+MiB = 1024 * 1024
+
 
 @pytest.fixture
 def api(client: LocalClient, monkeypatch: pytest.MonkeyPatch) -> LocalClient:
@@ -339,9 +341,12 @@ def test_wait_piped_writes_one_plain_line_per_status(api: LocalClient, capsys: p
 def test_interrupted_download_resumes_with_a_range_and_checks_the_sha256(
     api: LocalClient, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job_id = api.submit({"model": "pixverse-c1-text-to-video", "input": {"prompt": _prompt()}}).json()["job_id"]
+    # A 1 MiB video (the simulator's clip padded), so 64 KiB reads leave a .part half-way.
+    prompt = _prompt(f"[sim:size={MiB}]")
+    job_id = api.submit({"model": "pixverse-c1-text-to-video", "input": {"prompt": prompt}}).json()["job_id"]
     job = api.wait_for(job_id)
     size = int(job["outputs"][0]["size"])
+    assert size == MiB
     monkeypatch.setattr(cli, "DOWNLOAD_CHUNK_BYTES", 64 * 1024)
     real_progress = cli._progress
 
