@@ -457,3 +457,20 @@ def test_deadline_of_an_ended_job_changes_nothing(env: dict[str, Any]) -> None:
     assert watch.on_message(JOB_ID) is DeadlineOutcome.ENDED
     assert env["store"].get(JOB_ID)["status"] == "DELIVERED"
     assert _messages(env, "copy") == []
+
+
+def test_a_deadline_without_a_deadline_queue_is_refused_before_anything_is_written(env: dict[str, Any]) -> None:
+    from pixverse_jobs.errors import ConfigurationError
+    from pixverse_jobs.jobs import JobService, parse_submit_request
+    from pixverse_jobs.queue import SubmitQueue
+
+    service = JobService(env["store"], SubmitQueue(env["submit"], env["sqs"]))  # no deadline queue
+    request = parse_submit_request(
+        {"model": "pixverse-v6-text-to-video", "input": {"prompt": "a cat"}, "deadline_seconds": 5}
+    )
+
+    with pytest.raises(ConfigurationError, match="DEADLINE_QUEUE_URL"):
+        service.submit(request, owner=OWNER, webhook_base_url="https://example.com")
+
+    assert env["ddb"].scan(TableName=env["table"])["Count"] == 0
+    assert _messages(env, "submit") == []

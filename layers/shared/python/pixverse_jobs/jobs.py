@@ -26,6 +26,7 @@ from pixverse_jobs.clock import epoch_seconds, to_iso
 from pixverse_jobs.config import WEBHOOK_MODES
 from pixverse_jobs.deadline import Deadline
 from pixverse_jobs.errors import (
+    ConfigurationError,
     FieldError,
     IdempotencyConflict,
     JobNotFound,
@@ -274,6 +275,10 @@ class JobService:
     def _admit(self, request: SubmitRequest, *, owner: str, webhook_base_url: str, job_id: str) -> Job:
         model = get_model(request.model)
         assert model is not None
+        if request.deadline_seconds is not None and self._deadline_queue is None:
+            # Refused before anything is written: a job recorded and queued but answered 500 would
+            # invite a retry, and with it a second paid job.
+            raise ConfigurationError("a job with deadline_seconds needs the deadline queue (DEADLINE_QUEUE_URL)")
         now_epoch = time.time()
         now = to_iso(datetime.fromtimestamp(now_epoch, UTC))
         record: Job = {
@@ -331,8 +336,7 @@ class JobService:
     def _watch_deadline(self, job_id: str, deadline_at: float, now: float) -> None:
         """Send the job's deadline message; if that fails, the reconciler ends the job at its look
         just past the deadline (the job's check_at), later but surely."""
-        if self._deadline_queue is None:
-            raise RuntimeError("a job with deadline_seconds needs the deadline queue")
+        assert self._deadline_queue is not None  # checked by _admit before the job was written
         try:
             self._deadline_queue.watch(job_id, deadline_at, now=now)
         except Exception:
